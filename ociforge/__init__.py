@@ -1,0 +1,7 @@
+"""ociforge: daemonless, reproducible OCI image assembly."""
+
+__version__ = "0.1.0"
+
+# Bumped whenever the bytes a layer source produces could change for the same
+# inputs (tar rules, compression settings): part of every layer's input key.
+LAYER_FORMAT_VERSION = 1

@@ -1,0 +1,116 @@
+"""Image assembly: config and manifest as pure functions of layer records + recipe.
+
+No tool version, host name or wall-clock time leaks in: `created` comes from
+SOURCE_DATE_EPOCH (default 0) and JSON is canonical, so the same inputs give the
+same manifest digest on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .digests import canonical_json
+from .layers import LayerBuilder
+from .recipes import ImageDef, Project
+from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
+
+
+def rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_reference(name: str, image: ImageDef) -> str:
+    return f"{image.repository or name}:{image.tag}"
+
+
+def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> dict[str, Any]:
+    c = image.config
+    cfg: dict[str, Any] = {}
+    if c.user is not None:
+        cfg["User"] = c.user
+    if c.env:
+        cfg["Env"] = [f"{k}={v}" for k, v in c.env.items()]
+    if c.entrypoint is not None:
+        cfg["Entrypoint"] = c.entrypoint
+    if c.cmd is not None:
+        cfg["Cmd"] = c.cmd
+    if c.workdir:
+        cfg["WorkingDir"] = c.workdir
+    if c.labels:
+        cfg["Labels"] = dict(c.labels)
+    if c.ports:
+        cfg["ExposedPorts"] = {p: {} for p in c.ports}
+    if c.volumes:
+        cfg["Volumes"] = {v: {} for v in c.volumes}
+    if c.stop_signal:
+        cfg["StopSignal"] = c.stop_signal
+    os_, arch = image.platform.split("/")
+    created = rfc3339(sde)
+    return {
+        "architecture": arch,
+        "os": os_,
+        "created": created,
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [r["diff_id"] for r in records]},
+        "history": [
+            {"created": created, "created_by": f"ociforge layer {r['name']} ({r['source_kind']})",
+             "comment": r["input_key"]}
+            for r in records
+        ],
+    }
+
+
+def build_manifest(config_desc: Descriptor, records: list[dict[str, Any]], encoding: str,
+                   annotations: dict[str, str]) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": config_desc.to_json(),
+        "layers": [r["blobs"][encoding] for r in records],
+    }
+    if annotations:
+        manifest["annotations"] = dict(sorted(annotations.items()))
+    return manifest
+
+
+@dataclass
+class AssembledImage:
+    name: str
+    reference: str
+    manifest: Descriptor
+    config: Descriptor
+    layers: list[dict[str, Any]]
+    encoding: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "reference": self.reference,
+            "manifest_digest": self.manifest.digest,
+            "config_digest": self.config.digest,
+            "compression": self.encoding,
+            "size": sum(r["blobs"][self.encoding]["size"] for r in self.layers),
+            "layers": [{"name": r["name"], "diff_id": r["diff_id"],
+                        "digest": r["blobs"][self.encoding]["digest"]} for r in self.layers],
+        }
+
+
+def assemble(store: Store, project: Project, name: str, builder: LayerBuilder,
+             compression: str | None = None) -> AssembledImage:
+    """Build missing layers, write config + manifest, tag `name` in the store."""
+    image = project.image(name)
+    encoding = compression or image.compression
+    records = [builder.ensure(ln, project.layer(ln), encoding) for ln in image.layers]
+    sde = builder.ctx.sde
+    config = build_config(image, records, sde)
+    cfg_bytes = canonical_json(config)
+    cfg_desc = Descriptor(MT_CONFIG, store.put_bytes(cfg_bytes), len(cfg_bytes))
+    annotations = {"org.opencontainers.image.created": rfc3339(sde), **image.annotations}
+    manifest = build_manifest(cfg_desc, records, encoding, annotations)
+    man_bytes = canonical_json(manifest)
+    man_desc = Descriptor(MT_MANIFEST, store.put_bytes(man_bytes), len(man_bytes))
+    reference = image_reference(name, image)
+    store.tag(name, man_desc, {"io.ociforge.reference": reference})
+    return AssembledImage(name, reference, man_desc, cfg_desc, records, encoding)

@@ -1,0 +1,315 @@
+"""The `ociforge` command line.
+
+Exit codes: 0 success; 1 other failure; 2 usage; 3 invalid recipe; 4 integrity
+(digest mismatch, unsafe archive); 5 store corruption; 6 network; 7 build failure;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from .errors import OciforgeError
+
+
+class Ctx:
+    def __init__(self, store: Path | None, project: Path, as_json: bool, quiet: bool,
+                 index_url: str | None) -> None:
+        self.store_path = store
+        self.project_root = project
+        self.json = as_json
+        self.quiet = quiet
+        self.index_url = index_url
+
+    def store(self):  # type: ignore[no-untyped-def]
+        from .store import Store, default_store_path
+
+        return Store(self.store_path or default_store_path())
+
+    def project(self):  # type: ignore[no-untyped-def]
+        from .recipes import Project
+
+        return Project.load(self.project_root)
+
+    def emit(self, data: Any, human: str | None = None) -> None:
+        if self.json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif human is not None and not self.quiet:
+            click.echo(human)
+
+    def reporter(self):  # type: ignore[no-untyped-def]
+        from .progress import Reporter
+
+        return Reporter(enabled=None if not (self.json or self.quiet) else False)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if ctx is not None and ctx.json:
+        click.echo(json.dumps({"error": msg, "exit_code": err.exit_code}))
+    click.echo(f"ociforge: error: {msg}", err=True)
+    sys.exit(err.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", type=click.Path(path_type=Path), envvar="OCIFORGE_STORE",
+              help="Store directory (default: $XDG_CACHE_HOME/ociforge/store).")
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False), default=".",
+              envvar="OCIFORGE_PROJECT", show_default=True,
+              help="Project directory holding layers/ and recipes/.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+@click.option("--index-url", envvar="OCIFORGE_INDEX_URL",
+              help="Python package index (simple API) for `pypi` sources.")
+@click.version_option(package_name="ociforge")
+@click.pass_context
+def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
+        quiet: bool, index_url: str | None) -> None:
+    """Daemonless, reproducible OCI image assembly."""
+    click_ctx.obj = Ctx(store, project, as_json, quiet, index_url)
+
+
+@cli.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every image the recipes define.")
+@click.option("--archive", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write one archive (OCI layout + Docker manifest.json) here.")
+@click.option("--oci-layout", type=click.Path(path_type=Path, file_okay=False),
+              help="Also export an OCI image layout directory here.")
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]),
+              help="Layer compression (default: the recipe's, gzip unless set).")
+@pass_ctx
+def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
+             oci_layout: Path | None, compression: str | None) -> None:
+    """Assemble images: build missing layers, write manifests, tag them in the store."""
+    from .assemble import assemble as assemble_one
+    from .layers import LayerBuilder
+    from .sources.base import DEFAULT_INDEX_URL, BuildContext
+    from .tartree import source_date_epoch
+
+    started = time.monotonic()
+    project = ctx.project()
+    selected = list(project.images) if all_ else list(names)
+    if not selected:
+        raise click.UsageError("name at least one image, or use --all")
+    for n in selected:
+        project.image(n)  # unknown names fail before any work
+    store = ctx.store()
+    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
+                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
+    results = []
+    with ctx.reporter() as rep, store.writer_lock():
+        builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
+                               rep.update(f"layer {name}", done, total))
+        for n in selected:
+            results.append(assemble_one(store, project, n, builder, compression))
+        outputs: dict[str, Any] = {}
+        if archive or oci_layout:
+            from .outputs import load_images
+
+            refs = load_images(store, selected)
+            total = sum(d.size for r in refs for d in [r.manifest, *r.blobs()])
+            if archive:
+                from .outputs.archive import write_archive
+
+                size = write_archive(store, refs, archive,
+                                     progress=lambda n: rep.advance("archive", n, total))
+                outputs["archive"] = {"path": str(archive), "size": size}
+            if oci_layout:
+                from .outputs.layout import export_layout
+
+                export_layout(store, refs, oci_layout,
+                              progress=lambda n: rep.advance("oci-layout", n, total))
+                outputs["oci_layout"] = {"path": str(oci_layout)}
+    stats = builder.stats
+    report = {
+        "images": [r.to_json() for r in results],
+        "layers": {"built": stats.built, "reused": stats.reused,
+                   "transcoded": stats.transcoded},
+        "outputs": outputs,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    lines = [f"{r.name:<32} {r.manifest.digest[:19]}  {_size(r.to_json()['size']):>9}  "
+             f"{r.reference}" for r in results]
+    lines.append(f"layers: {len(stats.built)} built, {len(stats.reused)} cached, "
+                 f"{len(stats.transcoded)} recompressed; {report['seconds']} s")
+    for key, out in outputs.items():
+        lines.append(f"{key}: {out['path']}" + (f" ({_size(out['size'])})" if "size" in out
+                                                else ""))
+    ctx.emit(report, "\n".join(lines))
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+@cli.group()
+def layers() -> None:
+    """Cached layers."""
+
+
+@layers.command("ls")
+@pass_ctx
+def layers_ls(ctx: Ctx) -> None:
+    """List cached layer records: name, diff_id, size, source, blobs."""
+    store = ctx.store()
+    recs = sorted(store.iter_records(), key=lambda r: (r["name"], r.get("built_at", 0)))
+    data = [{"name": r["name"], "input_key": r["input_key"], "diff_id": r["diff_id"],
+             "size": r["size"], "files": r["files"], "source": r["source_kind"],
+             "blobs": r["blobs"], "provenance": r.get("provenance", {})} for r in recs]
+    lines = [f"{r['name']:<28} {r['diff_id'][:19]}  {_size(r['size']):>9}  {r['files']:>7} "
+             f"files  {r['source']:<8} {','.join(sorted(r['blobs']))}" for r in data]
+    ctx.emit(data, "\n".join(lines) if lines else "no cached layers")
+
+
+@cli.group()
+def images() -> None:
+    """Images defined by recipes and assembled in the store."""
+
+
+@images.command("ls")
+@pass_ctx
+def images_ls(ctx: Ctx) -> None:
+    """List images the recipes define, with their layers and store digest if assembled."""
+    project = ctx.project()
+    tags = ctx.store().tags()
+    data = []
+    for name, image in project.images.items():
+        entry = tags.get(name)
+        data.append({"name": name, "layers": image.layers,
+                     "assembled": entry["digest"] if entry else None})
+    lines = [f"{d['name']:<32} {(d['assembled'] or '-')[:19]:<19}  {' + '.join(d['layers'])}"
+             for d in data]
+    ctx.emit(data, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--raw", type=click.Choice(["manifest", "config"]), help="Print the raw JSON.")
+@pass_ctx
+def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
+    """Show an assembled image: digest, config, layers and their provenance."""
+    from .outputs import load_images
+
+    store = ctx.store()
+    (img,) = load_images(store, [name])
+    manifest = img.manifest_json
+    config = store.read_json(manifest["config"]["digest"])
+    if raw:
+        click.echo(json.dumps(manifest if raw == "manifest" else config, indent=2))
+        return
+    records = {r["diff_id"]: r for r in store.iter_records()}
+    layers_out = []
+    for desc, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True):
+        rec = records.get(diff_id, {})
+        layers_out.append({"name": rec.get("name"), "digest": desc["digest"],
+                           "size": desc["size"], "mediaType": desc["mediaType"],
+                           "diff_id": diff_id, "provenance": rec.get("provenance")})
+    data = {"name": name, "reference": img.reference, "manifest_digest": img.manifest.digest,
+            "config_digest": manifest["config"]["digest"], "created": config.get("created"),
+            "platform": f"{config['os']}/{config['architecture']}",
+            "config": config.get("config", {}), "layers": layers_out,
+            "size": sum(d["size"] for d in manifest["layers"])}
+    lines = [f"{name}  {img.reference}", f"manifest  {img.manifest.digest}",
+             f"config    {data['config_digest']}", f"platform  {data['platform']}",
+             f"created   {data['created']}", f"size      {_size(data['size'])}"]
+    for k, v in data["config"].items():
+        lines.append(f"{k:<10}{json.dumps(v)}")
+    for layer in layers_out:
+        lines.append(f"  {layer['name'] or '?':<26} {layer['digest'][:19]}  "
+                     f"{_size(layer['size']):>9}")
+    ctx.emit(data, "\n".join(lines))
+
+
+@cli.group("store")
+def store_group() -> None:
+    """Store maintenance."""
+
+
+@store_group.command("path")
+@pass_ctx
+def store_path(ctx: Ctx) -> None:
+    """Print the store's location."""
+    store = ctx.store()
+    ctx.emit({"path": str(store.root)}, str(store.root))
+
+
+@store_group.command("fsck")
+@click.option("--no-repair", is_flag=True, help="Only report; quarantine nothing.")
+@pass_ctx
+def store_fsck(ctx: Ctx, no_repair: bool) -> None:
+    """Re-hash every blob; quarantine corrupt ones. Exit 5 if anything was wrong."""
+    from .maintenance import fsck
+
+    report = fsck(ctx.store(), repair=not no_repair)
+    lines = [f"checked {report.checked} blobs ({_size(report.bytes_checked)})"]
+    lines += [f"corrupt: {c['digest']} (hashes to {c['actual']})"
+              + (f" -> {c['quarantined_to']}" if "quarantined_to" in c else "")
+              for c in report.corrupt]
+    lines += [f"dropped layer record: {r}" for r in report.dropped_records]
+    lines += [f"image with missing blobs: {t}" for t in report.dangling_tags]
+    if report.stale_tmp:
+        lines.append(f"removed {report.stale_tmp} stale temporary files")
+    lines.append("clean" if report.clean else "NOT clean")
+    ctx.emit(report.to_json(), "\n".join(lines))
+    if not report.clean:
+        sys.exit(5)
+
+
+@store_group.command("gc")
+@click.option("--prune-layers", is_flag=True,
+              help="Also drop cached layers that no tagged image uses.")
+@click.option("--dry-run", is_flag=True, help="Report what would be removed.")
+@pass_ctx
+def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
+    """Remove blobs that no image and no cached layer references."""
+    from .maintenance import gc
+
+    report = gc(ctx.store(), prune_layers=prune_layers, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    ctx.emit(report.to_json(),
+             f"{verb} {report.removed_blobs} blobs ({_size(report.freed_bytes)}), "
+             f"{report.removed_records} layer records, {report.removed_tmp} temporary files; "
+             f"kept {report.kept_blobs} blobs")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("ociforge: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("ociforge: interrupted", err=True)
+        sys.exit(130)
+    except OciforgeError as e:
+        _fail(_json_ctx(), e)
+
+
+def _json_ctx() -> Ctx | None:
+    if "--json" in sys.argv[1:]:
+        return Ctx(None, Path("."), True, False, None)
+    return None
+
+
+if __name__ == "__main__":
+    main()

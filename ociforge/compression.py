@@ -1,0 +1,188 @@
+"""One pass over a layer's tar stream: diff_id, compressed blob(s) and their digests.
+
+The tar writer writes into a `LayerEncoder`; every byte is hashed once for the
+diff_id and fed to one compressor per requested encoding, whose output is hashed
+and written straight into a store temp file. No temporary full copy exists.
+
+gzip: python-isal's threaded igzip (pigz-like independent 1 MiB blocks, each with
+the previous 32 KiB as dictionary). Its bytes depend on the data, level and block
+size only, not on the thread count, and its header has mtime 0 and no file name.
+zstd: python-zstandard with worker threads (output independent of their number).
+Both libraries are pinned exactly in pyproject.toml, since another deflate or zstd
+build may emit different bytes for the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+import zstandard
+from isal import igzip_threaded
+
+from .store import BlobWriter, Store
+
+MEDIA_TYPES = {
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "none": "application/vnd.oci.image.layer.v1.tar",
+}
+ENCODINGS = tuple(MEDIA_TYPES)
+GZIP_LEVEL = 1  # isal levels are 0-3; 1 is between zlib -1 and -6 in ratio, far faster
+GZIP_BLOCK = 1 << 20
+ZSTD_LEVEL = 3
+
+
+def worker_threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class _Sink(Protocol):
+    def write(self, data: bytes | memoryview) -> int: ...
+
+
+class _BlobFile:
+    """File-like adapter so compressors can write into a BlobWriter."""
+
+    def __init__(self, blob: BlobWriter) -> None:
+        self.blob = blob
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.blob.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class EncodedBlob:
+    encoding: str
+    digest: str
+    size: int
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.encoding]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "size": self.size, "mediaType": self.media_type}
+
+
+@dataclass(frozen=True)
+class EncodedLayer:
+    diff_id: str
+    size: int  # uncompressed tar bytes
+    blobs: dict[str, EncodedBlob]
+
+
+class _Encoder:
+    def __init__(self, encoding: str, store: Store) -> None:
+        self.encoding = encoding
+        self.blob = store.new_blob()
+        self._raw = _BlobFile(self.blob)
+        self._stream: Any
+        if encoding == "gzip":
+            self._stream = igzip_threaded.open(
+                self._raw, "wb", compresslevel=GZIP_LEVEL, threads=worker_threads(),
+                block_size=GZIP_BLOCK)
+        elif encoding == "zstd":
+            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=worker_threads(),
+                                            write_checksum=False, write_content_size=False)
+            self._stream = cctx.stream_writer(self._raw, closefd=False)  # type: ignore[arg-type]
+        elif encoding == "none":
+            self._stream = self._raw
+        else:
+            raise ValueError(f"unknown compression {encoding!r}; choose one of {ENCODINGS}")
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._stream.write(data)
+
+    def finish(self) -> EncodedBlob:
+        if self._stream is not self._raw:
+            self._stream.close()
+        digest = self.blob.commit()
+        return EncodedBlob(self.encoding, digest, self.blob.size)
+
+    def abort(self) -> None:
+        try:
+            if self._stream is not self._raw:
+                self._stream.close()
+        except Exception:
+            pass
+        self.blob.abort()
+
+
+class LayerEncoder:
+    """A write-only stream that turns tar bytes into stored, digested blobs."""
+
+    def __init__(self, store: Store, encodings: list[str] | tuple[str, ...]) -> None:
+        if not encodings:
+            raise ValueError("at least one encoding is needed")
+        self._diff = hashlib.sha256()
+        self.size = 0
+        self._encoders: list[_Encoder] = []
+        try:
+            for enc in dict.fromkeys(encodings):
+                self._encoders.append(_Encoder(enc, store))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._diff.update(data)
+        for enc in self._encoders:
+            enc.write(data)
+        n = len(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> EncodedLayer:
+        blobs = {}
+        try:
+            for enc in self._encoders:
+                blobs[enc.encoding] = enc.finish()
+        except BaseException:
+            self.abort()
+            raise
+        return EncodedLayer("sha256:" + self._diff.hexdigest(), self.size, blobs)
+
+    def abort(self) -> None:
+        for enc in self._encoders:
+            enc.abort()
+
+
+def decompressing_reader(fileobj: BinaryIO, encoding: str) -> BinaryIO:
+    """Read a stored layer blob back as its uncompressed tar stream."""
+    if encoding == "gzip":
+        from isal import igzip
+
+        return igzip.IGzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
+    if encoding == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(fileobj)  # type: ignore[return-value]
+    return fileobj
+
+
+def encoding_of(media_type: str) -> str:
+    for enc, mt in MEDIA_TYPES.items():
+        if mt == media_type:
+            return enc
+    if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
+        return "gzip"
+    if media_type.endswith("+zstd"):
+        return "zstd"
+    return "none"

@@ -1,0 +1,43 @@
+"""Errors users see: one line each, with an exit code that means something."""
+
+from __future__ import annotations
+
+
+class OciforgeError(Exception):
+    """Base class. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class RecipeError(OciforgeError):
+    """A recipe or layer definition is malformed or refers to something unknown."""
+
+    exit_code = 3
+
+
+class IntegrityError(OciforgeError):
+    """Content did not match its pinned or recorded digest."""
+
+    exit_code = 4
+
+
+class UnsafeArchiveError(IntegrityError):
+    """An archive member would land outside the layer root."""
+
+
+class StoreCorruptError(OciforgeError):
+    """A blob in the store no longer matches its digest."""
+
+    exit_code = 5
+
+
+class FetchError(OciforgeError):
+    """A download from the network failed."""
+
+    exit_code = 6
+
+
+class BuildError(OciforgeError):
+    """Building a layer failed for a reason other than the above."""
+
+    exit_code = 7

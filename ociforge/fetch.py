@@ -1,0 +1,106 @@
+"""Downloads, pinned by digest, into a content-addressed cache shared by all stores.
+
+A download is streamed to a temporary file while being hashed; it enters the
+cache only if its digests match the pins, so a wrong pin or a truncated transfer
+never leaves anything behind. Local paths are hashed in place, not copied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from .errors import FetchError, IntegrityError
+from .store import cache_home
+
+TIMEOUT = (10, 60)
+RETRIES = 3
+USER_AGENT = "ociforge/0.1 (+https://github.com/ociforge)"
+
+
+def downloads_dir() -> Path:
+    d = cache_home() / "downloads" / "sha256"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def is_url(ref: str) -> bool:
+    return urlparse(ref).scheme in ("http", "https")
+
+
+def _check(hashes: dict[str, hashlib._Hash], pins: dict[str, str], what: str) -> None:
+    for algo, expected in pins.items():
+        got = hashes[algo].hexdigest()
+        if got != expected.lower():
+            raise IntegrityError(f"{algo} mismatch for {what}: pinned {expected}, got {got}")
+
+
+def verify_local(path: Path, pins: dict[str, str]) -> Path:
+    """Hash a local file against its pins (sha256 and/or sha512)."""
+    if not path.is_file():
+        raise FetchError(f"archive {path} does not exist")
+    hashes = {algo: hashlib.new(algo) for algo in pins}
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            for h in hashes.values():
+                h.update(chunk)
+    _check(hashes, pins, str(path))
+    return path
+
+
+def fetch(url: str, pins: dict[str, str], *, session: requests.Session | None = None,
+          progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Return a cached, verified copy of `url`. `pins` maps sha256/sha512 to hex."""
+    if not pins:
+        raise IntegrityError(f"{url}: refusing an unpinned download (give sha256 or sha512)")
+    cached = downloads_dir() / pins["sha256"] if "sha256" in pins else None
+    if cached is not None and cached.exists():
+        return cached
+    sess = session or requests.Session()
+    last: Exception | None = None
+    for attempt in range(RETRIES):
+        try:
+            return _download(sess, url, pins, progress)
+        except (requests.ConnectionError, requests.Timeout) as e:
+            last = e
+        except requests.HTTPError as e:
+            status = e.response.status_code if e.response is not None else 0
+            if status < 500 and status not in (408, 429):
+                raise FetchError(f"GET {url}: HTTP {status}") from None
+            last = e
+        time.sleep(min(8.0, 0.5 * 2**attempt))
+    raise FetchError(f"GET {url} failed after {RETRIES} attempts: {last}")
+
+
+def _download(sess: requests.Session, url: str, pins: dict[str, str],
+              progress: Callable[[int, int | None], None] | None) -> Path:
+    d = downloads_dir()
+    tmp = d.parent / f"{os.getpid()}-{secrets.token_hex(6)}.part"
+    hashes = {algo: hashlib.new(algo) for algo in {"sha256", *pins}}
+    try:
+        with sess.get(url, stream=True, timeout=TIMEOUT,
+                      headers={"User-Agent": USER_AGENT}) as r:
+            r.raise_for_status()
+            total = int(r.headers["Content-Length"]) if "Content-Length" in r.headers else None
+            with open(tmp, "wb") as out:
+                for chunk in r.iter_content(1 << 20):
+                    out.write(chunk)
+                    for h in hashes.values():
+                        h.update(chunk)
+                    if progress:
+                        progress(len(chunk), total)
+                out.flush()
+                os.fsync(out.fileno())
+        _check(hashes, pins, url)
+        final = d / hashes["sha256"].hexdigest()
+        os.replace(tmp, final)
+        return final
+    finally:
+        tmp.unlink(missing_ok=True)

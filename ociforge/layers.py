@@ -1,0 +1,161 @@
+"""Layer records and input keys: a stored layer is never rebuilt.
+
+input key = digest(canonical JSON of {format version, SOURCE_DATE_EPOCH, owner,
+the source's key material}). The key material holds the digests of every input
+(file contents, archive pins), so changing one input changes only that layer's key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import LAYER_FORMAT_VERSION, __version__
+from .compression import LayerEncoder, decompressing_reader, encoding_of
+from .digests import key_of
+from .errors import BuildError, OciforgeError, StoreCorruptError
+from .recipes import LayerDef
+from .sources.base import BuildContext
+from .tartree import Tree, write_tar
+
+Progress = Callable[[str, int, int | None], None]  # (layer name, bytes done, total)
+
+
+def input_key(layer: LayerDef, ctx: BuildContext) -> str:
+    return key_of({
+        "format": LAYER_FORMAT_VERSION,
+        "sde": ctx.sde,
+        "owner": list(layer.owner),
+        "source": layer.source.key_material(ctx),
+    })
+
+
+@dataclass
+class BuildStats:
+    built: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    transcoded: list[str] = field(default_factory=list)
+
+
+class LayerBuilder:
+    """Builds layers on demand, through the store's cache of layer records."""
+
+    def __init__(self, ctx: BuildContext, progress: Progress | None = None) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.progress = progress
+        self.stats = BuildStats()
+
+    def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:
+        if not rec or encoding not in rec.get("blobs", {}):
+            return False
+        blob = rec["blobs"][encoding]
+        # Existence and size on every hit; a full re-hash happens when the blob is read.
+        self.store.check_blob_size(blob["digest"], blob["size"])
+        return True
+
+    def ensure(self, name: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
+        """The record of `layer` with a blob in `encoding`, building only if needed."""
+        key = input_key(layer, self.ctx)
+        rec = self._lookup(key, encoding)
+        if rec is not None:
+            self.stats.reused.append(name)
+            return rec
+        with self.store.build_lock(key):
+            rec = self._lookup(key, encoding)  # another process may have built it meanwhile
+            if rec is not None:
+                self.stats.reused.append(name)
+                return rec
+            existing = self.store.read_record(key)
+            if existing and self._has_any_blob(existing):
+                rec = self._transcode(existing, encoding)
+                self.stats.transcoded.append(name)
+            else:
+                rec = self._build(name, key, layer, encoding)
+                self.stats.built.append(name)
+            self.store.write_record(key, rec)
+            return rec
+
+    def _lookup(self, key: str, encoding: str) -> dict[str, Any] | None:
+        rec = self.store.read_record(key)
+        try:
+            return rec if self._usable(rec, encoding) else None
+        except StoreCorruptError:
+            # Blob gone or damaged since the record was written: rebuild the layer.
+            self.store.drop_record(key)
+            return None
+
+    def _has_any_blob(self, rec: dict[str, Any]) -> bool:
+        return any(self.store.has_blob(b["digest"], b["size"]) for b in rec["blobs"].values())
+
+    def _build(self, name: str, key: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
+        staging = self.store.tmp_dir / f"{os.getpid()}-stage-{secrets.token_hex(6)}"
+        self.ctx.staging = staging
+        started = time.monotonic()
+        try:
+            tree = Tree(owner=layer.owner)
+            try:
+                provenance = layer.source.populate(tree, self.ctx)
+            except OciforgeError:
+                raise
+            except OSError as e:
+                raise BuildError(f"layer {name}: {e}") from e
+            total = tree.total_size()
+            done = 0
+
+            def tick(n: int) -> None:
+                nonlocal done
+                done += n
+                if self.progress:
+                    self.progress(name, done, total)
+
+            encoder = LayerEncoder(self.store, [encoding])
+            try:
+                files = write_tar(tree, encoder, self.ctx.sde, tick)  # type: ignore[arg-type]
+                encoded = encoder.finish()
+            except BaseException:
+                encoder.abort()
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            self.ctx.staging = None
+        return {
+            "name": name,
+            "input_key": key,
+            "diff_id": encoded.diff_id,
+            "size": encoded.size,
+            "files": files,
+            "blobs": {enc: b.to_json() for enc, b in encoded.blobs.items()},
+            "source_kind": layer.source.kind,
+            "provenance": provenance,
+            "built_by": f"ociforge {__version__}",
+            "built_at": int(time.time()),
+            "build_seconds": round(time.monotonic() - started, 3),
+        }
+
+    def _transcode(self, rec: dict[str, Any], encoding: str) -> dict[str, Any]:
+        """Add an encoding to a stored layer by recompressing it (no source rebuild)."""
+        src_enc, blob = next((e, b) for e, b in rec["blobs"].items()
+                             if self.store.has_blob(b["digest"], b["size"]))
+        encoder = LayerEncoder(self.store, [encoding])
+        try:
+            with self.store.open_blob(blob["digest"]) as raw:
+                reader = decompressing_reader(raw, encoding_of(blob["mediaType"]) or src_enc)
+                while chunk := reader.read(1 << 20):
+                    encoder.write(chunk)
+                raw.read()  # reach EOF so the verifying reader checks the digest
+            encoded = encoder.finish()
+        except BaseException:
+            encoder.abort()
+            raise
+        if encoded.diff_id != rec["diff_id"]:
+            raise StoreCorruptError(f"layer {rec['name']}: recompressed content has diff_id "
+                                    f"{encoded.diff_id}, recorded {rec['diff_id']}")
+        new = dict(rec)
+        new["blobs"] = {**rec["blobs"], encoding: encoded.blobs[encoding].to_json()}
+        return new

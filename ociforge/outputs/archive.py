@@ -1,0 +1,97 @@
+"""The single image archive: an OCI layout plus Docker's manifest.json, one tar.
+
+What Docker 25+ writes and what `minikube image load`, `kind load image-archive`,
+`ctr images import`, `docker load`, `podman load` and skopeo's `oci-archive:` and
+`docker-archive:` all read. Written as a stream (blobs verified as they are
+copied), to a temporary name renamed into place: an interrupted export never
+leaves a truncated archive under the final name. The outer tar is uncompressed
+and deterministic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..digests import canonical_json, digest_hex
+from ..store import MT_INDEX, OCI_LAYOUT, Store
+from ..tartree import COPY_BUFSIZE
+from . import ImageRef, index_entry
+
+
+def docker_manifest(images: list[ImageRef]) -> list[dict[str, Any]]:
+    out = []
+    for img in images:
+        m = img.manifest_json
+        out.append({
+            "Config": f"blobs/sha256/{digest_hex(m['config']['digest'])}",
+            "RepoTags": [img.reference],
+            "Layers": [f"blobs/sha256/{digest_hex(layer['digest'])}" for layer in m["layers"]],
+        })
+    return out
+
+
+def repositories(images: list[ImageRef]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for img in images:
+        repo, _, tag = img.reference.rpartition(":")
+        top = img.manifest_json["layers"][-1]["digest"]
+        out.setdefault(repo, {})[tag] = digest_hex(top)
+    return out
+
+
+def _info(name: str, size: int = 0, dir_: bool = False) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mtime = 0
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    ti.mode = 0o755 if dir_ else 0o644
+    ti.type = tarfile.DIRTYPE if dir_ else tarfile.REGTYPE
+    return ti
+
+
+def write_archive(store: Store, images: list[ImageRef], dest: Path, *,
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Write the archive to `dest`; returns its size in bytes."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    files: dict[str, bytes] = {
+        "oci-layout": canonical_json(OCI_LAYOUT),
+        "index.json": canonical_json({"schemaVersion": 2, "mediaType": MT_INDEX,
+                                      "manifests": [index_entry(i) for i in images]}),
+        "manifest.json": json.dumps(docker_manifest(images), separators=(",", ":")).encode(),
+        "repositories": json.dumps(repositories(images), separators=(",", ":")).encode(),
+    }
+    blobs: dict[str, int] = {}
+    for img in images:
+        for desc in [img.manifest, *img.blobs()]:
+            blobs[desc.digest] = desc.size
+    try:
+        with open(tmp, "wb") as out:
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
+                              bufsize=COPY_BUFSIZE) as tar:
+                tar.copybufsize = COPY_BUFSIZE  # type: ignore[attr-defined]
+                for name, data in files.items():
+                    tar.addfile(_info(name, len(data)), io.BytesIO(data))
+                tar.addfile(_info("blobs/", dir_=True))
+                tar.addfile(_info("blobs/sha256/", dir_=True))
+                for digest, size in blobs.items():
+                    store.check_blob_size(digest, size)
+                    with store.open_blob(digest) as reader:
+                        tar.addfile(_info(f"blobs/sha256/{digest_hex(digest)}", size),
+                                    reader)  # type: ignore[arg-type]
+                        reader.read()  # at EOF the reader compares the digest
+                    if progress:
+                        progress(size)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.replace(tmp, dest)
+        return size
+    finally:
+        tmp.unlink(missing_ok=True)

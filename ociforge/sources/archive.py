@@ -1,0 +1,75 @@
+"""`archive`: a local or HTTP(S) archive pinned by sha256 (or sha512), with path mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import model_validator
+
+from ..archives import import_archive
+from ..digests import sha256_file
+from ..fetch import fetch, is_url, verify_local
+from ..tartree import Tree
+from .base import BuildContext, PathMapSpec, Sha256, Sha512, Spec
+
+
+def redact(url: str) -> str:
+    """Drop credentials from a URL before it is recorded or printed."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+class ArchiveSource(Spec):
+    kind: Literal["archive"]
+    url: str
+    sha256: Sha256 | None = None
+    sha512: Sha512 | None = None
+    paths: list[PathMapSpec] = []
+    preserve_owners: bool = False
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ArchiveSource:
+        if not self.sha256 and not self.sha512:
+            raise ValueError("an archive must be pinned with sha256 (or sha512)")
+        return self
+
+    def pins(self) -> dict[str, str]:
+        out = {}
+        if self.sha256:
+            out["sha256"] = self.sha256
+        if self.sha512:
+            out["sha512"] = self.sha512
+        return out
+
+    def key_material(self, ctx: BuildContext) -> dict[str, Any]:
+        # The URL is not part of the key: the same pinned bytes from a mirror are
+        # the same layer.
+        return {"kind": "archive", "pins": self.pins(),
+                "paths": [p.key() for p in self.paths], "preserve_owners": self.preserve_owners}
+
+    def obtain(self, ctx: BuildContext) -> Path:
+        if is_url(self.url):
+            return fetch(self.url, self.pins(), session=ctx.session)
+        return verify_local(ctx.project_path(self.url), self.pins())
+
+    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+        path = self.obtain(ctx)
+        return import_into(tree, ctx, path, self.paths, self.preserve_owners,
+                           {"url": redact(self.url), **self.pins()})
+
+
+def import_into(tree: Tree, ctx: BuildContext, path: Path, paths: list[PathMapSpec],
+                preserve_owners: bool, provenance: dict[str, Any]) -> dict[str, Any]:
+    stats = import_archive(path, tree, ctx.staging_dir() / "archive", sde=ctx.sde,
+                           maps=[p.to_map() for p in paths], owner=tree.owner,
+                           preserve_owners=preserve_owners)
+    if "sha256" not in provenance:
+        provenance["sha256"] = sha256_file(path)
+    return {**provenance, "members": stats.members, "selected": stats.selected}

@@ -1,0 +1,94 @@
+"""What every layer source shares: the build context and small spec helpers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..archives import PathMap
+from ..store import Store
+
+if TYPE_CHECKING:
+    import requests
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+
+
+@dataclass
+class BuildContext:
+    """Everything a source may consult while resolving or building."""
+
+    store: Store
+    project_root: Path
+    sde: int
+    staging: Path | None = None
+    index_url: str = DEFAULT_INDEX_URL
+    _session: Any = None
+
+    @property
+    def session(self) -> requests.Session:
+        """HTTP session, created on first use (requests is slow to import)."""
+        if self._session is None:
+
+            self._session = requests.Session()
+        return self._session
+
+    def staging_dir(self) -> Path:
+        assert self.staging is not None, "staging is set by the layer builder"
+        return self.staging
+
+    def project_path(self, rel: str) -> Path:
+        """A path named in a recipe, relative to the project root."""
+        p = Path(rel)
+        return p if p.is_absolute() else self.project_root / p
+
+
+def _parse_owner(v: Any) -> Any:
+    if isinstance(v, str):
+        m = re.fullmatch(r"(\d+):(\d+)", v.strip())
+        if not m:
+            raise ValueError("owner must be 'UID:GID' with numeric ids, e.g. '185:185'")
+        return (int(m.group(1)), int(m.group(2)))
+    if isinstance(v, int):
+        return (v, v)
+    return v
+
+
+def _parse_mode(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, int):
+        raise ValueError("write modes as quoted octal strings, e.g. '0755'")
+    if isinstance(v, str) and re.fullmatch(r"0?[0-7]{3,4}", v.strip()):
+        return int(v.strip(), 8)
+    raise ValueError(f"{v!r} is not an octal mode like '0755'")
+
+
+Owner = Annotated[tuple[int, int], BeforeValidator(_parse_owner)]
+Mode = Annotated[int | None, BeforeValidator(_parse_mode)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathMapSpec(Spec):
+    """`from` a path inside the archive (file or directory) `to` a path in the image."""
+
+    from_: str = Field("", alias="from")
+    to: str = "/"
+    include: list[str] = []
+    exclude: list[str] = []
+
+    def to_map(self) -> PathMap:
+        return PathMap(self.from_.strip("/"), self.to, list(self.include), list(self.exclude))
+
+    def key(self) -> dict[str, Any]:
+        return {"from": self.from_.strip("/"), "to": self.to, "include": self.include,
+                "exclude": self.exclude}

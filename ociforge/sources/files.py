@@ -1,0 +1,75 @@
+"""`files`: files and directories from this repository (entrypoints, conf, scripts)."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from typing import Any, Literal
+
+from ..errors import RecipeError
+from ..tartree import FILE, Tree
+from .base import BuildContext, Mode, Owner, Spec
+
+
+class FileItem(Spec):
+    src: str
+    dest: str
+    mode: Mode = None
+    owner: Owner | None = None
+    exclude: list[str] = []
+
+
+class DirItem(Spec):
+    path: str
+    mode: Mode = None
+    owner: Owner | None = None
+
+
+class SymlinkItem(Spec):
+    path: str
+    target: str
+
+
+class FilesSource(Spec):
+    kind: Literal["files"]
+    files: list[FileItem] = []
+    dirs: list[DirItem] = []
+    symlinks: list[SymlinkItem] = []
+
+    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+        for d in self.dirs:
+            tree.add_dir(d.path, d.mode or 0o755, d.owner)
+        for item in self.files:
+            src = ctx.project_path(item.src)
+            if not src.exists() and not src.is_symlink():
+                raise RecipeError(f"files source: {item.src} does not exist "
+                                  f"(paths are relative to {ctx.project_root})")
+            excl = item.exclude
+            tree.add_from_disk(
+                src, item.dest, owner=item.owner, mode=item.mode,
+                include=(lambda rel, excl=excl: not any(fnmatch.fnmatchcase(rel, p)
+                                                        for p in excl)) if excl else None)
+        for s in self.symlinks:
+            tree.add_symlink(s.path, s.target)
+        return {"files": [{"src": i.src, "dest": i.dest} for i in self.files]}
+
+    def key_material(self, ctx: BuildContext) -> dict[str, Any]:
+        """The layer's content itself: every entry's metadata and file digest."""
+        tree = Tree(owner=(0, 0))
+        self.populate(tree, ctx)
+        entries = []
+        for path in sorted(tree.entries):
+            e = tree.entries[path]
+            digest = ""
+            if e.kind == FILE:
+                h = hashlib.sha256()
+                if isinstance(e.src, bytes):
+                    h.update(e.src)
+                else:
+                    assert e.src is not None
+                    with open(e.src, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            h.update(chunk)
+                digest = h.hexdigest()
+            entries.append([path, e.kind, e.mode, e.uid, e.gid, e.linkname, digest])
+        return {"kind": "files", "entries": entries}
