@@ -191,7 +191,10 @@ class _Importer:
         uid, gid = self._owner(uid, gid)
         mtime = min(int(mtime), self.sde)
         if kind == FILE and hardlink_to:
-            target = member_name(hardlink_to, self.label)
+            try:
+                target = member_name(hardlink_to, self.label)
+            except UnsafeArchiveError:
+                target = ""
             if target not in self._staged:
                 raise UnsafeArchiveError(
                     f"{self.label}: member {name!r} is a hard link to {hardlink_to!r}, "

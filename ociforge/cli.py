@@ -52,6 +52,18 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
+def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        click_ctx.ensure_object(Ctx).json = True
+
+
+def output_options(f: Any) -> Any:
+    """`--json` accepted after the subcommand too (`ociforge assemble X --json`)."""
+    return click.option("--json", "_json", is_flag=True, expose_value=False,
+                        callback=_set_json, is_eager=False,
+                        help="Machine-readable output on stdout.")(f)
+
+
 def _fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
     msg = str(err).splitlines()[0] if str(err) else type(err).__name__
     if ctx is not None and ctx.json:
@@ -87,6 +99,7 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
               help="Also export an OCI image layout directory here.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]),
               help="Layer compression (default: the recipe's, gzip unless set).")
+@output_options
 @pass_ctx
 def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
              oci_layout: Path | None, compression: str | None) -> None:
@@ -163,6 +176,7 @@ def layers() -> None:
 
 
 @layers.command("ls")
+@output_options
 @pass_ctx
 def layers_ls(ctx: Ctx) -> None:
     """List cached layer records: name, diff_id, size, source, blobs."""
@@ -182,6 +196,7 @@ def images() -> None:
 
 
 @images.command("ls")
+@output_options
 @pass_ctx
 def images_ls(ctx: Ctx) -> None:
     """List images the recipes define, with their layers and store digest if assembled."""
@@ -200,6 +215,7 @@ def images_ls(ctx: Ctx) -> None:
 @cli.command()
 @click.argument("name")
 @click.option("--raw", type=click.Choice(["manifest", "config"]), help="Print the raw JSON.")
+@output_options
 @pass_ctx
 def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
     """Show an assembled image: digest, config, layers and their provenance."""
@@ -241,6 +257,7 @@ def store_group() -> None:
 
 
 @store_group.command("path")
+@output_options
 @pass_ctx
 def store_path(ctx: Ctx) -> None:
     """Print the store's location."""
@@ -250,6 +267,7 @@ def store_path(ctx: Ctx) -> None:
 
 @store_group.command("fsck")
 @click.option("--no-repair", is_flag=True, help="Only report; quarantine nothing.")
+@output_options
 @pass_ctx
 def store_fsck(ctx: Ctx, no_repair: bool) -> None:
     """Re-hash every blob; quarantine corrupt ones. Exit 5 if anything was wrong."""
@@ -274,6 +292,7 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
 @click.option("--prune-layers", is_flag=True,
               help="Also drop cached layers that no tagged image uses.")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed.")
+@output_options
 @pass_ctx
 def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
     """Remove blobs that no image and no cached layer references."""

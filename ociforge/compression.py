@@ -93,10 +93,15 @@ class _Encoder:
         self.blob = store.new_blob()
         self._raw = _BlobFile(self.blob)
         self._stream: Any
+        self._pending = bytearray()
         if encoding == "gzip":
-            self._stream = igzip_threaded.open(
+            # Block boundaries decide the bytes, so blocks are cut here at exact
+            # multiples of GZIP_BLOCK and handed to the unbuffered writer (`.raw`);
+            # the BufferedWriter in front of it would cut them by write sizes.
+            self._buffered = igzip_threaded.open(
                 self._raw, "wb", compresslevel=GZIP_LEVEL, threads=worker_threads(),
                 block_size=GZIP_BLOCK)
+            self._stream = self._buffered.raw
         elif encoding == "zstd":
             cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=worker_threads(),
                                             write_checksum=False, write_content_size=False)
@@ -107,17 +112,34 @@ class _Encoder:
             raise ValueError(f"unknown compression {encoding!r}; choose one of {ENCODINGS}")
 
     def write(self, data: bytes | memoryview) -> None:
-        self._stream.write(data)
+        if self.encoding != "gzip":
+            self._stream.write(data)
+            return
+        pending = self._pending
+        pending += data
+        if len(pending) >= GZIP_BLOCK:
+            whole = len(pending) - len(pending) % GZIP_BLOCK
+            view = memoryview(pending)
+            for start in range(0, whole, GZIP_BLOCK):
+                self._stream.write(view[start:start + GZIP_BLOCK])
+            view.release()
+            del pending[:whole]
 
     def finish(self) -> EncodedBlob:
-        if self._stream is not self._raw:
+        if self.encoding == "gzip":
+            if self._pending:
+                self._stream.write(bytes(self._pending))
+            self._buffered.close()
+        elif self._stream is not self._raw:
             self._stream.close()
         digest = self.blob.commit()
         return EncodedBlob(self.encoding, digest, self.blob.size)
 
     def abort(self) -> None:
         try:
-            if self._stream is not self._raw:
+            if self.encoding == "gzip":
+                self._buffered.close()
+            elif self._stream is not self._raw:
                 self._stream.close()
         except Exception:
             pass

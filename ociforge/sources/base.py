@@ -33,8 +33,9 @@ class BuildContext:
     def session(self) -> requests.Session:
         """HTTP session, created on first use (requests is slow to import)."""
         if self._session is None:
+            from requests import Session
 
-            self._session = requests.Session()
+            self._session = Session()
         return self._session
 
     def staging_dir(self) -> Path:

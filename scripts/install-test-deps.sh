@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian (bookworm) machine, as root:
+# Debian tools the tests drive for real, the package with its test extras, and the
+# small Debian artifacts the tests use as inputs. Idempotent; downloads are cached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(docker-registry containerd runc skopeo umoci mmdebstrap pigz zstd busybox-static
+      faketime apache2-utils openssl ca-certificates)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian package starts a registry on :5000 that the tests do not use.
+systemctl disable --now docker-registry >/dev/null 2>&1 || true
+
+PY=${PYTHON:-python3}
+"$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+
+cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
+mkdir -p "$cache"
+if [ ! -s "$cache/busybox-static.deb" ]; then
+  tmp=$(mktemp -d); chmod 777 "$tmp"
+  (cd "$tmp" && apt-get download -qq busybox-static 2>/dev/null)
+  mv "$tmp"/busybox-static_*.deb "$cache/busybox-static.deb"
+  rm -rf "$tmp"
+fi
+echo "test dependencies ready (cache: $cache)"

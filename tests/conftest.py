@@ -1,0 +1,136 @@
+"""Shared fixtures: throwaway projects and stores, the CLI as a real subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE",
+                                 Path.home() / ".cache" / "ociforge-test"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run_cli(*args: str | Path, store: Path, project: Path | None = None,
+            env: dict[str, str] | None = None, umask: int | None = None,
+            prefix: list[str] | None = None, timeout: int = 600) -> Result:
+    """Run `ociforge` as a user would: a separate process, real exit codes."""
+    cmd = [*(prefix or []), sys.executable, "-m", "ociforge.cli", "--store", str(store)]
+    if project is not None:
+        cmd += ["--project", str(project)]
+    cmd += [str(a) for a in args]
+    full_env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    full_env.update(env or {})
+    p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
+                       preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def write(path: Path, text: str, mode: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    if mode is not None:
+        path.chmod(mode)
+    return path
+
+
+def busybox_deb() -> Path:
+    """busybox-static .deb from Debian, fetched by scripts/install-test-deps.sh."""
+    deb = TEST_CACHE / "busybox-static.deb"
+    if not deb.exists():
+        pytest.fail(f"{deb} is missing: run scripts/install-test-deps.sh first "
+                    "(it downloads busybox-static from Debian)")
+    return deb
+
+
+HELLO_SH = '#!/bin/sh\necho "hello from ociforge as $(id -u)"\n'
+
+
+def make_hello_project(root: Path, deb: Path | None = None) -> Path:
+    """A small recipe: busybox-static from Debian plus a `files` layer."""
+    deb = deb or busybox_deb()
+    shutil.copy(deb, root / "busybox-static.deb")
+    write(root / "files" / "hello.sh", HELLO_SH, 0o755)
+    write(root / "files" / "etc" / "motd", "built by ociforge\n")
+    write(root / "layers" / "busybox.yaml", f"""\
+        description: busybox-static from Debian's archive
+        source:
+          kind: archive
+          url: busybox-static.deb
+          sha256: {sha256(root / "busybox-static.deb")}
+          paths:
+            - {{from: bin/busybox, to: /bin/busybox}}
+        """)
+    write(root / "layers" / "hello.yaml", """\
+        source:
+          kind: files
+          files:
+            - {src: files/hello.sh, dest: /usr/local/bin/hello, mode: "0755"}
+            - {src: files/etc, dest: /etc}
+          dirs:
+            - {path: /tmp, mode: "1777"}
+          symlinks:
+            - {path: /bin/sh, target: busybox}
+            - {path: /bin/id, target: busybox}
+            - {path: /bin/echo, target: busybox}
+        """)
+    write(root / "recipes" / "hello.yaml", """\
+        images:
+          hello:
+            layers: [busybox, hello]
+            config:
+              entrypoint: ["/bin/sh", "/usr/local/bin/hello"]
+              user: "185:185"
+              env: {PATH: "/usr/local/bin:/bin"}
+              workdir: /tmp
+              labels: {org.opencontainers.image.title: hello}
+        """)
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def hello_project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    return make_hello_project(root)
+
+
+def store_is_empty(store: Path) -> bool:
+    """No blob and no layer record (the layout skeleton itself may exist)."""
+    blobs = list((store / "blobs" / "sha256").glob("*")) if store.exists() else []
+    records = list((store / "ociforge" / "layers").glob("*")) if store.exists() else []
+    return not blobs and not records
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: run scripts/install-test-deps.sh")
+    return path
