@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 other failure; 2 usage; 3 invalid recipe; 4 integrity
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -322,6 +323,12 @@ def main() -> None:
         sys.exit(130)
     except OciforgeError as e:
         _fail(_json_ctx(), e)
+    except Exception as e:
+        if os.environ.get("OCIFORGE_DEBUG"):
+            raise
+        err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
+                            "(set OCIFORGE_DEBUG=1 for the traceback)")
+        _fail(_json_ctx(), err)
 
 
 def _json_ctx() -> Ctx | None:

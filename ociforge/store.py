@@ -19,6 +19,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -116,11 +117,10 @@ class BlobWriter:
             self.tmp_path.unlink(missing_ok=True)
             raise StoreCorruptError(f"content digest {digest} does not match expected {expected}")
         final = self._store.blob_path(digest)
-        if final.exists():
-            self.tmp_path.unlink(missing_ok=True)
-        else:
-            os.replace(self.tmp_path, final)
-            _fsync_dir(final.parent)
+        # Always rename, even over an existing blob: the new bytes are verified, the
+        # old ones may have been damaged on disk. Same content, so readers can't tell.
+        os.replace(self.tmp_path, final)
+        _fsync_dir(final.parent)
         self.digest = digest
         return digest
 
@@ -130,19 +130,24 @@ class BlobWriter:
         self.tmp_path.unlink(missing_ok=True)
 
 
-class VerifyingReader:
+class VerifyingReader(io.RawIOBase):
     """Reads a blob and raises at EOF if its bytes do not hash to its name."""
 
     def __init__(self, path: Path, digest: str) -> None:
-        self._f = open(path, "rb")  # noqa: SIM115
+        super().__init__()
+        self._f = open(path, "rb", buffering=0)  # noqa: SIM115
         self._digest = digest
         self._hash = hashlib.sha256()
         self._checked = False
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._hash.update(data)
-        if (not data or n < 0) and not self._checked:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._hash.update(memoryview(b)[:n])
+        elif not self._checked:
             self._checked = True
             got = "sha256:" + self._hash.hexdigest()
             if got != self._digest:
@@ -150,16 +155,11 @@ class VerifyingReader:
                     f"blob {self._digest} is corrupt on disk (content hashes to {got}); "
                     "run `ociforge store fsck` to quarantine it, then rebuild"
                 )
-        return data
+        return n or 0
 
     def close(self) -> None:
         self._f.close()
-
-    def __enter__(self) -> VerifyingReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
 
 class Store:
