@@ -237,16 +237,17 @@ def _iter_tar(imp: _Importer, tar: tarfile.TarFile) -> None:
         if not name:
             continue
         mode = ti.mode & 0o7777
+        mtime = int(ti.mtime)
         if ti.isdir():
-            imp.add(name, DIR, mode, ti.mtime, ti.uid, ti.gid)
+            imp.add(name, DIR, mode, mtime, ti.uid, ti.gid)
         elif ti.issym():
-            imp.add(name, SYMLINK, 0o777, ti.mtime, ti.uid, ti.gid, linkname=ti.linkname)
+            imp.add(name, SYMLINK, 0o777, mtime, ti.uid, ti.gid, linkname=ti.linkname)
         elif ti.islnk():
-            imp.add(name, FILE, mode, ti.mtime, ti.uid, ti.gid, hardlink_to=ti.linkname)
+            imp.add(name, FILE, mode, mtime, ti.uid, ti.gid, hardlink_to=ti.linkname)
         elif ti.isreg():
             f = tar.extractfile(ti)
             assert f is not None
-            imp.add(name, FILE, mode, ti.mtime, ti.uid, ti.gid, data=f)
+            imp.add(name, FILE, mode, mtime, ti.uid, ti.gid, data=f)
         else:
             raise BuildError(f"{imp.label}: member {ti.name!r} is a device, fifo or other "
                              "special file, which layers do not carry")

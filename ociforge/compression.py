@@ -188,7 +188,7 @@ class LayerEncoder:
             enc.abort()
 
 
-def decompressing_reader(fileobj: BinaryIO, encoding: str) -> BinaryIO:
+def decompressing_reader(fileobj: Any, encoding: str) -> BinaryIO:
     """Read a stored layer blob back as its uncompressed tar stream."""
     if encoding == "gzip":
         from isal import igzip

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(docker-registry containerd runc skopeo umoci mmdebstrap pigz zstd busybox-static
+DEBS=(python3 python3-venv docker-registry containerd runc skopeo umoci mmdebstrap pigz zstd busybox-static
       faketime apache2-utils openssl ca-certificates)
 missing=()
 for p in "${DEBS[@]}"; do
@@ -20,8 +20,16 @@ fi
 # The Debian package starts a registry on :5000 that the tests do not use.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
-PY=${PYTHON:-python3}
-"$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+# A virtual environment: Debian's own python3 refuses `pip install` (PEP 668).
+if [ ! -x .venv/bin/python ]; then
+  if ! "${PYTHON:-python3}" -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    apt-get install -y -qq python3-venv python3-pip >/dev/null
+    "${PYTHON:-python3}" -m venv .venv
+  fi
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 mkdir -p "$cache"

@@ -34,7 +34,8 @@ state = "{self.base}/state"
             if self.socket.exists() and self.ctr("version").returncode == 0:
                 return self
             time.sleep(0.2)
-        raise RuntimeError(f"containerd did not start: {(self.base / 'containerd.log').read_text()[-2000:]}")
+        log_tail = (self.base / "containerd.log").read_text()[-2000:]
+        raise RuntimeError(f"containerd did not start: {log_tail}")
 
     def ctr(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args],

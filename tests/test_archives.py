@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import busybox_deb
 from ociforge.archives import PathMap, import_archive
 from ociforge.errors import BuildError, UnsafeArchiveError
 from ociforge.tartree import FILE, SYMLINK, Tree
+
+from conftest import busybox_deb
 
 
 def make_tar(path: Path, members: list[tuple[str, str, bytes | str]], mode: str = "w:gz") -> Path:
@@ -73,7 +74,8 @@ def test_path_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name,kind,data,message", [
     ("/etc/passwd", "file", b"root", "member '/etc/passwd' has an absolute path"),
     ("a/../../etc/shadow", "file", b"x", "member 'a/../../etc/shadow' contains '..'"),
-    ("bin/evil", "sym", "../../../etc/passwd", "member 'bin/evil' -> '../../../etc/passwd' escapes"),
+    ("bin/evil", "sym", "../../../etc/passwd",
+     "member 'bin/evil' -> '../../../etc/passwd' escapes"),
     ("bin/hl", "hard", "/etc/passwd", "member 'bin/hl' is a hard link to '/etc/passwd'"),
 ])
 def test_unsafe_members_are_refused_by_name(tmp_path: Path, name: str, kind: str,
@@ -129,7 +131,7 @@ def test_zip_symlink_escape_is_refused(tmp_path: Path) -> None:
         info = zipfile.ZipInfo("a/link")
         info.external_attr = (0o120777) << 16
         zf.writestr(info, "../../etc")
-    with pytest.raises(UnsafeArchiveError, match="'a/link' -> '../../etc' escapes"):
+    with pytest.raises(UnsafeArchiveError, match=r"'a/link' -> '\.\./\.\./etc' escapes"):
         _import(arc, tmp_path)
 
 

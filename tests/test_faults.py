@@ -27,7 +27,8 @@ def _big_project(root: Path, mb: int = 400) -> Path:
     with open(data / "blob.bin", "wb") as f:
         for i in range(mb):
             f.write(chunk[i % 97:] + chunk[: i % 97])
-    write(root / "layers" / "big.yaml", "source:\n  kind: files\n  files: [{src: data, dest: /data}]\n")
+    write(root / "layers" / "big.yaml",
+          "source:\n  kind: files\n  files: [{src: data, dest: /data}]\n")
     write(root / "recipes" / "r.yaml", "images:\n  big:\n    layers: [big]\n")
     return root
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write
 from ociforge.errors import RecipeError
 from ociforge.recipes import Project
+
+from conftest import write
 
 GOOD_LAYER = """\
 source:
@@ -42,7 +43,8 @@ def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_field_named(tmp_path: Path) -> None:
-    msg = _error(_project(tmp_path, recipe="images:\n  img:\n    layers: [base]\n    colour: red\n"))
+    recipe = "images:\n  img:\n    layers: [base]\n    colour: red\n"
+    msg = _error(_project(tmp_path, recipe=recipe))
     assert msg.endswith("recipes/r.yaml: field 'images.img.colour': unknown field")
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..digests import canonical_json, digest_hex
 from ..errors import StoreCorruptError
@@ -43,7 +44,7 @@ def export_layout(store: Store, images: list[ImageRef], dest: Path, *, verify: b
             if progress:
                 progress(desc.size)
     index_path = dest / "index.json"
-    index = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": []}
+    index: dict[str, Any] = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": []}
     if index_path.exists():
         index = json.loads(index_path.read_bytes())
     names = {index_entry(i)["annotations"]["io.containerd.image.name"] for i in images}

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ..errors import RecipeError
 from ..tartree import FILE, Tree
 from .base import BuildContext, Mode, Owner, Spec
+
+
+def _excluding(patterns: list[str]) -> Callable[[str], bool]:
+    return lambda rel: not any(fnmatch.fnmatchcase(rel, p) for p in patterns)
 
 
 class FileItem(Spec):
@@ -44,11 +49,8 @@ class FilesSource(Spec):
             if not src.exists() and not src.is_symlink():
                 raise RecipeError(f"files source: {item.src} does not exist "
                                   f"(paths are relative to {ctx.project_root})")
-            excl = item.exclude
-            tree.add_from_disk(
-                src, item.dest, owner=item.owner, mode=item.mode,
-                include=(lambda rel, excl=excl: not any(fnmatch.fnmatchcase(rel, p)
-                                                        for p in excl)) if excl else None)
+            tree.add_from_disk(src, item.dest, owner=item.owner, mode=item.mode,
+                               include=_excluding(item.exclude) if item.exclude else None)
         for s in self.symlinks:
             tree.add_symlink(s.path, s.target)
         return {"files": [{"src": i.src, "dest": i.dest} for i in self.files]}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, end-to-end tests included, on a fresh Debian machine (root).
+# Installs what it needs first (scripts/install-test-deps.sh). Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-deps.sh
+export PATH="$PWD/.venv/bin:$PATH"
+ruff check ociforge tests bench
+mypy ociforge
+python -m pytest -v -ra --durations=20 "$@"
