@@ -252,6 +252,50 @@ def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
     ctx.emit(data, "\n".join(lines))
 
 
+@cli.command()
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              default=Path("docs/images.md"), show_default=True)
+@output_options
+@pass_ctx
+def catalog(ctx: Ctx, output: Path) -> None:
+    """Write the image catalog (images, layers, digests, sizes) as Markdown."""
+    from .catalog import collect, render
+
+    project = ctx.project()
+    rows, missing = collect(ctx.store(), project)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(rows, missing, project))
+    ctx.emit({"path": str(output), "images": [r.name for r in rows], "missing": missing},
+             f"wrote {output}: {len(rows)} images" +
+             (f" ({len(missing)} not assembled)" if missing else ""))
+
+
+@cli.command()
+@click.argument("layer_names", nargs=-1)
+@output_options
+@pass_ctx
+def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
+    """Re-resolve the lock files of `pip` layers (all of them unless named)."""
+    from .sources.base import DEFAULT_INDEX_URL, BuildContext
+    from .sources.pip import PipSource
+    from .tartree import source_date_epoch
+
+    project = ctx.project()
+    store = ctx.store()
+    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
+                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
+    names = list(layer_names) or list(project.layers)
+    done = []
+    for name in names:
+        for src in project.layer(name).all_sources():
+            if isinstance(src, PipSource):
+                text = src.resolve(build_ctx)
+                pins = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+                done.append({"layer": name, "lock": src.lock, "packages": len(pins)})
+    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages)"
+                             for d in done) or "no pip layers")
+
+
 @cli.group("store")
 def store_group() -> None:
     """Store maintenance."""
@@ -335,6 +379,11 @@ def _json_ctx() -> Ctx | None:
     if "--json" in sys.argv[1:]:
         return Ctx(None, Path("."), True, False, None)
     return None
+
+
+from .cli_registry import register as _register_registry  # noqa: E402
+
+_register_registry(cli)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def input_key(layer: LayerDef, ctx: BuildContext) -> str:
         "format": LAYER_FORMAT_VERSION,
         "sde": ctx.sde,
         "owner": list(layer.owner),
-        "source": layer.source.key_material(ctx),
+        "sources": [s.key_material(ctx) for s in layer.all_sources()],
     })
 
 
@@ -100,7 +100,8 @@ class LayerBuilder:
         try:
             tree = Tree(owner=layer.owner)
             try:
-                provenance = layer.source.populate(tree, self.ctx)
+                provenance = {"sources": [s.populate(tree, self.ctx)
+                                          for s in layer.all_sources()]}
             except OciforgeError:
                 raise
             except OSError as e:
@@ -131,7 +132,7 @@ class LayerBuilder:
             "size": encoded.size,
             "files": files,
             "blobs": {enc: b.to_json() for enc, b in encoded.blobs.items()},
-            "source_kind": layer.source.kind,
+            "source_kind": layer.kind,
             "provenance": provenance,
             "built_by": f"ociforge {__version__}",
             "built_at": int(time.time()),

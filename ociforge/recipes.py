@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import RecipeError
 from .sources import SourceSpec
@@ -31,9 +38,25 @@ class Model(BaseModel):
 
 
 class LayerDef(Model):
+    """One layer: a source, or several whose files are merged (later ones win)."""
+
     description: str = ""
     owner: Owner = (0, 0)
-    source: SourceSpec
+    source: SourceSpec | None = None
+    sources: list[SourceSpec] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LayerDef:
+        if (self.source is None) == (not self.sources):
+            raise ValueError("give either 'source' or a non-empty 'sources' list")
+        return self
+
+    def all_sources(self) -> list[Any]:
+        return [self.source] if self.source is not None else list(self.sources)
+
+    @property
+    def kind(self) -> str:
+        return "+".join(s.kind for s in self.all_sources())
 
 
 class ImageConfig(Model):
@@ -147,6 +170,9 @@ class Project:
             proj._add_layer(path.stem, layer, path)
         for path in sorted(recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []:
             data = load_yaml(path) or {}
+            if isinstance(data, dict):
+                # `x-…` keys hold YAML anchors shared by images (as in compose files).
+                data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
             try:
                 rf = RecipeFile.model_validate(data)
             except ValidationError as e:

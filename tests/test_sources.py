@@ -119,8 +119,8 @@ def test_pypi_source_from_simple_index(tmp_path: Path, pin_ok: bool) -> None:
         assert _layer_files(tmp_path / "s", r.json()) == ["opt/spark/jars/spark-core.jar"]
         # Provenance is recorded for SBOMs.
         layers = run_cli("layers", "ls", "--json", store=tmp_path / "s").json()
-        assert layers[0]["provenance"]["package"] == "pyspark"
-        assert layers[0]["provenance"]["sha256"] == sha
+        prov = layers[0]["provenance"]["sources"][0]
+        assert prov["package"] == "pyspark" and prov["sha256"] == sha
     else:
         assert r.rc == 4 and "sha256 mismatch for pyspark-9.9.9.tar.gz" in r.err
         assert store_is_empty(tmp_path / "s")

@@ -12,9 +12,15 @@ from pydantic import Field
 
 from .archive import ArchiveSource
 from .base import BuildContext
+from .debian import DebianSource
 from .files import FilesSource
+from .pip import PipSource
 from .pypi import PypiSource
 
-SourceSpec = Annotated[FilesSource | ArchiveSource | PypiSource, Field(discriminator="kind")]
+SourceSpec = Annotated[
+    FilesSource | ArchiveSource | PypiSource | PipSource | DebianSource,
+    Field(discriminator="kind"),
+]
 
-__all__ = ["ArchiveSource", "BuildContext", "FilesSource", "PypiSource", "SourceSpec"]
+__all__ = ["ArchiveSource", "BuildContext", "DebianSource", "FilesSource", "PipSource",
+           "PypiSource", "SourceSpec"]

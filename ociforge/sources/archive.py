@@ -67,7 +67,7 @@ class ArchiveSource(Spec):
 
 def import_into(tree: Tree, ctx: BuildContext, path: Path, paths: list[PathMapSpec],
                 preserve_owners: bool, provenance: dict[str, Any]) -> dict[str, Any]:
-    stats = import_archive(path, tree, ctx.staging_dir() / "archive", sde=ctx.sde,
+    stats = import_archive(path, tree, ctx.scratch("archive"), sde=ctx.sde,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
                            preserve_owners=preserve_owners)
     if "sha256" not in provenance:

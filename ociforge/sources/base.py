@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -38,9 +39,11 @@ class BuildContext:
             self._session = Session()
         return self._session
 
-    def staging_dir(self) -> Path:
+    def scratch(self, prefix: str) -> Path:
+        """A fresh directory under this build's staging area (removed after the build)."""
         assert self.staging is not None, "staging is set by the layer builder"
-        return self.staging
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix + "-", dir=self.staging))
 
     def project_path(self, rel: str) -> Path:
         """A path named in a recipe, relative to the project root."""

@@ -1,0 +1,108 @@
+#!/bin/bash
+# ociforge Spark entrypoint. Modes (SPARK_MODE or the first argument):
+#   driver | executor | connect | history | anything else: exec "$@"
+# Runs in the foreground under tini, as uid 185 or any arbitrary uid (nss_wrapper),
+# and writes only to /tmp and the declared volumes (read-only root filesystem).
+set -eo pipefail
+
+# -- an identity for arbitrary uids (OpenShift, runAsUser without a passwd entry) ------
+uid=$(id -u)
+gid=$(id -g)
+if ! getent passwd "$uid" >/dev/null 2>&1; then
+  nss_dir=$(mktemp -d /tmp/nss_wrapper.XXXXXX)
+  cp /etc/passwd "$nss_dir/passwd"
+  cp /etc/group "$nss_dir/group"
+  echo "spark:x:${uid}:${gid}:Spark user:/tmp:/bin/bash" >>"$nss_dir/passwd"
+  getent group "$gid" >/dev/null 2>&1 || echo "spark:x:${gid}:" >>"$nss_dir/group"
+  export NSS_WRAPPER_PASSWD="$nss_dir/passwd" NSS_WRAPPER_GROUP="$nss_dir/group"
+  export LD_PRELOAD="${LD_PRELOAD:+$LD_PRELOAD:}libnss_wrapper.so"
+  export HOME=/tmp
+fi
+if [ ! -w "${HOME:-/nonexistent}" ]; then
+  export HOME=/tmp
+fi
+
+export SPARK_HOME="${SPARK_HOME:-/opt/spark}"
+export SPARK_LOG_DIR="${SPARK_LOG_DIR:-/tmp/spark-logs}"
+export SPARK_PID_DIR="${SPARK_PID_DIR:-/tmp/spark-pids}"
+mkdir -p "$SPARK_LOG_DIR" "$SPARK_PID_DIR" 2>/dev/null || true
+
+# -- classpath and java options -------------------------------------------------------
+SPARK_CLASSPATH="${SPARK_CLASSPATH:+$SPARK_CLASSPATH:}${SPARK_HOME}/jars/*"
+if [ -n "${SPARK_EXTRA_CLASSPATH:-}" ]; then
+  SPARK_CLASSPATH="$SPARK_CLASSPATH:$SPARK_EXTRA_CLASSPATH"
+fi
+if [ -n "${HADOOP_CONF_DIR:-}" ]; then
+  SPARK_CLASSPATH="$HADOOP_CONF_DIR:$SPARK_CLASSPATH"
+fi
+if [ -n "${SPARK_CONF_DIR:-}" ]; then
+  SPARK_CLASSPATH="$SPARK_CONF_DIR:$SPARK_CLASSPATH"
+fi
+
+# SPARK_JAVA_OPT_0, SPARK_JAVA_OPT_1, ... in numeric order (not lexical: 10 after 9).
+SPARK_EXECUTOR_JAVA_OPTS=()
+while IFS= read -r name; do
+  SPARK_EXECUTOR_JAVA_OPTS+=("${!name}")
+done < <(compgen -v SPARK_JAVA_OPT_ | sort -t_ -k4 -n)
+
+if [ -n "${PYSPARK_PYTHON:-}" ]; then export PYSPARK_PYTHON; fi
+if [ -n "${PYSPARK_DRIVER_PYTHON:-}" ]; then export PYSPARK_DRIVER_PYTHON; fi
+
+mode="${SPARK_MODE:-}"
+case "${1:-}" in
+  driver | executor | connect | history)
+    mode="$1"
+    shift
+    ;;
+esac
+
+case "$mode" in
+  driver)
+    exec "$SPARK_HOME/bin/spark-submit" \
+      --conf "spark.driver.bindAddress=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
+      --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
+      --deploy-mode client "$@"
+    ;;
+  executor)
+    exec "${JAVA_HOME:+$JAVA_HOME/bin/}java" "${SPARK_EXECUTOR_JAVA_OPTS[@]}" \
+      -Xms"${SPARK_EXECUTOR_MEMORY:-1g}" -Xmx"${SPARK_EXECUTOR_MEMORY:-1g}" \
+      -cp "$SPARK_CLASSPATH${SPARK_DIST_CLASSPATH:+:$SPARK_DIST_CLASSPATH}" \
+      org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend \
+      --driver-url "$SPARK_DRIVER_URL" \
+      --executor-id "$SPARK_EXECUTOR_ID" \
+      --cores "$SPARK_EXECUTOR_CORES" \
+      --app-id "$SPARK_APPLICATION_ID" \
+      --hostname "$SPARK_EXECUTOR_POD_IP" \
+      --resourceProfileId "${SPARK_RESOURCE_PROFILE_ID:-0}" \
+      --podName "$SPARK_EXECUTOR_POD_NAME" \
+      "$@"
+    ;;
+  connect)
+    # Spark Connect server in the foreground (start-connect-server.sh daemonizes).
+    exec "$SPARK_HOME/bin/spark-submit" \
+      --class org.apache.spark.sql.connect.service.SparkConnectServer \
+      --name "Spark Connect server" \
+      --conf "spark.connect.grpc.binding.port=${SPARK_CONNECT_PORT:-15002}" \
+      "$@" spark-internal
+    ;;
+  history)
+    export SPARK_HISTORY_LOG_DIR="${SPARK_HISTORY_LOG_DIR:-file:///tmp/spark-events}"
+    case "$SPARK_HISTORY_LOG_DIR" in
+      file://*) mkdir -p "${SPARK_HISTORY_LOG_DIR#file://}" ;;
+    esac
+    export SPARK_HISTORY_OPTS="${SPARK_HISTORY_OPTS:-} -Dspark.history.fs.logDirectory=${SPARK_HISTORY_LOG_DIR} -Dspark.history.ui.port=${SPARK_HISTORY_PORT:-18080}"
+    # spark-class passes SPARK_HISTORY_OPTS to the HistoryServer JVM.
+    exec "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.history.HistoryServer "$@"
+    ;;
+  "")
+    if [ "$#" -eq 0 ]; then
+      echo "usage: [driver|executor|connect|history] ARGS... | COMMAND ARGS..." >&2
+      exit 64
+    fi
+    exec "$@"
+    ;;
+  *)
+    echo "unknown SPARK_MODE '$mode' (driver, executor, connect, history)" >&2
+    exit 64
+    ;;
+esac
