@@ -7,4 +7,6 @@ bash scripts/install-test-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check ociforge tests bench
 mypy ociforge
+# The only networked step: real Spark images from PyPI and Debian into the test cache.
+CHECK_BASE_REPRODUCIBLE=${CHECK_BASE_REPRODUCIBLE:-1} bash scripts/prebuild-spark.sh
 python -m pytest -v -ra --durations=20 "$@"

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the Spark baseline images into the test cache's store (the one step of the
+# test run that reaches PyPI and Debian), so that the tests themselves assemble them
+# again with the network closed. Layers already cached are not rebuilt.
+# With CHECK_BASE_REPRODUCIBLE=1 it also builds the Debian base layer a second time
+# in a fresh store and fails if the two differ.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
+store="$cache/spark-store"
+OCIFORGE=${OCIFORGE:-ociforge}
+"$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7
+
+if [ "${CHECK_BASE_REPRODUCIBLE:-0}" = 1 ]; then
+  fresh=$(mktemp -d /tmp/ocf-repro.XXXXXX)
+  trap 'rm -rf "$fresh"' EXIT
+  first=$("$OCIFORGE" --store "$store" layers ls --json |
+          python3 -c 'import json,sys; print(next(r["diff_id"] for r in json.load(sys.stdin) if r["name"]=="debian-base"))')
+  mkdir -p "$fresh/proj/layers" "$fresh/proj/recipes"
+  cp layers/debian-base.yaml "$fresh/proj/layers/"
+  printf 'images:\n  base:\n    layers: [debian-base]\n' > "$fresh/proj/recipes/base.yaml"
+  TZ=Asia/Tokyo "$OCIFORGE" --store "$fresh/store" --project "$fresh/proj" assemble base >/dev/null
+  second=$("$OCIFORGE" --store "$fresh/store" layers ls --json |
+           python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["diff_id"])')
+  if [ "$first" != "$second" ]; then
+    echo "debian-base is not reproducible: $first vs $second" >&2
+    exit 1
+  fi
+  echo "debian-base rebuilt in a fresh store: same diff_id $first"
+fi
