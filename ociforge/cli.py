@@ -124,6 +124,9 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
     with ctx.reporter() as rep, store.writer_lock():
         builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
                                rep.update(f"layer {name}", done, total))
+        for n in selected:  # resolve every input first: bad pins fail before any build
+            for layer_name in project.image(n).layers:
+                builder.key(layer_name, project.layer(layer_name))
         for n in selected:
             results.append(assemble_one(store, project, n, builder, compression))
         outputs: dict[str, Any] = {}

@@ -41,3 +41,9 @@ class BuildError(OciforgeError):
     """Building a layer failed for a reason other than the above."""
 
     exit_code = 7
+
+
+class AuthError(OciforgeError):
+    """A registry refused our credentials, or wanted some and none were found."""
+
+    exit_code = 8

@@ -50,6 +50,14 @@ class LayerBuilder:
         self.store = ctx.store
         self.progress = progress
         self.stats = BuildStats()
+        self._keys: dict[str, str] = {}
+
+    def key(self, name: str, layer: LayerDef) -> str:
+        """The layer's input key, computed once per run (it may hash files or resolve
+        a lock, so every key is settled before any layer is built)."""
+        if name not in self._keys:
+            self._keys[name] = input_key(layer, self.ctx)
+        return self._keys[name]
 
     def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:
         if not rec or encoding not in rec.get("blobs", {}):
@@ -61,7 +69,7 @@ class LayerBuilder:
 
     def ensure(self, name: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
         """The record of `layer` with a blob in `encoding`, building only if needed."""
-        key = input_key(layer, self.ctx)
+        key = self.key(name, layer)
         rec = self._lookup(key, encoding)
         if rec is not None:
             self.stats.reused.append(name)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(python3 python3-venv docker-registry containerd runc skopeo umoci mmdebstrap pigz zstd busybox-static
-      faketime apache2-utils openssl ca-certificates)
+      faketime apache2-utils openssl ca-certificates dpkg-dev default-jre-headless)
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

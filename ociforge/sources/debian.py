@@ -48,12 +48,14 @@ class DebianUser(Spec):
 class DebianSource(Spec):
     kind: Literal["debian"]
     suite: str = "bookworm"
-    variant: Literal["essential", "apt", "minbase", "required"] = "apt"
+    variant: Literal["extract", "custom", "essential", "apt", "minbase", "required"] = "apt"
     packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+(=[\w.+:~-]+)?$")]] = []
     components: list[str] = ["main"]
     architecture: str = "amd64"
     mirror: str | None = None
     snapshot: str | None = Field(None, pattern=r"^\d{8}T\d{6}Z$")
+    # For an unsigned local repository (tests, air-gapped mirrors without keys).
+    trusted: bool = False
     exclude_docs: bool = True
     users: list[DebianUser] = []
 
@@ -85,7 +87,10 @@ class DebianSource(Spec):
                        f'-d {home} -s {u.shell} {u.name}')
         if self.snapshot:
             cmd.append("--aptopt=Acquire::Check-Valid-Until \"false\"")
-        cmd += [self.suite, output, self.mirror_url()]
+        mirror = self.mirror_url()
+        if self.trusted:
+            mirror = f"deb [trusted=yes] {mirror} {self.suite} {' '.join(self.components)}"
+        cmd += [self.suite, output, mirror]
         return cmd
 
     def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:

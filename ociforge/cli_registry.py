@@ -1,0 +1,199 @@
+"""`ociforge push` and `ociforge pull`: the registry commands.
+
+Kept apart from cli.py and attached with `register(cli)`. They reach the group's
+context object through `click.pass_obj` rather than importing cli.py, which may be
+running as `__main__` (so a second import would be a different module).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+
+from .errors import OciforgeError
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
+
+
+class _Ctx(Protocol):
+    json: bool
+    quiet: bool
+
+    def store(self) -> Any: ...
+    def emit(self, data: Any, human: str | None = None) -> None: ...
+    def reporter(self) -> Any: ...
+
+
+def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and click_ctx.obj is not None:
+        click_ctx.obj.json = True
+
+
+def _json_option(f: Any) -> Any:
+    return click.option("--json", "_json", is_flag=True, expose_value=False,
+                        callback=_set_json, help="Machine-readable report on stdout.")(f)
+
+
+def parse_size(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> int:
+    """`16M`, `512k`, `1G`, or plain bytes."""
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a size (for example 16M)")
+    n = int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
+    if n < 1 << 16:
+        raise click.BadParameter("at least 64k")
+    return n
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _connection_options(f: Any) -> Any:
+    f = click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
+                     help="Retries per request on resets, 408, 429 and 5xx.")(f)
+    f = click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="CA bundle to verify the registry's TLS certificate with.")(f)
+    f = click.option("--insecure", is_flag=True,
+                     help="Allow plain HTTP and unverified TLS to a non-loopback registry.")(f)
+    f = click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True,
+                     help="Blobs transferred in parallel.")(f)
+    return f
+
+
+class _Clients:
+    """One client per registry, so tokens and connections are shared by all images."""
+
+    def __init__(self, insecure: bool, ca_file: Path | None, retries: int, jobs: int) -> None:
+        from .registry.retry import RetryPolicy
+
+        self._policy = RetryPolicy(attempts=retries + 1)
+        self._opts = (insecure, str(ca_file) if ca_file else None, jobs)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, ref: Any) -> Any:
+        from .registry.client import RegistryClient
+
+        insecure, ca_file, jobs = self._opts
+        with self._lock:
+            if ref.registry not in self._clients:
+                self._clients[ref.registry] = RegistryClient(
+                    ref.registry, ref.api_host, insecure=insecure, ca_file=ca_file,
+                    policy=self._policy, pool_size=max(jobs, 2))
+            return self._clients[ref.registry]
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--to", "dest", required=True, metavar="REGISTRY/REPO[:TAG]",
+              help="Where to push. TAG defaults to the image's name.")
+@click.option("--all", "all_", is_flag=True, help="Every image tagged in the store.")
+@click.option("-t", "--tag", "extra_tags", multiple=True,
+              help="Another tag for the image (repeatable; one image only).")
+@click.option("--chunk-size", default="64M", show_default=True, callback=parse_size,
+              help="Blobs larger than this go in resumable chunks of this size.")
+@_connection_options
+@_json_option
+@click.pass_obj
+def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
+         chunk_size: int, jobs: int, insecure: bool, ca_file: Path | None,
+         retries: int) -> None:
+    """Push images from the store to an OCI registry.
+
+    Blobs the repository has are skipped, blobs another repository of the registry has
+    are mounted, the rest are uploaded (large ones in chunks that resume after a drop).
+    Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
+    credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
+    """
+    from .registry import reference
+    from .registry.push import Pusher, PushRequest
+    from .store import Descriptor
+
+    store = ctx.store()
+    tags = store.tags()
+    selected = sorted(tags) if all_ else list(names)
+    if not selected:
+        raise click.UsageError("name at least one image, or use --all")
+    missing = [n for n in selected if n not in tags]
+    if missing:
+        raise OciforgeError(f"image {missing[0]!r} is not in the store; run "
+                            f"`ociforge assemble {missing[0]}`")
+    target = reference.parse(dest)
+    if target.digest:
+        raise click.UsageError("--to takes a tag, not a digest")
+    if len(selected) > 1 and (target.tag or extra_tags):
+        raise click.UsageError("with several images, --to takes REGISTRY/REPO only (each "
+                               "image is tagged with its own name) and --tag is not allowed")
+    requests = []
+    for name in selected:
+        first = target.tag or name
+        if not reference.is_valid_tag(first):
+            raise click.UsageError(f"image name {name!r} is not a valid tag; give one with "
+                                   "--to REGISTRY/REPO:TAG")
+        for t in extra_tags:
+            if not reference.is_valid_tag(t):
+                raise click.UsageError(f"invalid tag {t!r}")
+        entry = tags[name]
+        requests.append(PushRequest(
+            name, Descriptor(entry.get("mediaType", ""), entry["digest"], entry["size"]),
+            target, list(dict.fromkeys([first, *extra_tags]))))
+    clients = _Clients(insecure, ca_file, retries, jobs)
+    with ctx.reporter() as rep:
+        pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
+                        progress=lambda what, done, total: rep.update(what, done, total))
+        report = pusher.push(requests)
+    data = report.to_json()
+    lines = [f"{i['name']:<28} -> {i['repository']}:{','.join(i['tags'])}  "
+             f"{i['digest'][:19]}  {i['manifest']}" for i in data["images"]]
+    b = data["blobs"]
+    rate = report.bytes_sent / report.seconds if report.seconds > 0 else 0
+    lines.append(f"blobs: {b['pushed']} pushed, {b['present']} skipped as present, "
+                 f"{b['mounted']} mounted; {_human(report.bytes_sent)} sent in "
+                 f"{report.seconds:.1f} s ({_human(rate)}/s)"
+                 + (f"; {report.retries} retries" if report.retries else ""))
+    ctx.emit(data, "\n".join(lines))
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--name", help="Name in the store (default: REPO:TAG of the reference).")
+@click.option("--platform", default="linux/amd64", show_default=True,
+              help="Which image of a multi-platform index to pull.")
+@_connection_options
+@_json_option
+@click.pass_obj
+def pull(ctx: _Ctx, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
+         ca_file: Path | None, retries: int) -> None:
+    """Pull an image from a registry into the store, verifying every digest."""
+    from .registry import reference
+    from .registry.pull import Puller
+
+    parsed = reference.parse(ref)
+    if name is None:
+        name = f"{parsed.repository}:{parsed.tag}" if parsed.tag else parsed.repository
+        if parsed.digest and not parsed.tag:
+            name = f"{parsed.repository}@{parsed.digest}"
+    client = _Clients(insecure, ca_file, retries, jobs)(parsed)
+    store = ctx.store()
+    with ctx.reporter() as rep:
+        report = Puller(store, client, jobs=jobs,
+                        progress=lambda what, done, total: rep.update(what, done, total)
+                        ).pull(parsed, name, platform)
+    ctx.emit(report.to_json(),
+             f"{name}  {report.digest[:19]}  {report.fetched} blobs fetched "
+             f"({_human(report.bytes_fetched)}), {report.present} present; "
+             f"{report.seconds:.1f} s")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(push)
+    group.add_command(pull)

@@ -1,0 +1,349 @@
+"""The distribution API over `requests`: one session per worker thread, explicit
+timeouts, auth answered once per challenge, retries with backoff on what is worth
+retrying. Knows URLs and status codes, not images: `push` and `pull` drive it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from ..errors import AuthError
+from ..store import MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_INDEX, MT_MANIFEST
+from . import RegistryError
+from . import credentials as credentials_mod
+from .auth import Authenticator
+from .credentials import Credentials
+from .reference import is_loopback
+from .retry import NETWORK_ERRORS, RetryPolicy, retry_after_seconds
+
+MANIFEST_TYPES = (MT_MANIFEST, MT_INDEX, MT_DOCKER_MANIFEST, MT_DOCKER_LIST)
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
+CONNECT_TIMEOUT_S = 15.0
+READ_TIMEOUT_S = 300.0  # a registry may take a while to verify a large blob on commit
+SEND_BLOCK = 1 << 20   # bytes per socket write when streaming a body (urllib3's is 16 KiB)
+USER_AGENT = "ociforge"
+
+BodyFactory = Callable[[], Any]
+
+
+class _Adapter(HTTPAdapter):
+    """Bigger socket writes: streaming a 2 GB layer in 16 KiB pieces costs CPU."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if int(urllib3.__version__.split(".")[0]) >= 2:
+            kwargs["blocksize"] = SEND_BLOCK
+        super().init_poolmanager(*args, **kwargs)
+
+
+def error_detail(resp: requests.Response) -> str:
+    """`HTTP 400 DIGEST_INVALID: provided digest did not match` from an error body."""
+    text = f"HTTP {resp.status_code}"
+    try:
+        errors = resp.json().get("errors") or []
+    except (ValueError, AttributeError):
+        return text
+    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ")
+             for e in errors if isinstance(e, dict)]
+    return f"{text} {'; '.join(parts)}" if parts else text
+
+
+def error_codes(resp: requests.Response) -> set[str]:
+    try:
+        return {str(e.get("code")) for e in resp.json().get("errors") or []}
+    except (ValueError, AttributeError, TypeError):
+        return set()
+
+
+def add_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def pull_scope(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def push_scope(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+class RegistryClient:
+    """Talks to one registry (host[:port]); safe to share between threads."""
+
+    def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
+                 ca_file: str | None = None, policy: RetryPolicy | None = None,
+                 lookup: Callable[[], Credentials | None] | None = None,
+                 pool_size: int = 8) -> None:
+        self.registry = registry
+        self.api_host = api_host or registry
+        self.insecure = insecure
+        self.verify: bool | str = ca_file or True
+        self.policy = policy or RetryPolicy()
+        self.pool_size = pool_size
+        self.auth = Authenticator(registry, lookup or (lambda: credentials_mod.find(registry)),
+                                  self.verify, insecure)
+        self.base: str | None = None
+        self._local = threading.local()
+        self._ping_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.requests_made = 0
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def session(self) -> requests.Session:
+        s: requests.Session | None = getattr(self._local, "session", None)
+        if s is None:
+            s = requests.Session()
+            adapter = _Adapter(pool_connections=2, pool_maxsize=self.pool_size, max_retries=0)
+            s.mount("https://", adapter)
+            s.mount("http://", adapter)
+            s.headers["User-Agent"] = USER_AGENT
+            self._local.session = s
+        return s
+
+    def url(self, path: str) -> str:
+        if self.base is None:
+            self.ping()
+        assert self.base is not None
+        return path if "://" in path else self.base + path
+
+    def absolute(self, location: str) -> str:
+        """Registries may answer with a relative Location."""
+        return urljoin(self.url("/v2/"), location)
+
+    def _request(self, method: str, url: str, headers: dict[str, str], body: Any,
+                 stream: bool) -> requests.Response:
+        with self._count_lock:
+            self.requests_made += 1
+        # verify is passed each time: requests lets $REQUESTS_CA_BUNDLE override a
+        # session's setting, which would silently drop --ca-file.
+        return self.session().request(method, url, headers=headers, data=body, stream=stream,
+                                      timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                                      allow_redirects=True, verify=self.verify)
+
+    def send(self, method: str, path: str, *, scopes: frozenset[str],
+             headers: dict[str, str] | None = None, body: BodyFactory | None = None,
+             stream: bool = False) -> requests.Response:
+        """One attempt, answering at most one auth challenge. Network errors propagate."""
+        url = self.url(path)
+        hdrs = dict(headers or {})
+        sent = self.auth.header(scopes)
+        if sent:
+            hdrs["Authorization"] = sent
+        resp = self._request(method, url, hdrs, body() if body else None, stream)
+        if resp.status_code == 401:
+            resp.close()
+            hdrs["Authorization"] = self.auth.answer(resp.headers.get("WWW-Authenticate"),
+                                                     scopes, sent)
+            resp = self._request(method, url, hdrs, body() if body else None, stream)
+            if resp.status_code == 401:
+                detail = error_detail(resp)
+                resp.close()
+                raise AuthError(f"{self.registry} refused access to {urlsplit(url).path} "
+                                f"({detail}); check the credentials and their permissions")
+        if resp.status_code == 403:
+            detail = error_detail(resp)
+            resp.close()
+            raise AuthError(f"{self.registry} denied {method} {urlsplit(url).path} ({detail})")
+        return resp
+
+    def call(self, method: str, path: str, *, scopes: frozenset[str],
+             headers: dict[str, str] | None = None, body: BodyFactory | None = None,
+             stream: bool = False) -> requests.Response:
+        """`send` with retries on resets, timeouts, 408, 429 and 5xx."""
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after = None
+            try:
+                resp = self.send(method, path, scopes=scopes, headers=headers, body=body,
+                                 stream=stream)
+            except NETWORK_ERRORS as e:
+                if attempt >= self.policy.attempts:
+                    raise RegistryError(f"{method} {self._short(path)} on {self.registry} "
+                                        f"failed: {_reason(e)}") from None
+            else:
+                if not self.policy.should_retry_status(resp.status_code) \
+                        or attempt >= self.policy.attempts:
+                    return resp
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+                resp.close()
+            self.policy.wait(attempt, retry_after)
+
+    @staticmethod
+    def _short(path: str) -> str:
+        return urlsplit(path).path if "://" in path else path.split("?", 1)[0]
+
+    # -- discovery -----------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Find the scheme (HTTPS first; plain HTTP only for loopback or --insecure)
+        and the auth scheme, failing early and clearly on TLS or credential trouble."""
+        with self._ping_lock:
+            if self.base is not None:
+                return
+            plain_ok = self.insecure or is_loopback(self.api_host)
+            https = f"https://{self.api_host}"
+            try:
+                resp = self._ping_url(https)
+            except requests.exceptions.SSLError as e:
+                text = str(e)
+                if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+                    if not self.insecure:
+                        raise RegistryError(
+                            f"TLS certificate of {self.registry} is not trusted; pass the CA "
+                            "with --ca-file (or --insecure to skip verification)") from None
+                    self.verify = False
+                    # Asked for with --insecure: one warning per request would be noise.
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                    resp = self._ping_url(https)
+                elif plain_ok:
+                    https = f"http://{self.api_host}"
+                    resp = self._ping_url(https)
+                else:
+                    raise RegistryError(f"TLS handshake with {self.registry} failed: "
+                                        f"{_reason(e)}") from None
+            if resp.status_code not in (200, 401):
+                raise RegistryError(f"{self.registry} does not look like an OCI registry "
+                                    f"(GET /v2/ answered {error_detail(resp)})")
+            self.base = https
+            if resp.status_code == 401:
+                self.auth.note_challenge(resp.headers.get("WWW-Authenticate"))
+                if self.auth.scheme == "basic":
+                    # Check the password now, before any upload starts.
+                    resp = self.send("GET", "/v2/", scopes=frozenset())
+                    if resp.status_code != 200:
+                        raise RegistryError(f"GET /v2/ on {self.registry}: "
+                                            f"{error_detail(resp)}")
+
+    def _ping_url(self, base: str) -> requests.Response:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with self._count_lock:
+                    self.requests_made += 1
+                resp = self.session().get(base + "/v2/", timeout=(CONNECT_TIMEOUT_S, 60),
+                                          verify=self.verify)
+            except requests.exceptions.SSLError:
+                raise
+            except NETWORK_ERRORS as e:
+                if attempt >= self.policy.attempts:
+                    raise RegistryError(f"cannot reach {self.registry}: {_reason(e)}") from None
+                self.policy.wait(attempt)
+                continue
+            if self.policy.should_retry_status(resp.status_code) \
+                    and attempt < self.policy.attempts:
+                self.policy.wait(attempt, retry_after_seconds(resp.headers.get("Retry-After")))
+                continue
+            return resp
+
+    # -- manifests -----------------------------------------------------------------
+
+    def head_manifest(self, repo: str, ref: str, scopes: frozenset[str] | None = None
+                      ) -> tuple[str, str] | None:
+        """(digest, media type) of `ref` in `repo`, None if absent."""
+        resp = self.call("HEAD", f"/v2/{repo}/manifests/{ref}",
+                         scopes=scopes or frozenset({pull_scope(repo)}),
+                         headers={"Accept": ACCEPT_MANIFESTS})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise RegistryError(f"HEAD manifest {repo}:{ref}: {error_detail(resp)}")
+        return (resp.headers.get("Docker-Content-Digest", ""),
+                resp.headers.get("Content-Type", "").split(";")[0])
+
+    def get_manifest(self, repo: str, ref: str,
+                     scopes: frozenset[str] | None = None) -> tuple[bytes, str, str | None]:
+        """(exact bytes, media type, Docker-Content-Digest header or None)."""
+        resp = self.call("GET", f"/v2/{repo}/manifests/{ref}",
+                         scopes=scopes or frozenset({pull_scope(repo)}),
+                         headers={"Accept": ACCEPT_MANIFESTS})
+        if resp.status_code == 404:
+            raise RegistryError(f"{self.registry}/{repo}:{ref} not found (manifest unknown)")
+        if resp.status_code != 200:
+            raise RegistryError(f"GET manifest {repo}:{ref}: {error_detail(resp)}")
+        data = resp.content
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            with contextlib.suppress(ValueError):
+                media_type = str(json.loads(data).get("mediaType") or media_type)
+        return data, media_type, resp.headers.get("Docker-Content-Digest")
+
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str,
+                     digest: str, scopes: frozenset[str] | None = None) -> None:
+        """PUT the exact bytes we hashed; the registry must agree on the digest."""
+        resp = self.call("PUT", f"/v2/{repo}/manifests/{ref}",
+                         scopes=scopes or frozenset({push_scope(repo)}),
+                         headers={"Content-Type": media_type}, body=lambda: data)
+        if resp.status_code not in (200, 201):
+            raise RegistryError(f"PUT manifest {repo}:{ref}: {error_detail(resp)}")
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != digest:
+            raise RegistryError(f"{self.registry} stored manifest {repo}:{ref} as {got}, "
+                                f"expected {digest}")
+
+    # -- blobs ---------------------------------------------------------------------
+
+    def head_blob(self, repo: str, digest: str, scopes: frozenset[str] | None = None
+                  ) -> int | None:
+        """Size of the blob in `repo`, None if absent."""
+        resp = self.call("HEAD", f"/v2/{repo}/blobs/{digest}",
+                         scopes=scopes or frozenset({pull_scope(repo)}))
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise RegistryError(f"HEAD blob {repo}@{digest}: {error_detail(resp)}")
+        return int(resp.headers.get("Content-Length") or -1)
+
+    def get_blob(self, repo: str, digest: str, offset: int = 0) -> requests.Response:
+        """A streamed response (200, or 206 when resuming at `offset`); caller closes."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = self.call("GET", f"/v2/{repo}/blobs/{digest}", stream=True,
+                         scopes=frozenset({pull_scope(repo)}), headers=headers)
+        if resp.status_code not in (200, 206):
+            detail = error_detail(resp)
+            resp.close()
+            raise RegistryError(f"GET blob {repo}@{digest}: {detail}")
+        return resp
+
+    def mount_blob(self, repo: str, digest: str, source: str,
+                   scopes: frozenset[str]) -> tuple[bool, str | None]:
+        """Cross-repository mount. (True, None) when mounted; (False, location) when
+        the registry opened an upload instead; (False, None) when it refused."""
+        try:
+            resp = self.call("POST", add_query(f"/v2/{repo}/blobs/uploads/", mount=digest,
+                                               **{"from": source}), scopes=scopes)
+        except AuthError:
+            return False, None  # no read access to the source: upload instead
+        if resp.status_code == 201:
+            return True, None
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            return False, self.absolute(resp.headers["Location"])
+        return False, None
+
+    def start_upload(self, repo: str, scopes: frozenset[str]) -> str:
+        resp = self.call("POST", f"/v2/{repo}/blobs/uploads/", scopes=scopes)
+        if resp.status_code != 202 or not resp.headers.get("Location"):
+            raise RegistryError(f"starting a blob upload to {repo}: {error_detail(resp)}")
+        return self.absolute(resp.headers["Location"])
+
+
+def _reason(e: BaseException) -> str:
+    """A short cause without URLs' query strings (upload URLs carry opaque state)."""
+    text = str(e)
+    for marker in ("Caused by ", "Connection aborted.", "Read timed out", "Connection refused",
+                   "Connection reset", "Remote end closed", "Broken pipe", "timed out"):
+        if marker in text:
+            return f"{type(e).__name__} ({marker.strip()})"
+    return type(e).__name__

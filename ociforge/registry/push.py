@@ -1,0 +1,236 @@
+"""Pushing images from the store: blobs in parallel, each manifest after its blobs.
+
+Per blob: HEAD (skip if present), else mount from a repository of the same registry
+known to hold it, else upload. Per image: HEAD each tag first; when every tag already
+names this digest nothing else is sent, which makes a re-push a few HEAD requests.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..store import Descriptor, Store
+from .client import RegistryClient, pull_scope, push_scope
+from .locations import BlobLocations
+from .reference import Reference
+from .tree import ImageTree, walk
+from .upload import BlobUpload, Counter
+
+DEFAULT_CHUNK = 64 << 20
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class PushRequest:
+    """Push the store image `name` to `target` (registry/repository) under `tags`."""
+
+    name: str
+    manifest: Descriptor
+    target: Reference
+    tags: list[str]
+
+
+@dataclass
+class PushReport:
+    images: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[str, int] = field(default_factory=lambda: {"pushed": 0, "present": 0,
+                                                           "mounted": 0})
+    bytes_sent: int = 0
+    bytes_uploaded: int = 0  # sizes of the blobs that had to be uploaded
+    resumed: int = 0
+    restarted: int = 0
+    retries: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"images": self.images, "blobs": self.blobs, "bytes_sent": self.bytes_sent,
+                "bytes_uploaded": self.bytes_uploaded, "resumed": self.resumed,
+                "restarted": self.restarted, "retries": self.retries,
+                "requests": self.requests, "seconds": round(self.seconds, 3)}
+
+
+class Pusher:
+    def __init__(self, store: Store, client_for: Callable[[Reference], RegistryClient], *,
+                 jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
+                 progress: Progress | None = None) -> None:
+        self.store = store
+        self.client_for = client_for
+        self.jobs = jobs
+        self.chunk_size = chunk_size
+        self.progress = progress or (lambda what, done, total: None)
+        self.counter = Counter()
+        self.locations = BlobLocations(store)
+        self._stats_lock = threading.Lock()
+        self._uploads: list[BlobUpload] = []
+
+    def push(self, requests: list[PushRequest]) -> PushReport:
+        started = time.monotonic()
+        report = PushReport()
+        trees = {r.name: walk(self.store, r.manifest) for r in requests}
+        for tree in trees.values():
+            for blob in tree.blobs:
+                self.store.check_blob_size(blob.digest, blob.size)
+        scopes = self._scopes(requests, trees)
+        clients: list[RegistryClient] = []
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
+        try:
+            pending: dict[tuple[str, str, str], Future[str]] = {}
+            accounted: set[tuple[str, str, str]] = set()
+            plans = []
+            for req in requests:
+                client = self.client_for(req.target)
+                if client not in clients:
+                    clients.append(client)
+                tree = trees[req.name]
+                repo_scopes = scopes[(req.target.registry, req.target.repository)]
+                state, missing = self._manifest_state(client, req, tree, repo_scopes)
+                futures = []
+                for blob in tree.blobs:
+                    key = (req.target.registry, req.target.repository, blob.digest)
+                    if state == "new":
+                        futures.append((key, self._schedule(pool, pending, client,
+                                                            req.target, blob, repo_scopes)))
+                    elif key not in accounted and key not in pending:
+                        accounted.add(key)  # known present: the manifest is there
+                        report.blobs["present"] += 1
+                        self.progress(self._label(req.target, blob), blob.size, blob.size)
+                plans.append((req, tree, state, missing, futures, client, repo_scopes))
+            for req, tree, state, missing, futures, client, repo_scopes in plans:
+                for key, fut in futures:
+                    outcome = fut.result()
+                    if key not in accounted:  # a layer shared by two images counts once
+                        accounted.add(key)
+                        report.blobs[outcome] += 1
+                if missing:
+                    self._put_manifests(client, req, tree, missing, repo_scopes,
+                                        children=state == "new")
+                report.images.append({
+                    "name": req.name, "repository": f"{req.target.registry}/"
+                    f"{req.target.repository}", "tags": req.tags, "digest": tree.root.digest,
+                    "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present")})
+        except BaseException:
+            self.counter.abort.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        finally:
+            self.locations.save()
+        pool.shutdown(wait=True)
+        report.bytes_sent = self.counter.value
+        report.bytes_uploaded = sum(u.size for u in self._uploads)
+        report.resumed = sum(u.result.resumed for u in self._uploads)
+        report.restarted = sum(u.result.restarted for u in self._uploads)
+        report.retries = sum(p.retries for p in {id(c.policy): c.policy for c in clients}.values())
+        report.requests = sum(c.requests_made for c in clients)
+        report.seconds = time.monotonic() - started
+        return report
+
+    # -- planning ------------------------------------------------------------------
+
+    def _scopes(self, requests: list[PushRequest], trees: dict[str, ImageTree]
+                ) -> dict[tuple[str, str], frozenset[str]]:
+        """One scope set per target repository, asked for up front so that one token
+        serves every request: push on the target, pull on each mount source."""
+        repos_by_registry: dict[str, set[str]] = {}
+        for r in requests:
+            repos_by_registry.setdefault(r.target.registry, set()).add(r.target.repository)
+        out = {}
+        for r in requests:
+            key = (r.target.registry, r.target.repository)
+            if key in out:
+                continue
+            sources = set(repos_by_registry[r.target.registry])
+            for blob in trees[r.name].blobs:
+                sources.update(self.locations.sources(r.target.registry, blob.digest, ""))
+            sources.discard(r.target.repository)
+            out[key] = frozenset({push_scope(r.target.repository),
+                                  *(pull_scope(s) for s in sorted(sources))})
+        return out
+
+    def _manifest_state(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
+                        scopes: frozenset[str]) -> tuple[str, list[str]]:
+        """("present", []) when every tag names our digest; ("tagged", tags) when the
+        manifest is there but some tags are not; ("new", tags) otherwise."""
+        repo = req.target.repository
+        digest = tree.root.digest
+        missing = []
+        for tag in req.tags:
+            head = client.head_manifest(repo, tag, scopes)
+            if head is None or head[0] != digest:
+                missing.append(tag)
+        if not missing:
+            return "present", []
+        if len(missing) < len(req.tags) or client.head_manifest(repo, digest, scopes):
+            return "tagged", missing
+        return "new", missing
+
+    @staticmethod
+    def _label(target: Reference, blob: Descriptor) -> str:
+        return f"{target.repository.rsplit('/', 1)[-1][:14]}@{blob.digest[7:19]}"
+
+    def _schedule(self, pool: ThreadPoolExecutor,
+                  pending: dict[tuple[str, str, str], Future[str]], client: RegistryClient,
+                  target: Reference, blob: Descriptor, scopes: frozenset[str]) -> Future[str]:
+        key = (target.registry, target.repository, blob.digest)
+        if key in pending:
+            return pending[key]
+        # The same blob going to another repository of this registry in this push:
+        # wait for it there, then mount it. Submission order is FIFO, so the awaited
+        # task is already running when this one starts: no deadlock.
+        earlier = next((f for (reg, _repo, d), f in pending.items()
+                        if reg == target.registry and d == blob.digest), None)
+        fut = pool.submit(self._blob, client, target, blob, scopes, earlier)
+        pending[key] = fut
+        return fut
+
+    # -- work ----------------------------------------------------------------------
+
+    def _blob(self, client: RegistryClient, target: Reference, blob: Descriptor,
+              scopes: frozenset[str], earlier: Future[str] | None) -> str:
+        if earlier is not None:
+            earlier.result()
+        repo, label = target.repository, self._label(target, blob)
+        self.progress(label, 0, blob.size)
+        if client.head_blob(repo, blob.digest, scopes) is not None:
+            outcome = "present"
+        else:
+            outcome = self._mount_or_upload(client, target, blob, scopes, label)
+        self.locations.record(target.registry, blob.digest, repo)
+        self.progress(label, blob.size, blob.size)
+        return outcome
+
+    def _mount_or_upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
+                         scopes: frozenset[str], label: str) -> str:
+        repo = target.repository
+        location = None
+        for source in self.locations.sources(target.registry, blob.digest, repo)[:2]:
+            mounted, location = client.mount_blob(repo, blob.digest, source,
+                                                  scopes | {pull_scope(source)})
+            if mounted:
+                return "mounted"
+            if location:
+                break
+        upload = BlobUpload(client, repo, scopes, self.store.blob_path(blob.digest),
+                            blob.digest, blob.size, self.chunk_size, self.counter,
+                            progress=lambda done: self.progress(label, done, blob.size))
+        with self._stats_lock:
+            self._uploads.append(upload)
+        upload.run(location)
+        return "pushed"
+
+    def _put_manifests(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
+                       tags: list[str], scopes: frozenset[str], children: bool) -> None:
+        repo = req.target.repository
+        if children:
+            for desc, data in tree.manifests[:-1]:
+                client.put_manifest(repo, desc.digest, data, desc.media_type, desc.digest,
+                                    scopes)
+        root, data = tree.manifests[-1]
+        for tag in tags:
+            client.put_manifest(repo, tag, data, req.manifest.media_type or root.media_type,
+                                root.digest, scopes)
