@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 # Bumped whenever the bytes a layer source produces could change for the same
-# inputs (tar rules, compression settings): part of every layer's input key.
+# inputs (tar rules, compression settings, a changed default of a source field):
+# part of every layer's input key.
 LAYER_FORMAT_VERSION = 1

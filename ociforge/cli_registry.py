@@ -57,6 +57,12 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
+def _as_tag(name: str) -> str:
+    """A store name as a tag: `spark-4.1.1` stays, `library/busybox:1.36` (a pulled
+    image) becomes `library-busybox-1.36`."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name).lstrip(".-")[:128]
+
+
 def _connection_options(f: Any) -> Any:
     f = click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True,
                      help="Retries per request on resets, 408, 429 and 5xx.")(f)
@@ -135,10 +141,10 @@ def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: t
                                "image is tagged with its own name) and --tag is not allowed")
     requests = []
     for name in selected:
-        first = target.tag or name
+        first = target.tag or _as_tag(name)
         if not reference.is_valid_tag(first):
-            raise click.UsageError(f"image name {name!r} is not a valid tag; give one with "
-                                   "--to REGISTRY/REPO:TAG")
+            raise click.UsageError(f"image name {name!r} does not make a valid tag; give "
+                                   "one with --to REGISTRY/REPO:TAG")
         for t in extra_tags:
             if not reference.is_valid_tag(t):
                 raise click.UsageError(f"invalid tag {t!r}")

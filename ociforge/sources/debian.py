@@ -60,8 +60,10 @@ class DebianSource(Spec):
     users: list[DebianUser] = []
 
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
-        # The mirror URL is where bytes come from, not what they are: not keyed.
-        data = self.model_dump(exclude={"mirror"})
+        # The mirror URL is where bytes come from, not what they are: not keyed. Fields
+        # left at their defaults are not keyed either, so adding an optional field does
+        # not invalidate every cached base (changing a default bumps the layer format).
+        data = self.model_dump(exclude={"mirror", "kind"}, exclude_defaults=True)
         data["packages"] = sorted(self.packages)
         return {"kind": "debian", **data}
 
