@@ -100,10 +100,13 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
               help="Also export an OCI image layout directory here.")
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]),
               help="Layer compression (default: the recipe's, gzip unless set).")
+@click.option("--swap-layer", "swaps", multiple=True, metavar="OLD=NEW",
+              help="Use layer NEW wherever the recipes use OLD (e.g. another source of "
+                   "the Spark distribution). Repeatable.")
 @output_options
 @pass_ctx
 def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
-             oci_layout: Path | None, compression: str | None) -> None:
+             oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...]) -> None:
     """Assemble images: build missing layers, write manifests, tag them in the store."""
     from .assemble import assemble as assemble_one
     from .layers import LayerBuilder
@@ -112,6 +115,11 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
 
     started = time.monotonic()
     project = ctx.project()
+    for swap in swaps:
+        old, sep, new = swap.partition("=")
+        if not sep:
+            raise click.UsageError(f"--swap-layer takes OLD=NEW, got {swap!r}")
+        project.swap_layer(old, new)
     selected = list(project.images) if all_ else list(names)
     if not selected:
         raise click.UsageError("name at least one image, or use --all")

@@ -210,6 +210,14 @@ class Project:
                         f"{self.origin['image:' + name]}: field 'images.{name}.layers[{i}]': "
                         f"unknown layer {layer!r}{suggest(layer, list(self.layers))}")
 
+    def swap_layer(self, old: str, new: str) -> None:
+        """Use layer `new` wherever images use `old` (for this run only)."""
+        self.layer(old)
+        self.layer(new)
+        for name, image in self.images.items():
+            layers = [new if ln == old else ln for ln in image.layers]
+            self.images[name] = image.model_copy(update={"layers": layers})
+
     def image(self, name: str) -> ImageDef:
         if name not in self.images:
             raise RecipeError(f"unknown image {name!r}{suggest(name, list(self.images))}")

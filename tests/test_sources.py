@@ -139,3 +139,55 @@ def test_pypi_unknown_file(tmp_path: Path) -> None:
         r = run_cli("--index-url", f"{url}/simple", "assemble", "spark",
                     store=tmp_path / "s", project=proj)
     assert r.rc == 6 and "pyspark-9.9.8.tar.gz is not among the files" in r.err
+
+
+def _apache_tarball(path: Path, version: str) -> tuple[str, str]:
+    """A tarball laid out like Apache's spark-X-bin-hadoop3.tgz; (sha256, sha512)."""
+    top = f"spark-{version}-bin-hadoop3"
+    members = [f"{top}/jars/spark-core_2.13-{version}.jar", f"{top}/bin/spark-submit",
+               f"{top}/bin/spark-submit.cmd", f"{top}/sbin/start-connect-server.sh",
+               f"{top}/python/lib/py4j-0.10.9.9-src.zip", f"{top}/conf/log4j2.properties.template",
+               f"{top}/kubernetes/dockerfiles/spark/entrypoint.sh", f"{top}/examples/jars/x.jar",
+               f"{top}/RELEASE"]
+    with tarfile.open(path, "w:gz") as tar:
+        for name in members:
+            data = name.encode()
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), 0o755 if "/bin/" in name else 0o644
+            tar.addfile(ti, io.BytesIO(data))
+    raw = path.read_bytes()
+    return hashlib.sha256(raw).hexdigest(), hashlib.sha512(raw).hexdigest()
+
+
+def test_apache_binary_tarball_as_alternative_source(tmp_path: Path) -> None:
+    """The Apache tarball by URL, pinned by sha512 only, swapped in for the sdist layer."""
+    www = tmp_path / "www" / "dist" / "spark" / "spark-9.9.9"
+    www.mkdir(parents=True)
+    _, sha512 = _apache_tarball(www / "spark-9.9.9-bin-hadoop3.tgz", "9.9.9")
+    proj = tmp_path / "p"
+    write(proj / "layers" / "dist.yaml",
+          "source: {kind: files, symlinks: [{path: /x, target: y}]}\n")
+    with serve(tmp_path / "www") as url:
+        write(proj / "layers" / "dist-apache.yaml", f"""\
+            source:
+              kind: archive
+              url: {url}/dist/spark/spark-9.9.9/spark-9.9.9-bin-hadoop3.tgz
+              sha512: {sha512}
+              paths:
+                - from: spark-9.9.9-bin-hadoop3
+                  to: /opt/spark
+                  exclude: ["examples/*", "bin/*.cmd"]
+            """)
+        write(proj / "recipes" / "r.yaml", "images:\n  spark:\n    layers: [dist]\n")
+        r = run_cli("assemble", "spark", "--swap-layer", "dist=dist-apache", "--json",
+                    store=tmp_path / "s", project=proj)
+    assert r.rc == 0, r.err
+    assert _layer_files(tmp_path / "s", r.json()) == [
+        "opt/spark/RELEASE", "opt/spark/bin/spark-submit",
+        "opt/spark/conf/log4j2.properties.template",
+        "opt/spark/jars/spark-core_2.13-9.9.9.jar",
+        "opt/spark/kubernetes/dockerfiles/spark/entrypoint.sh",
+        "opt/spark/python/lib/py4j-0.10.9.9-src.zip", "opt/spark/sbin/start-connect-server.sh"]
+    bad = run_cli("assemble", "spark", "--swap-layer", "dist=nope", store=tmp_path / "s",
+                  project=proj)
+    assert bad.rc == 3 and "unknown layer 'nope'" in bad.err
