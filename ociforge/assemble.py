@@ -55,8 +55,9 @@ def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> di
         "config": cfg,
         "rootfs": {"type": "layers", "diff_ids": [r["diff_id"] for r in records]},
         "history": [
-            {"created": created, "created_by": f"ociforge layer {r['name']} ({r['source_kind']})",
-             "comment": r["input_key"]}
+            # Layer name and source kind only: the input key is ociforge's cache
+            # bookkeeping and must not make the same content a different image.
+            {"created": created, "created_by": f"ociforge layer {r['name']} ({r['source_kind']})"}
             for r in records
         ],
     }
