@@ -19,5 +19,6 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+# pip is pinned: `pip` layers record the version that resolved and installed them.
+.venv/bin/python -m pip install -q --disable-pip-version-check pip==26.3 >/dev/null
 .venv/bin/python -m pip install -q --disable-pip-version-check -e "${OCIFORGE_EXTRAS:-.}"

@@ -13,6 +13,9 @@ PYTHONPYCACHEPREFIX to a writable directory instead.
 
 from __future__ import annotations
 
+import base64
+import configparser
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -150,10 +153,12 @@ class PipSource(Spec):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise self._pip_error(proc.stdout + proc.stderr, index)
-        bindir = target / "bin"
-        if bindir.is_dir():
-            self._fix_shebangs(bindir)
-            tree.add_from_disk(bindir, self.scripts)
+        # pip's own console scripts vary with pip's version: write them from the
+        # packages' entry points with one fixed template instead.
+        scripts = write_console_scripts(target, self.interpreter,
+                                        os.path.relpath(self.scripts, self.target))
+        for name, data in scripts.items():
+            tree.add_bytes(f"{self.scripts}/{name}", data, 0o755)
         tree.add_from_disk(target, self.target,
                            include=lambda rel: rel != "bin" and not rel.startswith("bin/"))
         packages = []
@@ -165,13 +170,49 @@ class PipSource(Spec):
         return {"python": self.python_version, "platform": self.platform,
                 "index": redact(index), "lock": self.lock, "packages": packages}
 
-    def _fix_shebangs(self, bindir: Path) -> None:
-        """Console scripts point at the host's interpreter; point them at the image's."""
-        for script in bindir.iterdir():
-            if not script.is_file() or script.is_symlink():
-                continue
-            data = script.read_bytes()
-            if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
-                rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
-                script.write_bytes(f"#!{self.interpreter}\n".encode() + rest)
 
+SCRIPT_TEMPLATE = """#!{interpreter}
+import sys
+from {module} import {head}
+if __name__ == "__main__":
+    sys.exit({call}())
+"""
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def write_console_scripts(site: Path, interpreter: str, rel_scripts: str) -> dict[str, bytes]:
+    """Console/GUI scripts of every installed distribution, from entry_points.txt, with
+    each distribution's RECORD rewritten to list them (path relative to site-packages)."""
+    out: dict[str, bytes] = {}
+    for dist in sorted(site.glob("*.dist-info")):
+        ep_file = dist / "entry_points.txt"
+        if not ep_file.exists():
+            continue
+        parser = configparser.ConfigParser(interpolation=None, delimiters=("=",))
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read_string(ep_file.read_text())
+        mine: dict[str, bytes] = {}
+        for section in ("console_scripts", "gui_scripts"):
+            if not parser.has_section(section):
+                continue
+            for name, value in parser.items(section):
+                target = value.split("[", 1)[0].strip()
+                module, _, attr = target.partition(":")
+                head = (attr or "main").split(".", 1)[0]
+                mine[name] = SCRIPT_TEMPLATE.format(
+                    interpreter=interpreter, module=module.strip(), head=head,
+                    call=(attr or "main").strip()).encode()
+        record = dist / "RECORD"
+        if mine and record.exists():
+            kept = [line for line in record.read_text().splitlines()
+                    if line and not line.split(",", 1)[0].endswith(
+                        tuple(f"/bin/{n}" for n in mine))]
+            kept += [f"{rel_scripts}/{n},{_record_hash(d)},{len(d)}"
+                     for n, d in sorted(mine.items())]
+            record.write_text("\n".join(kept) + "\n")
+        out.update(mine)
+    return out
