@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 other failure; 2 usage; 3 invalid recipe; 4 integrity
 (digest mismatch, unsafe archive); 5 store corruption; 6 network; 7 build failure;
-130 interrupted.
+8 registry authentication; 9 checks failed (`ociforge test`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -108,11 +108,6 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
 def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
              oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...]) -> None:
     """Assemble images: build missing layers, write manifests, tag them in the store."""
-    from .assemble import assemble as assemble_one
-    from .layers import LayerBuilder
-    from .sources.base import DEFAULT_INDEX_URL, BuildContext
-    from .tartree import source_date_epoch
-
     started = time.monotonic()
     project = ctx.project()
     for swap in swaps:
@@ -123,20 +118,9 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
     selected = list(project.images) if all_ else list(names)
     if not selected:
         raise click.UsageError("name at least one image, or use --all")
-    for n in selected:
-        project.image(n)  # unknown names fail before any work
     store = ctx.store()
-    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
-    results = []
     with ctx.reporter() as rep, store.writer_lock():
-        builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
-                               rep.update(f"layer {name}", done, total))
-        for n in selected:  # resolve every input first: bad pins fail before any build
-            for layer_name in project.image(n).layers:
-                builder.key(layer_name, project.layer(layer_name))
-        for n in selected:
-            results.append(assemble_one(store, project, n, builder, compression))
+        results, builder = _build(ctx, store, project, selected, compression, rep)
         outputs: dict[str, Any] = {}
         if archive or oci_layout:
             from .outputs import load_images
@@ -171,6 +155,79 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
         lines.append(f"{key}: {out['path']}" + (f" ({_size(out['size'])})" if "size" in out
                                                 else ""))
     ctx.emit(report, "\n".join(lines))
+
+
+def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression: str | None,
+           rep: Any) -> tuple[list[Any], Any]:
+    """Assemble `selected` (building missing layers); returns results and the builder."""
+    from .assemble import assemble as assemble_one
+    from .layers import LayerBuilder
+    from .sources.base import DEFAULT_INDEX_URL, BuildContext
+    from .tartree import source_date_epoch
+
+    for n in selected:
+        project.image(n)  # unknown names fail before any work
+    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
+                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
+    builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
+                           rep.update(f"layer {name}", done, total))
+    for n in selected:  # resolve every input first: bad pins fail before any build
+        for layer_name in project.image(n).layers:
+            builder.key(layer_name, project.layer(layer_name))
+    return [assemble_one(store, project, n, builder, compression) for n in selected], builder
+
+
+@cli.command("test")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every image the recipes define.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("test-reports"), show_default=True,
+              help="Where the JSON and JUnit reports and the generated structure-test "
+                   "configs are written.")
+@click.option("--no-runtime", is_flag=True, help="Skip the containerd smoke runs.")
+@click.option("--containerd", "containerd_address", type=click.Path(path_type=Path),
+              help="Socket of a running containerd (default: start a private one).")
+@output_options
+@pass_ctx
+def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
+                no_runtime: bool, containerd_address: Path | None) -> None:
+    """Check images: structure tests, native checks, runtime and GPU smoke. Exit 9 on
+    any failure."""
+    from .checks import report as rpt
+    from .checks.runner import CheckRun
+
+    project = ctx.project()
+    selected = list(project.images) if all_ else list(names)
+    if not selected:
+        raise click.UsageError("name at least one image, or use --all")
+    store = ctx.store()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    results: list[Any] = []
+    with ctx.reporter() as rep:
+        with store.writer_lock():
+            _build(ctx, store, project, selected, None, rep)
+        run = CheckRun(store, project, report_dir, runtime=not no_runtime,
+                       containerd_address=containerd_address,
+                       progress=lambda msg: rep.console.log(msg) if not (ctx.json or ctx.quiet)
+                       else None)
+        try:
+            for name in selected:
+                results += run.image(name)
+        finally:
+            run.close()
+    rpt.write_json(results, report_dir / "report.json")
+    rpt.write_junit(results, report_dir / "junit.xml")
+    (report_dir / "report.md").write_text(rpt.markdown(results))
+    counts = rpt.summary(results)
+    human = [f"{r.status.upper():<8} {r.image:<26} {r.kind:<9} {r.name}"
+             + (f": {r.message}" if r.status != rpt.PASSED and r.message else "")
+             for r in results]
+    human.append(f"{counts['passed']} passed, {counts['failed']} failed, "
+                 f"{counts['skipped']} skipped; reports in {report_dir}")
+    ctx.emit({"summary": counts, "results": [r.to_json() for r in results],
+              "report_dir": str(report_dir)}, "\n".join(human))
+    if counts["failed"]:
+        sys.exit(9)
 
 
 def _size(n: int) -> str:

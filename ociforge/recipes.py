@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .checks.model import CheckSet
 from .errors import RecipeError
 from .sources import SourceSpec
 from .sources.base import Owner
@@ -96,6 +97,7 @@ class ImageDef(Model):
 class RecipeFile(Model):
     layers: dict[str, LayerDef] = {}
     images: dict[str, ImageDef] = {}
+    checks: dict[str, CheckSet] = {}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -150,6 +152,7 @@ class Project:
         self.root = root.resolve()
         self.layers: dict[str, LayerDef] = {}
         self.images: dict[str, ImageDef] = {}
+        self.checks: dict[str, CheckSet] = {}
         self.origin: dict[str, Path] = {}
 
     @classmethod
@@ -181,6 +184,12 @@ class Project:
                 proj._add_layer(name, layer, path)
             for name, image in rf.images.items():
                 proj._add_image(name, image, path)
+            for name, cs in rf.checks.items():
+                if name in proj.checks:
+                    raise RecipeError(f"{path}: check set {name!r} is already defined in "
+                                      f"{proj.origin['checks:' + name]}")
+                proj.checks[name] = cs
+                proj.origin["checks:" + name] = path
         proj._check_references()
         return proj
 
@@ -203,6 +212,10 @@ class Project:
         self.origin["image:" + name] = path
 
     def _check_references(self) -> None:
+        for name, cs in self.checks.items():
+            if not any(cs.applies_to(image) for image in self.images):
+                raise RecipeError(f"{self.origin['checks:' + name]}: field 'checks.{name}."
+                                  f"images': {cs.images} match no image")
         for name, image in self.images.items():
             for i, layer in enumerate(image.layers):
                 if layer not in self.layers:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,13 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.outputs import load_images
-from ociforge.outputs.archive import write_archive
+from ociforge.checks.containerd import can_run_containers
 from ociforge.store import Store
 
 from conftest import TEST_CACHE, run_cli
-from containerd import Containerd, can_run_containers
-from spark_runtime import SparkRunner, derive_with_user, free_port, wait_http, wait_port
 
 pytestmark = pytest.mark.slow
 
@@ -62,28 +58,19 @@ def archives(workdir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def runner(workdir: Path, archives: dict[str, Path]) -> Iterator[SparkRunner]:
+def check_report(workdir: Path, archives: dict[str, Path]) -> dict:
+    """`ociforge test` on the four images: native, structure and runtime checks."""
     reason = can_run_containers()
     if reason:
         pytest.skip(reason)
-    ctd = Containerd(workdir / "ctd").start()
-    try:
-        for v, archive in archives.items():
-            p = ctd.ctr("images", "import", str(archive), timeout=600)
-            assert p.returncode == 0, p.stderr
-            assert f"docker.io/library/spark:{v}" in p.stdout
-        # The same layers with User 12345:0, for the arbitrary-uid runs.
-        store = Store(SPARK_STORE)
-        for v in ("4.1.1", "3.5.7"):
-            derive_with_user(store, f"spark-{v}", "12345:0", f"spark-{v}-uid12345",
-                             f"spark:{v}-uid12345")
-            out = workdir / f"spark-{v}-uid.tar"
-            write_archive(store, load_images(store, [f"spark-{v}-uid12345"]), out)
-            p = ctd.ctr("images", "import", str(out), timeout=600)
-            assert p.returncode == 0, p.stderr
-        yield SparkRunner(ctd, workdir)
-    finally:
-        ctd.stop()
+    r = run_cli("test", *(f"spark-{v}" for v in VERSIONS), "--json", "--report-dir",
+                workdir / "reports", store=SPARK_STORE, project=PROJECT, env=OFFLINE,
+                timeout=3000)
+    assert r.out, r.err
+    report = r.json()
+    failures = [x for x in report["results"] if x["status"] != "passed"]
+    assert r.rc == 0 and not failures, failures
+    return report
 
 
 def ref(version: str, uid: bool = False) -> str:
@@ -139,91 +126,39 @@ def test_image_config(archives: dict[str, Path]) -> None:
     assert manifest["annotations"]["org.opencontainers.image.version"] == "4.1.1"
 
 
-# -- running them -----------------------------------------------------------------------
+# -- running them (through `ociforge test`) ---------------------------------------------
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_spark_submit_version(runner: SparkRunner, version: str) -> None:
-    p = runner.run(ref(version), ["/opt/entrypoint.sh", "spark-submit", "--version"])
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert re.search(rf"version {re.escape(version)}\b", p.stdout + p.stderr)
-
-
-def _pi(p) -> float:  # type: ignore[no-untyped-def]
-    assert p.returncode == 0, p.stderr[-3000:]
-    m = re.search(r"PI=(\d+\.\d+)", p.stdout)
-    assert m, p.stdout[-2000:]
-    return float(m.group(1))
+def _result(report: dict, image: str, name: str) -> dict:
+    hits = [r for r in report["results"] if r["image"] == image and r["name"] == name]
+    assert len(hits) == 1, f"{image}: no single result {name!r}"
+    return hits[0]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_pi_job_as_uid_185(runner: SparkRunner, version: str) -> None:
-    p = runner.run(ref(version), ["/opt/entrypoint.sh", "spark-submit", "--master", "local[2]",
-                                  "/opt/smoke/pi.py"])
-    assert abs(_pi(p) - 3.14) < 0.1
-
-
-@pytest.mark.parametrize("version", ["4.1.1", "3.5.7"])
-def test_pi_job_as_arbitrary_uid_read_only_root(runner: SparkRunner, version: str) -> None:
-    p = runner.run(ref(version, uid=True),
-                   ["/opt/entrypoint.sh", "spark-submit", "--master", "local[2]",
-                    "/opt/smoke/pi.py"], read_only=True)
-    assert abs(_pi(p) - 3.14) < 0.1
-    who = runner.run(ref(version, uid=True), ["/opt/entrypoint.sh", "sh", "-c",
-                                              "id -u; id -g; whoami; echo $HOME"],
-                     read_only=True)
-    assert who.returncode == 0, who.stderr
-    assert who.stdout.split() == ["12345", "0", "spark", "/tmp"]
+RUNTIME = ["spark-submit --version", "pi job", "pi job as 12345:0 read-only", "python imports",
+           "python imports as 12345:0 read-only", "java trust store", "history server",
+           "unknown mode refused"]
+NATIVE = ["user non-root", "no setuid/setgid files", "no world-writable paths", "no secrets",
+          "writable /opt/spark/work-dir", "file /opt/spark/jars/postgresql-42.5.5.jar",
+          "file /opt/entrypoint.sh", "Metadata Test"]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_python_packages_import(runner: SparkRunner, version: str) -> None:
-    code = ("import pyspark, pandas, pyarrow, numpy, json; print(json.dumps({'pyspark': "
-            "pyspark.__version__, 'pandas': pandas.__version__, 'numpy': numpy.__version__}))")
-    p = runner.run(ref(version), ["python3", "-c", code])
-    assert p.returncode == 0, p.stderr[-2000:]
-    versions = json.loads(p.stdout.strip().splitlines()[-1])
-    assert versions["pyspark"] == version
-    assert versions["numpy"].startswith("1." if version.startswith("3.5") else "2.")
+@pytest.mark.parametrize("check", RUNTIME + NATIVE)
+def test_image_passes(check_report: dict, version: str, check: str) -> None:
+    result = _result(check_report, f"spark-{version}", check)
+    assert result["status"] == "passed", result
 
 
-def test_jdbc_drivers_and_java_trust_store(runner: SparkRunner) -> None:
-    p = runner.run(ref("4.1.1"), ["sh", "-c", "ls /opt/spark/jars | grep -E 'postgresql|mariadb'; "
-                                  "keytool -list -cacerts -storepass changeit | head -n 5"])
-    assert p.returncode == 0, p.stderr
-    assert "postgresql-42.5.5.jar" in p.stdout and "mariadb-java-client-2.7.6.jar" in p.stdout
-    count = int(re.search(r"contains (\d+) entries", p.stdout).group(1))  # type: ignore[union-attr]
-    assert count > 100
+@pytest.mark.parametrize("version", ["4.1.1", "4.1.0"])
+def test_connect_server_accepts_a_pyspark_client(check_report: dict, version: str) -> None:
+    assert _result(check_report, f"spark-{version}", "connect server")["status"] == "passed"
 
 
-@pytest.mark.parametrize("version", ["4.1.1", "3.5.7"])
-def test_history_server_answers(runner: SparkRunner, version: str) -> None:
-    port = free_port()
-    name = runner.start(ref(version), ["/opt/entrypoint.sh", "history"],
-                        env={"SPARK_HISTORY_PORT": str(port)})
-    try:
-        body = wait_http(f"http://127.0.0.1:{port}/api/v1/applications", seconds=120)
-        assert json.loads(body) == []
-    finally:
-        runner.stop(name)
-
-
-def test_connect_server_accepts_a_pyspark_client(runner: SparkRunner) -> None:
-    port = free_port()
-    name = runner.start(ref("4.1.1"), ["/opt/entrypoint.sh", "connect"],
-                        env={"SPARK_CONNECT_PORT": str(port)})
-    try:
-        wait_port(port, seconds=180)
-        p = runner.run(ref("4.1.1"), ["python3", "/opt/smoke/connect_client.py",
-                                      f"sc://127.0.0.1:{port}"], net_host=True)
-        assert p.returncode == 0, p.stderr[-3000:]
-        assert "COUNT=10" in p.stdout
-    finally:
-        runner.stop(name)
-
-
-def test_entrypoint_unknown_mode_is_refused(runner: SparkRunner) -> None:
-    p = runner.run(ref("4.1.1"), [], env={"SPARK_MODE": "worker"})
-    assert p.returncode == 64 and "unknown SPARK_MODE 'worker'" in p.stderr
+def test_report_files(check_report: dict, workdir: Path) -> None:
+    reports = workdir / "reports"
+    assert json.loads((reports / "report.json").read_text())["summary"]["failed"] == 0
+    assert (reports / "junit.xml").read_text().startswith("<?xml")
+    assert "metadataTest" in (reports / "spark-4.1.1.cst.yaml").read_text()
 
 
 def test_sizes_recorded(archives: dict[str, Path]) -> None:

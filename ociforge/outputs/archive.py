@@ -57,19 +57,25 @@ def _info(name: str, size: int = 0, dir_: bool = False) -> tarfile.TarInfo:
 
 
 def write_archive(store: Store, images: list[ImageRef], dest: Path, *,
-                  progress: Callable[[int], None] | None = None) -> int:
-    """Write the archive to `dest`; returns its size in bytes."""
+                  progress: Callable[[int], None] | None = None, layers: bool = True) -> int:
+    """Write the archive to `dest`; returns its size in bytes.
+
+    With `layers=False` only configs, manifests and index.json are written (no Docker
+    manifest.json): enough for `ctr images import` when the layers are already in
+    containerd's content store, as for a variant that differs only in its config."""
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     files: dict[str, bytes] = {
         "oci-layout": canonical_json(OCI_LAYOUT),
         "index.json": canonical_json({"schemaVersion": 2, "mediaType": MT_INDEX,
                                       "manifests": [index_entry(i) for i in images]}),
-        "manifest.json": json.dumps(docker_manifest(images), separators=(",", ":")).encode(),
-        "repositories": json.dumps(repositories(images), separators=(",", ":")).encode(),
     }
+    if layers:
+        files["manifest.json"] = json.dumps(docker_manifest(images),
+                                            separators=(",", ":")).encode()
+        files["repositories"] = json.dumps(repositories(images), separators=(",", ":")).encode()
     blobs: dict[str, int] = {}
     for img in images:
-        for desc in [img.manifest, *img.blobs()]:
+        for desc in [img.manifest, *img.blobs()][: None if layers else 2]:
             blobs[desc.digest] = desc.size
     try:
         with open(tmp, "wb") as out:

@@ -12,15 +12,16 @@ from pydantic import Field
 
 from .archive import ArchiveSource
 from .base import BuildContext
+from .builder import BuilderSource
 from .debian import DebianSource
 from .files import FilesSource
 from .pip import PipSource
 from .pypi import PypiSource
 
 SourceSpec = Annotated[
-    FilesSource | ArchiveSource | PypiSource | PipSource | DebianSource,
+    FilesSource | ArchiveSource | PypiSource | PipSource | DebianSource | BuilderSource,
     Field(discriminator="kind"),
 ]
 
-__all__ = ["ArchiveSource", "BuildContext", "DebianSource", "FilesSource", "PipSource",
-           "PypiSource", "SourceSpec"]
+__all__ = ["ArchiveSource", "BuildContext", "BuilderSource", "DebianSource", "FilesSource",
+           "PipSource", "PypiSource", "SourceSpec"]

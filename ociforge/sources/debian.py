@@ -57,6 +57,9 @@ class DebianSource(Spec):
     # For an unsigned local repository (tests, air-gapped mirrors without keys).
     trusted: bool = False
     exclude_docs: bool = True
+    # Clear setuid/setgid bits on files: a container under Pod Security Standards
+    # `restricted` cannot use them (no privilege escalation), and scanners flag them.
+    strip_setuid: bool = False
     users: list[DebianUser] = []
 
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
@@ -109,9 +112,11 @@ class DebianSource(Spec):
         import_archive(out, tree, staging / "rootfs", maps=[], sde=ctx.sde,
                        preserve_owners=True)
         out.unlink()
+        stripped = strip_setuid_bits(tree) if self.strip_setuid else []
         rewritten = rewrite_java_cacerts(tree, staging / "cacerts", ctx.sde)
         return {"suite": self.suite, "mirror": self.mirror_url(), "snapshot": self.snapshot,
-                "java_cacerts_rewritten": rewritten, "packages": dpkg_packages(tree)}
+                "java_cacerts_rewritten": rewritten, "setuid_stripped": stripped,
+                "packages": dpkg_packages(tree)}
 
     def _explain(self, output: str) -> str:
         missing = re.findall(r"Unable to locate package (\S+)", output)
@@ -120,6 +125,16 @@ class DebianSource(Spec):
                     f"{self.suite} ({', '.join(self.components)}) on {self.mirror_url()}")
         tail = " | ".join(line for line in output.strip().splitlines()[-4:] if line.strip())
         return f"mmdebstrap failed for {self.suite}: {tail}"
+
+
+def strip_setuid_bits(tree: Tree) -> list[str]:
+    """Clear setuid/setgid on regular files; returns the paths changed."""
+    changed = []
+    for path, entry in tree.entries.items():
+        if entry.kind == FILE and entry.mode & 0o6000:
+            entry.mode &= ~0o6000
+            changed.append("/" + path)
+    return sorted(changed)
 
 
 def _read(entry: Entry) -> bytes:

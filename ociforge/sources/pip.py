@@ -135,7 +135,8 @@ class PipSource(Spec):
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         pins = [line.split("  #")[0] for line in self.lock_text(ctx).splitlines()
                 if line and not line.startswith("#")]
-        return {"kind": "pip", "pins": pins, "target": self.target, "scripts": self.scripts,
+        # "v": this source's output format; bump it when the same pins give other bytes.
+        return {"kind": "pip", "v": 2, "pins": pins, "target": self.target, "scripts": self.scripts,
                 "interpreter": self.interpreter, "platform": self.platform,
                 "python": self.python_version, "pip": importlib.metadata.version("pip")}
 

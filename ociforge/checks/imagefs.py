@@ -1,0 +1,72 @@
+"""An image's final filesystem, from its layers' tar headers (whiteouts applied).
+
+Only headers are kept (and small file contents on request), so checking a 1 GB image
+streams it once and holds a few MB.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..compression import decompressing_reader, encoding_of
+from ..store import Store
+
+
+@dataclass
+class Node:
+    path: str          # absolute, e.g. /opt/spark
+    kind: str          # file, dir, symlink, hardlink, other
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    linkname: str = ""
+    content: bytes | None = None
+
+
+def _kind(ti: tarfile.TarInfo) -> str:
+    if ti.isdir():
+        return "dir"
+    if ti.issym():
+        return "symlink"
+    if ti.islnk():
+        return "hardlink"
+    if ti.isreg():
+        return "file"
+    return "other"
+
+
+def load(store: Store, manifest: dict[str, Any],
+         want_content: Callable[[str, int], bool] | None = None) -> dict[str, Node]:
+    """path → Node for the image's merged filesystem."""
+    fs: dict[str, Node] = {}
+    for desc in manifest["layers"]:
+        with store.open_blob(desc["digest"]) as raw:
+            stream = decompressing_reader(raw, encoding_of(desc["mediaType"]))
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for ti in tar:
+                    path = "/" + ti.name.strip("/").removeprefix("./")
+                    name = PurePosixPath(path).name
+                    parent = str(PurePosixPath(path).parent)
+                    if name == ".wh..wh..opq":
+                        prefix = parent.rstrip("/") + "/"
+                        for p in [p for p in fs if p.startswith(prefix)]:
+                            del fs[p]
+                        continue
+                    if name.startswith(".wh."):
+                        gone = f"{parent.rstrip('/')}/{name[4:]}"
+                        for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
+                            del fs[p]
+                        continue
+                    node = Node(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size,
+                                ti.linkname)
+                    if ti.isreg() and want_content and want_content(path, ti.size):
+                        f = tar.extractfile(ti)
+                        node.content = f.read() if f else None
+                    fs[path] = node
+            raw.read()
+    return fs

@@ -1,0 +1,124 @@
+"""Check declarations as they appear under `checks:` in recipe files.
+
+    checks:
+      spark:
+        images: ["spark-*"]            # fnmatch patterns: a family, a variant, …
+        files: [{path: /opt/entrypoint.sh, mode: "0755", owner: "0:0"}]
+        commands: [{name: version, args: [...], expect: "version {version}"}]
+
+`{version}` and `{label:NAME}` in strings are replaced from the image's labels
+(`org.opencontainers.image.version`), so one declaration serves a whole family.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..sources.base import Mode, Owner
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileCheck(_M):
+    path: str
+    exists: bool = True
+    mode: Mode = None
+    owner: Owner | None = None
+    contains: list[str] = []   # regexes the content must match (via container-structure-test)
+    executable: bool | None = None
+
+
+class MetadataCheck(_M):
+    user: str | None = None
+    workdir: str | None = None
+    entrypoint: list[str] | None = None
+    env: dict[str, str] = {}
+    labels: dict[str, str] = {}
+
+
+class CommandCheck(_M):
+    """A command run in containerd: as the image user, and (unless disabled) again as an
+    arbitrary uid with gid 0, a read-only root and tmpfs on the writable paths."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str] = {}
+    expect: list[str] = []      # regexes stdout+stderr must match
+    exit_code: int = 0
+    arbitrary_uid: bool = True
+    timeout: int = 300
+
+
+class Probe(_M):
+    http: str | None = None      # GET this URL until it answers 200
+    expect: str | None = None    # regex the body (or the probe command's output) must match
+    command: list[str] | None = None  # or run this in a second container on the host network
+
+
+class ServerCheck(_M):
+    """A long-running mode: started, polled until ready (bounded), probed, stopped."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str] = {}
+    ready_port: int | str | None = None
+    probe: Probe
+    timeout: int = 180
+
+
+class CheckSet(_M):
+    images: list[str] = Field(min_length=1)
+    files: list[FileCheck] = []
+    metadata: MetadataCheck | None = None
+    writable: list[str] = []         # must exist, be directories, belong to the image user
+    writable_owner: Owner = (185, 185)
+    world_writable_allowed: list[str] = ["/tmp", "/var/tmp", "/run/lock"]
+    non_root: bool = True
+    no_setuid: bool = True
+    no_secrets: bool = True
+    commands: list[CommandCheck] = []
+    servers: list[ServerCheck] = []
+    gpu: bool = False                # GPU smoke (only where an NVIDIA GPU is present)
+
+    def applies_to(self, image: str) -> bool:
+        return any(fnmatch.fnmatchcase(image, p) for p in self.images)
+
+
+_PLACEHOLDER = re.compile(r"\{(version|label:[^}]+|port)\}")
+
+
+def substitute(value: Any, labels: dict[str, str], port: int | None = None) -> Any:
+    """Replace {version}, {label:NAME} and {port} in strings, lists and dicts."""
+    if isinstance(value, str):
+        def repl(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key == "port":
+                return str(port) if port is not None else m.group(0)
+            if key == "version":
+                return labels.get("org.opencontainers.image.version", m.group(0))
+            return labels.get(key.split(":", 1)[1], m.group(0))
+        return _PLACEHOLDER.sub(repl, value)
+    if isinstance(value, list):
+        return [substitute(v, labels, port) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, labels, port) for k, v in value.items()}
+    return value
+
+
+def for_image(cs: CheckSet, labels: dict[str, str]) -> CheckSet:
+    """The check set with {version} and {label:…} filled in from an image's labels
+    ({port} is left for the runtime, which picks one per server)."""
+    data = cs.model_dump()
+    for f in data["files"]:
+        if f["mode"] is not None:
+            f["mode"] = f"{f['mode']:04o}"
+        if f["owner"] is not None:
+            f["owner"] = f"{f['owner'][0]}:{f['owner'][1]}"
+    data["writable_owner"] = f"{data['writable_owner'][0]}:{data['writable_owner'][1]}"
+    return CheckSet.model_validate(substitute(data, labels))

@@ -1,0 +1,102 @@
+"""`ociforge test`: every check that applies to an image, in one pass per image.
+
+Order per image: native checks on the tar headers, structure tests on the archive,
+then runtime smoke in containerd (started once for the whole run)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ..outputs import load_images
+from ..outputs.archive import write_archive
+from ..recipes import Project
+from ..store import Store
+from . import imagefs, native, structure
+from .containerd import Containerd, can_run_containers
+from .gpu import GpuHost, discover
+from .model import CheckSet, for_image
+from .report import CheckResult, skipped
+from .runtime import RuntimeChecker
+
+
+class CheckRun:
+    def __init__(self, store: Store, project: Project, report_dir: Path, *,
+                 runtime: bool = True, containerd_address: Path | None = None,
+                 gpu: GpuHost | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.project = project
+        self.report_dir = report_dir
+        self.runtime = runtime
+        self.containerd_address = containerd_address
+        self.gpu = gpu or discover()
+        self.progress = progress or (lambda _msg: None)
+        self._ctd: Containerd | None = None
+        self._checker: RuntimeChecker | None = None
+        self.workdir = Path(tempfile.mkdtemp(prefix="ocf-test-", dir="/tmp"))
+
+    def checksets(self, name: str) -> list[CheckSet]:
+        return [cs for cs in self.project.checks.values() if cs.applies_to(name)]
+
+    def _runtime(self) -> RuntimeChecker:
+        if self._checker is None:
+            self._ctd = Containerd(self.workdir / "containerd", self.containerd_address).start()
+            self._checker = RuntimeChecker(self._ctd, self.workdir, self.gpu)
+        return self._checker
+
+    def image(self, name: str) -> list[CheckResult]:
+        sets = self.checksets(name)
+        if not sets:
+            return [skipped(name, "native", "checks", "no check set in the recipes matches "
+                            "this image")]
+        (img,) = load_images(self.store, [name])
+        config = self.store.read_json(img.manifest_json["config"]["digest"])
+        labels = config.get("config", {}).get("Labels") or {}
+        sets = [for_image(cs, labels) for cs in sets]
+        self.progress(f"{name}: reading layers")
+        fs = imagefs.load(self.store, img.manifest_json, want_content=native.wants_content)
+        results: list[CheckResult] = []
+        for cs in sets:
+            results += native.run(name, fs, config, cs)
+        archive = self.workdir / f"{name}.tar"
+        write_archive(self.store, [img], archive)
+        try:
+            self.progress(f"{name}: structure tests")
+            results += structure.run(name, archive, structure.config_for(sets, fs),
+                                     self.report_dir / f"{name}.cst.yaml")
+            results += self._runtime_checks(name, archive, sets)
+        finally:
+            archive.unlink(missing_ok=True)
+        return results
+
+    def _runtime_checks(self, name: str, archive: Path, sets: list[CheckSet]
+                        ) -> list[CheckResult]:
+        wanted = [(cs, c) for cs in sets for c in cs.commands] + \
+                 [(cs, s) for cs in sets for s in cs.servers]
+        if not wanted:
+            return []
+        reason = None if self.runtime else "runtime checks disabled (--no-runtime)"
+        if reason is None and self.containerd_address is None:
+            reason = can_run_containers()
+        if reason:
+            return [skipped(name, "runtime", getattr(c, "name", "?"), reason) for _, c in wanted]
+        checker = self._runtime()
+        self.progress(f"{name}: importing into containerd")
+        prepared = checker.prepare(self.store, name, archive)
+        results: list[CheckResult] = []
+        for cs in sets:
+            for cc in cs.commands:
+                self.progress(f"{name}: {cc.name}")
+                results += checker.command(prepared, cs, cc)
+            for sc in cs.servers:
+                self.progress(f"{name}: {sc.name} server")
+                results.append(checker.server(prepared, cs, sc))
+        return results
+
+    def close(self) -> None:
+        if self._ctd is not None:
+            self._ctd.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

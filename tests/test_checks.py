@@ -1,0 +1,209 @@
+"""`ociforge test`: deliberately broken images fail the right check, by name; the
+GPU mechanism is tested on a fake device/driver layout; reports are well-formed."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from ociforge.checks import native
+from ociforge.checks.gpu import discover
+from ociforge.checks.imagefs import Node
+from ociforge.checks.model import CheckSet, for_image
+from ociforge.checks.report import failed, passed, skipped, write_junit
+
+from conftest import make_hello_project, run_cli, write
+
+# -- unit: the GPU injection mechanism on a fake layout (no GPU needed) ------------------
+
+
+def _fake_gpu_root(root: Path, with_devices: bool = True) -> Path:
+    (root / "dev").mkdir(parents=True)
+    if with_devices:
+        for name in ("nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"):
+            (root / "dev" / name).touch()
+    (root / "dev" / "null").touch()
+    lib = root / "usr" / "lib" / "x86_64-linux-gnu"
+    lib.mkdir(parents=True)
+    for name in ("libcuda.so.550.54.15", "libcuda.so.1", "libnvidia-ml.so.1",
+                 "libnvidia-ptxjitcompiler.so.1", "libc.so.6", "libcudart.so.12"):
+        (lib / name).touch()
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "nvidia-smi").touch()
+    return root
+
+
+def test_gpu_discovery_binds_devices_driver_libraries_and_nvidia_smi(tmp_path: Path) -> None:
+    host = discover(_fake_gpu_root(tmp_path))
+    assert host.present
+    assert host.devices == ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia0",
+                            "/dev/nvidiactl"]
+    names = [p.name for p in host.libraries]
+    # The driver's user-space libraries, not the CUDA runtime (which the image carries).
+    assert names == ["libcuda.so.1", "libcuda.so.550.54.15", "libnvidia-ml.so.1",
+                     "libnvidia-ptxjitcompiler.so.1"]
+    args = host.ctr_args()
+    assert args[:2] == ["--device", "/dev/nvidia-uvm"]
+    assert (f"type=bind,src={tmp_path}/usr/lib/x86_64-linux-gnu/libcuda.so.1,"
+            "dst=/usr/lib/x86_64-linux-gnu/libcuda.so.1,options=rbind:ro") in args
+    assert (f"type=bind,src={tmp_path}/usr/bin/nvidia-smi,dst=/usr/bin/nvidia-smi,"
+            "options=rbind:ro") in args
+
+
+def test_no_gpu_is_a_reason_never_a_pass(tmp_path: Path) -> None:
+    host = discover(_fake_gpu_root(tmp_path, with_devices=False))
+    assert not host.present
+    assert host.reason_absent() == "no NVIDIA GPU on this machine (/dev/nvidiactl is missing)"
+
+
+# -- unit: native checks on a synthetic filesystem --------------------------------------
+
+def _fs(*nodes: Node) -> dict[str, Node]:
+    return {n.path: n for n in nodes}
+
+
+def test_native_checks_name_what_is_wrong() -> None:
+    fs = _fs(Node("/bin/su", "file", 0o104755, 0, 0, 10),
+             Node("/data", "dir", 0o40777, 0, 0, 0),
+             Node("/tmp", "dir", 0o41777, 0, 0, 0),
+             Node("/home/x/.netrc", "file", 0o100600, 0, 0, 10),
+             Node("/opt/app/key.pem", "file", 0o100644, 0, 0, 60,
+                  content=b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"),
+             Node("/etc/ssl/certs/ca.pem", "file", 0o100644, 0, 0, 60,
+                  content=b"-----BEGIN CERTIFICATE-----\n"))
+    assert "setuid/setgid: /bin/su" in native.check_setuid("i", fs).message
+    assert native.check_world_writable("i", fs, ["/tmp"]).message == "world-writable: /data"
+    secrets = native.check_secrets("i", fs).message
+    assert "/home/x/.netrc" in secrets and "/opt/app/key.pem" in secrets
+    assert "ca.pem" not in secrets
+    assert native.check_user("i", {"config": {"User": "spark"}}).status == "failed"
+    assert "is root" in native.check_user("i", {"config": {"User": "0:0"}}).message
+    assert native.check_user("i", {"config": {"User": "185:185"}}).status == "passed"
+
+
+def test_placeholders_filled_from_labels() -> None:
+    cs = CheckSet.model_validate({
+        "images": ["spark-*"],
+        "files": [{"path": "/opt/spark/jars/spark-core_{label:scala}-{version}.jar",
+                   "mode": "0644", "owner": "0:0"}],
+        "commands": [{"name": "v", "args": ["spark-submit"], "expect": ["version {version}"]}]})
+    filled = for_image(cs, {"org.opencontainers.image.version": "4.1.1", "scala": "2.13"})
+    assert filled.files[0].path == "/opt/spark/jars/spark-core_2.13-4.1.1.jar"
+    assert filled.files[0].mode == 0o644 and filled.files[0].owner == (0, 0)
+    assert filled.commands[0].expect == ["version 4.1.1"]
+
+
+def test_junit_report(tmp_path: Path) -> None:
+    results = [passed("img", "native", "a"), failed("img", "runtime", "b", "exit code 1"),
+               skipped("img", "gpu", "c", "no NVIDIA GPU on this machine")]
+    write_junit(results, tmp_path / "j.xml")
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+
+
+# -- end to end: broken images fail the right check -------------------------------------
+
+CHECKS = """\
+checks:
+  hello:
+    images: ["hello*"]
+    files:
+      - {path: /usr/local/bin/hello, mode: "0755", owner: "0:0"}
+      - {path: /opt/spark/jars/spark-core.jar}
+      - {path: /etc/motd, contains: ["built by ociforge"]}
+    metadata:
+      user: "185:185"
+    writable: [/tmp]
+    commands:
+      - name: hello runs
+        args: [/usr/local/bin/hello]
+        expect: ["hello from ociforge"]
+"""
+
+
+def _project(root: Path, *, hello_mode: str = "0755", user: str = "185:185",
+             setuid: bool = False, jar: bool = True, motd: str | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    make_hello_project(root)
+    if motd is not None:
+        write(root / "files" / "etc" / "motd", motd)
+    extra = ""
+    if jar:
+        write(root / "files" / "spark-core.jar", "PK\n")
+        extra += '    - {src: files/spark-core.jar, dest: /opt/spark/jars/spark-core.jar}\n'
+    if setuid:
+        write(root / "files" / "tool", "#!/bin/sh\n")
+        extra += '    - {src: files/tool, dest: /usr/bin/tool, mode: "4755"}\n'
+    layer = (root / "layers" / "hello.yaml").read_text()
+    layer = layer.replace('mode: "0755"}', f'mode: "{hello_mode}"}}')
+    layer = layer.replace("  files:\n", "  files:\n" + extra, 1)
+    (root / "layers" / "hello.yaml").write_text(layer)
+    recipe = (root / "recipes" / "hello.yaml").read_text().replace('"185:185"', f'"{user}"')
+    (root / "recipes" / "hello.yaml").write_text(recipe + CHECKS)
+    return root
+
+
+def _test(tmp_path: Path, proj: Path, *extra: str) -> tuple[int, dict]:
+    r = run_cli("test", "hello", "--json", "--report-dir", tmp_path / "reports", *extra,
+                store=tmp_path / "s", project=proj, timeout=900)
+    assert r.out, r.err
+    return r.rc, r.json()
+
+
+def _status(report: dict, name: str) -> tuple[str, str]:
+    hits = [r for r in report["results"] if r["name"] == name]
+    assert hits, f"no result named {name!r}: {[r['name'] for r in report['results']]}"
+    return hits[0]["status"], hits[0]["message"]
+
+
+@pytest.mark.slow
+def test_good_image_passes_and_reports_are_written(tmp_path: Path) -> None:
+    rc, report = _test(tmp_path, _project(tmp_path / "p"))
+    failures = [r for r in report["results"] if r["status"] == "failed"]
+    assert rc == 0 and not failures, failures
+    names = {r["name"] for r in report["results"]}
+    assert {"file /usr/local/bin/hello", "user non-root", "no setuid/setgid files",
+            "no world-writable paths", "no secrets", "writable /tmp", "Metadata Test",
+            "file /etc/motd"} <= names
+    reports = tmp_path / "reports"
+    assert json.loads((reports / "report.json").read_text())["summary"]["failed"] == 0
+    assert ET.parse(reports / "junit.xml").getroot().tag == "testsuites"
+    cst_config = (reports / "hello.cst.yaml").read_text()
+    assert "metadataTest" in cst_config and "185:185" in cst_config
+    if any(r["kind"] == "runtime" for r in report["results"]):
+        assert _status(report, "hello runs")[0] == "passed"
+        assert _status(report, "hello runs as 12345:0 read-only")[0] == "passed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broken,check,message", [
+    ({"hello_mode": "0644"}, "file /usr/local/bin/hello",
+     "/usr/local/bin/hello: mode 0644, expected 0755"),
+    ({"setuid": True}, "no setuid/setgid files", "setuid/setgid: /usr/bin/tool"),
+    ({"user": "0:0"}, "user non-root", "USER '0:0' is root"),
+    ({"jar": False}, "file /opt/spark/jars/spark-core.jar",
+     "/opt/spark/jars/spark-core.jar is missing"),
+    ({"motd": "other text\n"}, "file /etc/motd", "content does not match 'built by ociforge'"),
+])
+def test_broken_image_fails_the_right_check(tmp_path: Path, broken: dict, check: str,
+                                            message: str) -> None:
+    rc, report = _test(tmp_path, _project(tmp_path / "p", **broken), "--no-runtime")
+    assert rc == 9
+    status, detail = _status(report, check)
+    assert status == "failed" and message in detail
+
+
+@pytest.mark.slow
+def test_entrypoint_without_exec_bit_fails_at_runtime_too(tmp_path: Path) -> None:
+    from ociforge.checks.containerd import can_run_containers
+
+    if can_run_containers():
+        pytest.skip(can_run_containers() or "")
+    rc, report = _test(tmp_path, _project(tmp_path / "p", hello_mode="0644"))
+    assert rc == 9
+    status, detail = _status(report, "hello runs")
+    assert status == "failed" and "exit code" in detail
