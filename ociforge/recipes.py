@@ -185,36 +185,30 @@ class Project:
             for name, image in rf.images.items():
                 proj._add_image(name, image, path)
             for name, cs in rf.checks.items():
-                if name in proj.checks:
-                    raise RecipeError(f"{path}: check set {name!r} is already defined in "
-                                      f"{proj.origin['checks:' + name]}")
-                proj.checks[name] = cs
-                proj.origin["checks:" + name] = path
+                proj._add("check set", proj.checks, name, cs, path)
         proj._check_references()
         return proj
 
+    def _add(self, what: str, table: dict[str, Any], name: str, value: Any, path: Path) -> None:
+        """Register a named layer, image or check set, once, remembering its file."""
+        if what != "check set" and not re.match(NAME_PATTERN, name):
+            raise RecipeError(f"{path}: {what} name {name!r} must match {NAME_PATTERN}")
+        if name in table:
+            raise RecipeError(f"{path}: {what} {name!r} is already defined in "
+                              f"{self.origin[what + ':' + name]}")
+        table[name] = value
+        self.origin[what + ":" + name] = path
+
     def _add_layer(self, name: str, layer: LayerDef, path: Path) -> None:
-        if not re.match(NAME_PATTERN, name):
-            raise RecipeError(f"{path}: layer name {name!r} must match {NAME_PATTERN}")
-        if name in self.layers:
-            raise RecipeError(f"{path}: layer {name!r} is already defined in "
-                              f"{self.origin['layer:' + name]}")
-        self.layers[name] = layer
-        self.origin["layer:" + name] = path
+        self._add("layer", self.layers, name, layer, path)
 
     def _add_image(self, name: str, image: ImageDef, path: Path) -> None:
-        if not re.match(NAME_PATTERN, name):
-            raise RecipeError(f"{path}: image name {name!r} must match {NAME_PATTERN}")
-        if name in self.images:
-            raise RecipeError(f"{path}: image {name!r} is already defined in "
-                              f"{self.origin['image:' + name]}")
-        self.images[name] = image
-        self.origin["image:" + name] = path
+        self._add("image", self.images, name, image, path)
 
     def _check_references(self) -> None:
         for name, cs in self.checks.items():
             if not any(cs.applies_to(image) for image in self.images):
-                raise RecipeError(f"{self.origin['checks:' + name]}: field 'checks.{name}."
+                raise RecipeError(f"{self.origin['check set:' + name]}: field 'checks.{name}."
                                   f"images': {cs.images} match no image")
         for name, image in self.images.items():
             for i, layer in enumerate(image.layers):

@@ -131,16 +131,21 @@ def check_writable(image: str, fs: dict[str, Node], cs: CheckSet) -> list[CheckR
     return out
 
 
-def run(image: str, fs: dict[str, Node], config: dict[str, Any], cs: CheckSet
+def run(image: str, fs: dict[str, Node], config: dict[str, Any], sets: list[CheckSet]
         ) -> list[CheckResult]:
-    out = check_files(image, fs, cs)
-    if cs.non_root:
+    """Each set's own file and writable-path checks, then the image-wide ones once
+    (on when any matching set asks for them)."""
+    out: list[CheckResult] = []
+    for cs in sets:
+        out += check_files(image, fs, cs)
+        out += check_writable(image, fs, cs)
+    if any(cs.non_root for cs in sets):
         out.append(check_user(image, config))
-    if cs.no_setuid:
+    if any(cs.no_setuid for cs in sets):
         out.append(check_setuid(image, fs))
-    out.append(check_world_writable(image, fs, cs.world_writable_allowed))
-    if cs.no_secrets:
+    allowed = sorted({p for cs in sets for p in cs.world_writable_allowed})
+    out.append(check_world_writable(image, fs, allowed))
+    if any(cs.no_secrets for cs in sets):
         out.append(check_secrets(image, fs))
-    out += check_writable(image, fs, cs)
     return out
 

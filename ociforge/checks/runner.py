@@ -58,9 +58,7 @@ class CheckRun:
         sets = [for_image(cs, labels) for cs in sets]
         self.progress(f"{name}: reading layers")
         fs = imagefs.load(self.store, img.manifest_json, want_content=native.wants_content)
-        results: list[CheckResult] = []
-        for cs in sets:
-            results += native.run(name, fs, config, cs)
+        results: list[CheckResult] = native.run(name, fs, config, sets)
         archive = self.workdir / f"{name}.tar"
         write_archive(self.store, [img], archive)
         try:

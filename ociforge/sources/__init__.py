@@ -15,13 +15,15 @@ from .base import BuildContext
 from .builder import BuilderSource
 from .debian import DebianSource
 from .files import FilesSource
+from .maven import MavenSource
 from .pip import PipSource
 from .pypi import PypiSource
 
 SourceSpec = Annotated[
-    FilesSource | ArchiveSource | PypiSource | PipSource | DebianSource | BuilderSource,
+    FilesSource | ArchiveSource | PypiSource | PipSource | DebianSource | BuilderSource
+    | MavenSource,
     Field(discriminator="kind"),
 ]
 
 __all__ = ["ArchiveSource", "BuildContext", "BuilderSource", "DebianSource", "FilesSource",
-           "PipSource", "PypiSource", "SourceSpec"]
+           "MavenSource", "PipSource", "PypiSource", "SourceSpec"]

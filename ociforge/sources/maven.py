@@ -1,0 +1,584 @@
+"""`maven`: pinned jars from Maven repositories, checked twice and locked.
+
+Each coordinate is looked up in an ordered list of repositories (Maven Central
+unless the recipe, `$OCIFORGE_MAVEN_REPOS` or a settings.xml mirror says otherwise).
+The jar is verified against the repository's own checksum files while it streams
+into the shared downloads cache, and its sha256 goes into a lock file that is
+committed beside the recipes. The lock's pins are the layer's key material, so a
+cached layer is found without any network; a later download that does not match
+the lock is refused. No transitive resolution: the Spark add-ons are shaded bundles
+that carry their dependencies, and a resolver would only add jars nobody pinned.
+
+Credentials come from the environment or ~/.m2/settings.xml; they travel only in
+request headers, never in a URL that could be printed, recorded or locked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from ..errors import AuthError, FetchError, IntegrityError, RecipeError
+from ..fetch import RETRIES, TIMEOUT, USER_AGENT, downloads_dir, fetch, verify_local
+from ..maven_settings import Settings, load_settings
+from ..registry.credentials import Credentials
+from ..registry.reference import is_loopback
+from ..registry.retry import NETWORK_ERRORS, RetryPolicy, retry_after_seconds
+from ..store import atomic_write
+from ..tartree import Tree
+from .base import BuildContext, Spec
+
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
+CENTRAL_HOSTS = frozenset({"repo1.maven.org", "repo.maven.apache.org"})
+REPOS_ENV = "OCIFORGE_MAVEN_REPOS"
+ENV_PREFIX = "OCIFORGE_MAVEN_"
+# Checksum files tried for every artifact; md5 only when none of these exists.
+CHECKSUMS = ("sha512", "sha256", "sha1")
+HEX_LENGTH = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+LOCK_HEADER = ("# ociforge maven lock: coordinate, sha256, repository it came from. "
+               "Written by ociforge; `ociforge lock` re-pins. Commit it.")
+
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_COORD_RE = re.compile(rf"^({_PART}):({_PART}):([A-Za-z0-9_][A-Za-z0-9_.+\-]*)"
+                       rf"(?::({_PART}))?(?:@([A-Za-z0-9]+))?$")
+_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_LOCK_LINE = re.compile(r"^(\S+)\s+sha256:([0-9a-f]{64})(?:\s+(\S+))?$")
+T = TypeVar("T")
+
+
+# -- coordinates ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coordinate:
+    """`group:artifact:version[:classifier][@ext]` (Gradle's notation; ext defaults
+    to jar). Only exact releases: ranges, LATEST/RELEASE and SNAPSHOTs move."""
+
+    group: str
+    artifact: str
+    version: str
+    classifier: str | None = None
+    ext: str = "jar"
+
+    @classmethod
+    def parse(cls, text: str) -> Coordinate:
+        m = _COORD_RE.match(text.strip())
+        if not m:
+            raise ValueError(f"{text!r} is not group:artifact:version[:classifier][@ext]")
+        group, artifact, version, classifier, ext = m.groups()
+        if version.upper() in ("LATEST", "RELEASE") or version.upper().endswith("SNAPSHOT"):
+            raise ValueError(f"{text!r}: pin an exact release version (SNAPSHOT, LATEST and "
+                             "RELEASE change under the same name)")
+        return cls(group, artifact, version, classifier, ext or "jar")
+
+    def __str__(self) -> str:
+        text = f"{self.group}:{self.artifact}:{self.version}"
+        if self.classifier:
+            text += f":{self.classifier}"
+        return text if self.ext == "jar" else f"{text}@{self.ext}"
+
+    @property
+    def filename(self) -> str:
+        suffix = f"-{self.classifier}" if self.classifier else ""
+        return f"{self.artifact}-{self.version}{suffix}.{self.ext}"
+
+    @property
+    def path(self) -> str:
+        """Where the file lives below a repository root (Maven 2 layout)."""
+        return f"{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.filename}"
+
+
+def _coordinate(text: str) -> str:
+    return str(Coordinate.parse(text))
+
+
+# -- repositories --------------------------------------------------------------------
+
+
+def strip_credentials(url: str) -> tuple[str, Credentials | None]:
+    """(URL without userinfo, query or trailing slash; the userinfo as credentials):
+    what is left is safe to print, record and lock."""
+    parts = urlsplit(url.strip())
+    creds = None
+    if parts.username:
+        creds = Credentials(unquote(parts.username), unquote(parts.password or ""),
+                            source="URL")
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), creds
+
+
+def _check_url(url: str, what: str) -> None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} {url!r} is not an http(s) URL")
+
+
+def default_id(url: str) -> str:
+    """The id a repository given only by URL answers to (for mirrorOf and credentials):
+    `central` for Maven Central, else the host name."""
+    host = urlsplit(url).hostname or ""
+    return "central" if host in CENTRAL_HOSTS else host
+
+
+def _recipe_url(url: str) -> str:
+    _check_url(url, "repository")
+    if urlsplit(url.strip()).username:
+        raise ValueError("no credentials in a recipe (it is committed): use "
+                         "OCIFORGE_MAVEN_<ID>_USERNAME/PASSWORD or ~/.m2/settings.xml")
+    return url.strip()
+
+
+class RepositorySpec(Spec):
+    """A repository: a URL, or `{id, url}` where the id must match a settings.xml
+    `<server>`/`<mirrorOf>` (a bare URL answers to `default_id`)."""
+
+    id: Annotated[str, Field(pattern=_ID_RE.pattern)]
+    url: Annotated[str, AfterValidator(_recipe_url)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_url(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            _check_url(v, "repository")
+            return {"id": default_id(v), "url": v}
+        return v
+
+
+@dataclass
+class Repository:
+    """A repository as it will be contacted: credential-free URL, id, where it came
+    from (which decides which credentials may be sent to it)."""
+
+    id: str
+    url: str
+    origin: str  # "recipe", "env", "default" or "mirror"
+    credentials: Credentials | None = None
+
+
+def _env_entries(values: list[str]) -> list[tuple[str, str]]:
+    """`URL` or `ID=URL` entries of the flag or `$OCIFORGE_MAVEN_REPOS`."""
+    out = []
+    for raw in values:
+        for entry in (e.strip() for e in raw.split(",")):
+            if not entry:
+                continue
+            rid, sep, rest = entry.partition("=")
+            if sep and _ID_RE.match(rid) and "://" in rest:
+                rid, url = rid, rest
+            else:
+                rid, url = "", entry
+            try:
+                _check_url(url, "repository")
+            except ValueError as e:
+                raise RecipeError(f"{REPOS_ENV}: {e}") from None
+            out.append((rid or default_id(url), url))
+    return out
+
+
+def _env_credentials(repo_id: str, global_too: bool) -> Credentials | None:
+    """`OCIFORGE_MAVEN_<ID>_USERNAME/PASSWORD` (ID upper-cased, other characters
+    `_`); the unqualified pair only for repositories named by flag or env."""
+    name = re.sub(r"[^A-Za-z0-9]", "_", repo_id).upper()
+    for prefix, allowed in ((f"{ENV_PREFIX}{name}_", True), (ENV_PREFIX, global_too)):
+        user = os.environ.get(f"{prefix}USERNAME")
+        if allowed and user:
+            return Credentials(user, os.environ.get(f"{prefix}PASSWORD", ""),
+                               source=f"${prefix}USERNAME")
+    return None
+
+
+def effective_repositories(declared: list[RepositorySpec], ctx: BuildContext,
+                           settings: Settings) -> list[Repository]:
+    """The repositories to try, in order.
+
+    The recipe's list wins; without one, the `--maven-repo` flag (`ctx.maven_repos`,
+    when the CLI provides it) or `$OCIFORGE_MAVEN_REPOS`; else Maven Central. Then a
+    settings.xml mirror replaces every repository its `mirrorOf` covers, as in Maven.
+    Credentials, first found: userinfo in an env URL, `OCIFORGE_MAVEN_<ID>_*`, the
+    unqualified `OCIFORGE_MAVEN_USERNAME/PASSWORD` (flag/env repositories only), the
+    settings.xml `<server>` with the repository's (or its mirror's) id.
+    """
+    if declared:
+        base = [(r.id, r.url, "recipe") for r in declared]
+    else:
+        flagged = getattr(ctx, "maven_repos", None) or []
+        env = os.environ.get(REPOS_ENV, "")
+        entries = _env_entries(list(flagged) if flagged else [env])
+        base = ([(i, u, "env") for i, u in entries] if entries
+                else [("central", MAVEN_CENTRAL, "default")])
+    out: list[Repository] = []
+    for rid, raw_url, origin in base:
+        url, url_creds = strip_credentials(raw_url)
+        mirror = settings.mirror_for(rid, url)
+        if mirror is not None:
+            rid, origin = mirror.id, "mirror"
+            url, url_creds = strip_credentials(mirror.url)
+        if any(r.url == url for r in out):
+            continue  # several repositories behind one mirror: ask it once
+        creds = url_creds or _env_credentials(rid, origin == "env") or settings.credentials(rid)
+        if creds is None and mirror is None:
+            same = settings.mirror_with_url(url)
+            creds = settings.credentials(same.id) if same is not None else None
+        out.append(Repository(rid, url, origin, creds))
+    return out
+
+
+# -- checksum files ------------------------------------------------------------------
+
+
+def parse_checksum(text: str, algo: str) -> str | None:
+    """The digest in a checksum file: `<hex>`, `<hex>  name`, `<hex> *name`,
+    `ALGO (name) = <hex>`, or hex split into groups by spaces (old Maven tools)."""
+    n = HEX_LENGTH[algo]
+    pattern = re.compile(rf"^[0-9a-fA-F]{{{n}}}$")
+    for token in text.split():
+        token = token.lstrip("*")
+        if pattern.match(token):
+            return token.lower()
+    lines = text.strip().splitlines()
+    squeezed = "".join(lines[0].split()) if lines else ""
+    return squeezed.lower() if pattern.match(squeezed) else None
+
+
+def _mismatch_detail(err: IntegrityError) -> tuple[str, str, str] | None:
+    """(algorithm, expected, got) out of fetch's mismatch message."""
+    m = re.match(r"^(\w+) mismatch for .*: pinned ([0-9a-fA-F]+), got ([0-9a-f]+)$", str(err))
+    return (m.group(1), m.group(2).lower(), m.group(3)) if m else None
+
+
+def _reason(err: BaseException) -> str:
+    """A short, secret-free reason for a network failure."""
+    text = str(err)
+    for needle, reason in (("Connection refused", "connection refused"),
+                           ("Name or service not known", "name not resolved"),
+                           ("Failed to resolve", "name not resolved"),
+                           ("Temporary failure in name resolution", "name not resolved"),
+                           ("Connection reset", "connection reset"),
+                           ("SSLError", "TLS error"), ("CERTIFICATE_VERIFY_FAILED", "TLS error")):
+        if needle in text:
+            return reason
+    if isinstance(err, requests.Timeout):
+        return "timed out"
+    return type(err).__name__
+
+
+# -- the lock ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    sha256: str
+    repository: str = ""
+
+
+def read_lock(path: Path) -> dict[str, LockEntry]:
+    """coordinate → pin. One file may serve several maven layers."""
+    if not path.exists():
+        return {}
+    entries: dict[str, LockEntry] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _LOCK_LINE.match(line)
+        try:
+            coord = _coordinate(m.group(1)) if m else None
+        except ValueError:
+            coord = None
+        if m is None or coord is None:
+            raise RecipeError(f"{path}:{n}: not a lock line "
+                              "(`group:artifact:version sha256:<hex> repository`)")
+        entries[coord] = LockEntry(m.group(2), m.group(3) or "")
+    return entries
+
+
+def render_lock(entries: dict[str, LockEntry]) -> str:
+    lines = [LOCK_HEADER]
+    for coord in sorted(entries):
+        e = entries[coord]
+        lines.append(f"{coord} sha256:{e.sha256}" + (f" {e.repository}" if e.repository else ""))
+    return "\n".join(lines) + "\n"
+
+
+def update_lock(path: Path, updates: dict[str, LockEntry]) -> dict[str, LockEntry]:
+    """Merge `updates` into the lock, re-reading it first so that entries other
+    layers wrote meanwhile survive; written atomically."""
+    entries = {**read_lock(path), **updates}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, render_lock(entries).encode())
+    return entries
+
+
+# -- resolving and downloading -------------------------------------------------------
+
+
+class _Resolver:
+    """One resolution run: the repositories, their sessions, and which of them were
+    found unreachable (asked once, not once per artifact)."""
+
+    def __init__(self, source: MavenSource, ctx: BuildContext) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.repos = effective_repositories(list(source.repositories), ctx, load_settings())
+        self.unreachable: dict[str, str] = {}
+        self._sessions: dict[str, requests.Session] = {}
+        for repo in self.repos:
+            parts = urlsplit(repo.url)
+            if repo.credentials and parts.scheme == "http" and not is_loopback(parts.netloc):
+                raise AuthError(f"refusing to send the credentials for repository {repo.id!r} "
+                                f"({repo.url}) over plain HTTP; use https")
+
+    def close(self) -> None:
+        for s in self._sessions.values():
+            s.close()
+
+    def session(self, repo: Repository) -> requests.Session:
+        """The shared session, or a private one carrying this repository's credentials
+        (requests drops them if a redirect leaves the host)."""
+        if repo.credentials is None:
+            return self.ctx.session
+        if repo.url not in self._sessions:
+            s = requests.Session()
+            s.auth = (repo.credentials.username, repo.credentials.secret)
+            self._sessions[repo.url] = s
+        return self._sessions[repo.url]
+
+    def request(self, repo: Repository, method: str, url: str) -> requests.Response:
+        """One request with retries on 408/429/5xx and network errors (reset, refused)."""
+        policy = RetryPolicy(attempts=RETRIES)
+        for attempt in range(1, policy.attempts + 1):
+            last = attempt == policy.attempts
+            try:
+                r = self.session(repo).request(method, url, timeout=TIMEOUT,
+                                               headers={"User-Agent": USER_AGENT},
+                                               allow_redirects=True)
+            except NETWORK_ERRORS:
+                if last:
+                    raise
+                policy.wait(attempt)
+                continue
+            if last or not policy.should_retry_status(r.status_code):
+                return r
+            r.close()
+            policy.wait(attempt, retry_after_seconds(r.headers.get("Retry-After")))
+        raise AssertionError("unreachable")
+
+    def locate(self, coord: Coordinate) -> Repository:
+        """The first repository that has the file; else an error naming every one."""
+        tried: list[str] = []
+        auth_refused = False
+        for repo in self.repos:
+            if repo.url in self.unreachable:
+                tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
+                continue
+            try:
+                r = self.request(repo, "HEAD", f"{repo.url}/{coord.path}")
+            except NETWORK_ERRORS as e:
+                self.unreachable[repo.url] = f"unreachable: {_reason(e)}"
+                tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
+                continue
+            r.close()
+            if r.ok or r.status_code in (405, 501):  # no HEAD support: let the GET decide
+                return repo
+            note = f"HTTP {r.status_code}"
+            if r.status_code in (401, 403):
+                auth_refused = True
+                note += (f", credentials from {repo.credentials.source} refused"
+                         if repo.credentials else f", no credentials for id {repo.id!r}")
+            tried.append(f"{repo.url} ({note})")
+        listing = "; ".join(tried)
+        if auth_refused:
+            raise AuthError(f"{coord}: not resolved, a repository wants credentials; "
+                            f"tried {listing}")
+        if len(self.unreachable) == len(self.repos):
+            raise FetchError(f"{coord}: no repository could be reached; tried {listing}")
+        raise FetchError(f"{coord}: not found in any repository; tried {listing}")
+
+    def checksums(self, repo: Repository, coord: Coordinate) -> dict[str, tuple[str, str]]:
+        """algorithm → (digest, checksum file URL), from the files the repository has."""
+        found: dict[str, tuple[str, str]] = {}
+        for algo in (*CHECKSUMS, "md5"):
+            if algo == "md5" and found:
+                break
+            url = f"{repo.url}/{coord.path}.{algo}"
+            try:
+                r = self.request(repo, "GET", url)
+            except NETWORK_ERRORS as e:
+                raise FetchError(f"{coord}: GET {url}: {_reason(e)}") from None
+            with r:
+                if r.status_code in (404, 410):
+                    continue
+                if not r.ok:
+                    raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}")
+                digest = parse_checksum(r.text, algo)
+            if digest is None:
+                raise IntegrityError(f"{coord}: {url} holds no {algo} digest")
+            found[algo] = (digest, url)
+        return found
+
+    def download(self, coord: Coordinate, pin: str | None,
+                 reuse: Path | None = None) -> tuple[Path, Repository]:
+        """A verified copy in the downloads cache (named by its sha256) and the
+        repository it came from. `pin`: the lock's sha256, when there is one. `reuse`:
+        a cached candidate, kept if the repository's checksums confirm it."""
+        repo = self.locate(coord)
+        sums = self.checksums(repo, coord)
+        url = f"{repo.url}/{coord.path}"
+        if not sums and pin is None:
+            raise IntegrityError(f"{coord}: {repo.url} publishes no checksum file "
+                                 f"(.sha1, .sha256, .sha512, .md5) for {coord.filename}; "
+                                 "refusing an unverified first download")
+        pins = {a: d for a, (d, _) in sums.items()} or {"sha256": pin or ""}
+        if reuse is not None and sums:
+            try:
+                return verify_local(reuse, pins), repo
+            except IntegrityError:
+                pass  # the repository now serves other bytes: download them
+        try:
+            path = fetch(url, pins, session=self.session(repo))
+        except IntegrityError as e:
+            detail = _mismatch_detail(e)
+            if detail is None:
+                raise IntegrityError(f"{coord}: {e}") from None
+            algo, stated, got = detail
+            if algo in sums:
+                raise IntegrityError(f"{coord}: the file from {repo.url} does not match "
+                                     f"{sums[algo][1]} ({algo} stated {stated}, "
+                                     f"got {got})") from None
+            raise self.lock_mismatch(coord, repo, stated, got) from None
+        except FetchError as e:
+            raise FetchError(f"{coord}: {e}") from None
+        if pin is not None and path.name != pin:
+            raise self.lock_mismatch(coord, repo, pin, path.name)
+        return path, repo
+
+    def lock_mismatch(self, coord: Coordinate, repo: Repository, pinned: str,
+                      got: str) -> IntegrityError:
+        return IntegrityError(f"{coord}: the file from {repo.url} has sha256 {got}, but "
+                              f"{self.source.lock} pins sha256 {pinned}; if the change is "
+                              "expected, re-pin with `ociforge lock`")
+
+
+# -- the source ----------------------------------------------------------------------
+
+
+class MavenSource(Spec):
+    kind: Literal["maven"]
+    artifacts: list[Annotated[str, AfterValidator(_coordinate)]] = Field(min_length=1)
+    lock: str
+    dest: str = "/opt/spark/jars"
+    repositories: list[RepositorySpec] = []
+    transitive: bool = False
+
+    @field_validator("transitive")
+    @classmethod
+    def _no_transitive(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("transitive resolution is not supported: list every jar "
+                             "(the Spark add-ons are shaded bundles)")
+        return v
+
+    @field_validator("dest")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError(f"dest {v!r} must be an absolute path in the image")
+        return v.rstrip("/") or "/"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MavenSource:
+        seen: dict[str, str] = {}
+        for c in self.coordinates():
+            if c.filename in seen:
+                raise ValueError(f"{seen[c.filename]} and {c} both become {c.filename}")
+            seen[c.filename] = str(c)
+        return self
+
+    def coordinates(self) -> list[Coordinate]:
+        return [Coordinate.parse(a) for a in self.artifacts]
+
+    def lock_path(self, ctx: BuildContext) -> Path:
+        return ctx.project_path(self.lock)
+
+    def _resolved(self, ctx: BuildContext, fn: Callable[[_Resolver], T]) -> T:
+        resolver = _Resolver(self, ctx)
+        try:
+            return fn(resolver)
+        finally:
+            resolver.close()
+
+    def pins(self, ctx: BuildContext) -> dict[str, LockEntry]:
+        """This source's lock entries; coordinates the lock lacks are resolved (the
+        only step that needs the network) and written to it, all or none."""
+        path = self.lock_path(ctx)
+        entries = read_lock(path)
+        missing = [c for c in self.coordinates() if str(c) not in entries]
+        if missing:
+            def resolve(resolver: _Resolver) -> dict[str, LockEntry]:
+                out = {}
+                for c in missing:
+                    file, repo = resolver.download(c, None)
+                    out[str(c)] = LockEntry(file.name, repo.url)
+                return out
+
+            entries = update_lock(path, self._resolved(ctx, resolve))
+        return {str(c): entries[str(c)] for c in self.coordinates()}
+
+    def resolve(self, ctx: BuildContext) -> str:
+        """Re-pin every artifact from the repositories (`ociforge lock`): the way to
+        accept a changed digest. Returns the lock lines of this source."""
+        old = read_lock(self.lock_path(ctx))
+
+        def repin(resolver: _Resolver) -> dict[str, LockEntry]:
+            out = {}
+            for c in self.coordinates():
+                prev = old.get(str(c))
+                cached = downloads_dir() / prev.sha256 if prev else None
+                file, repo = resolver.download(
+                    c, None, cached if cached is not None and cached.is_file() else None)
+                out[str(c)] = LockEntry(file.name, repo.url)
+            return out
+
+        new = self._resolved(ctx, repin)
+        update_lock(self.lock_path(ctx), new)
+        return render_lock(new)
+
+    def key_material(self, ctx: BuildContext) -> dict[str, Any]:
+        # The repositories are not part of the key: the same pinned bytes from a
+        # mirror are the same layer.
+        pins = self.pins(ctx)
+        return {"kind": "maven", "v": 1, "dest": self.dest,
+                "artifacts": [[str(c), c.filename, pins[str(c)].sha256]
+                              for c in self.coordinates()]}
+
+    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+        pins = self.pins(ctx)
+        resolver: _Resolver | None = None
+        artifacts = []
+        try:
+            for c in self.coordinates():
+                pin = pins[str(c)]
+                path, repository = downloads_dir() / pin.sha256, pin.repository
+                if not path.is_file():
+                    resolver = resolver or _Resolver(self, ctx)
+                    path, repo = resolver.download(c, pin.sha256)
+                    repository = repo.url
+                tree.add_from_disk(path, f"{self.dest}/{c.filename}", mode=0o644)
+                artifacts.append({"coordinates": str(c), "filename": c.filename,
+                                  "sha256": pin.sha256, "repository": repository})
+        finally:
+            if resolver is not None:
+                resolver.close()
+        return {"lock": self.lock, "dest": self.dest, "artifacts": artifacts}

@@ -1,0 +1,526 @@
+"""The `maven` source against Maven-layout repositories served on 127.0.0.1.
+
+The jars are stand-ins made here (zip files holding a class file name) under the real
+coordinates of the Spark add-ons; Maven Central is never contacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import shutil
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ociforge.errors import AuthError, RecipeError
+from ociforge.maven_settings import mirror_of_matches, parse_settings
+from ociforge.sources.base import BuildContext
+from ociforge.sources.maven import (
+    Coordinate,
+    LockEntry,
+    MavenSource,
+    effective_repositories,
+    parse_checksum,
+    read_lock,
+    render_lock,
+    update_lock,
+)
+from ociforge.store import Store
+
+from conftest import run_cli, store_is_empty, write
+from httpserver import serve
+
+HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.2"
+AWS_BUNDLE = "software.amazon.awssdk:bundle:2.29.52"
+ACCELERATOR = "software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:1.2.1"
+RAPIDS = "com.nvidia:rapids-4-spark_2.13:26.06.0:cuda12"
+CLASSES = {
+    HADOOP_AWS: "org/apache/hadoop/fs/s3a/S3AFileSystem.class",
+    AWS_BUNDLE: "software/amazon/awssdk/core/SdkBytes.class",
+    ACCELERATOR: "software/amazon/s3/analyticsaccelerator/S3SeekableInputStream.class",
+    RAPIDS: "com/nvidia/spark/SQLPlugin.class",
+}
+DEBIAN_JAR = ("javax.inject:javax.inject:1",
+              Path("/usr/share/maven-repo/javax/inject/javax.inject/1/javax.inject-1.jar"))
+USER, SECRET = "maven-reader", "s3cr3t-Pa55word"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A private downloads cache, no ~/.m2/settings.xml, no inherited mirrors."""
+    monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
+    for name in ("OCIFORGE_MAVEN_REPOS", "OCIFORGE_MAVEN_USERNAME", "OCIFORGE_MAVEN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# -- a Maven-layout repository ---------------------------------------------------------
+
+
+def make_jar(coord: str, salt: str = "") -> bytes:
+    """A small jar whose bytes depend on the coordinate (and `salt`)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("META-INF/MANIFEST.MF", f"Manifest-Version: 1.0\nX-Coord: {coord}{salt}\n")
+        zf.writestr(CLASSES.get(coord, "Stub.class"), b"\xca\xfe\xba\xbe" + coord.encode())
+    return buf.getvalue()
+
+
+def publish(repo: Path, coord: str, data: bytes | None = None,
+            checksums: tuple[str, ...] = ("sha1",), style: str = "bare",
+            wrong: str | None = None) -> bytes:
+    """Put a jar and its checksum files where a Maven repository keeps them."""
+    c = Coordinate.parse(coord)
+    data = make_jar(coord) if data is None else data
+    path = repo / c.path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    for algo in checksums:
+        digest = hashlib.new(algo, data if algo != wrong else data + b"!").hexdigest()
+        text = {"bare": digest, "named": f"{digest}  {c.filename}\n",
+                "upper": digest.upper() + "\n"}[style]
+        (repo / f"{c.path}.{algo}").write_text(text)
+    return data
+
+
+class _AuthHandler(SimpleHTTPRequestHandler):
+    """Static files behind HTTP basic auth (USER/SECRET), like a private Nexus."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _authorized(self) -> bool:
+        want = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+        if self.headers.get("Authorization") == want:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="maven"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
+    def do_GET(self) -> None:
+        if self._authorized():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._authorized():
+            super().do_HEAD()
+
+
+class _FlakyHandler(SimpleHTTPRequestHandler):
+    """Answers 503 to the first requests, then serves files: a busy mirror."""
+
+    failures_left = 0
+    lock = threading.Lock()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _fail(self) -> bool:
+        with _FlakyHandler.lock:
+            if _FlakyHandler.failures_left <= 0:
+                return False
+            _FlakyHandler.failures_left -= 1
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return True
+
+    def do_GET(self) -> None:
+        if not self._fail():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if not self._fail():
+            super().do_HEAD()
+
+
+@contextmanager
+def serve_with(root: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 lambda *a: handler(*a, directory=str(root)))  # type: ignore[misc]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def project(root: Path, artifacts: list[str], repositories: list[str] | None = None) -> Path:
+    lines = ["source:", "  kind: maven", "  lock: layers/locks/maven.lock", "  artifacts:"]
+    lines += [f"    - {a}" for a in artifacts]
+    if repositories:
+        lines += ["  repositories:"] + [f"    - {r}" for r in repositories]
+    write(root / "layers" / "addons.yaml", "\n".join(lines) + "\n")
+    write(root / "recipes" / "r.yaml", "images:\n  img:\n    layers: [addons]\n")
+    return root
+
+
+def layer_members(store: Path, report: dict[str, Any]) -> dict[str, tuple[int, bytes]]:
+    digest = report["images"][0]["layers"][0]["digest"]
+    with tarfile.open(store / "blobs" / "sha256" / digest.split(":")[1]) as tar:
+        out = {}
+        for m in tar:
+            if m.isfile():
+                f = tar.extractfile(m)
+                assert f is not None
+                out[m.name] = (m.mode, f.read())
+        return out
+
+
+def records_text(store: Path) -> str:
+    return "".join(p.read_text() for p in (store / "ociforge" / "layers").glob("*.json"))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- units -------------------------------------------------------------------------------
+
+
+def test_coordinates() -> None:
+    c = Coordinate.parse(RAPIDS)
+    assert c.filename == "rapids-4-spark_2.13-26.06.0-cuda12.jar"
+    assert c.path == "com/nvidia/rapids-4-spark_2.13/26.06.0/" + c.filename
+    assert str(c) == RAPIDS
+    pom = Coordinate.parse("org.apache.iceberg:iceberg-aws-bundle:1.11.0@pom")
+    assert pom.filename == "iceberg-aws-bundle-1.11.0.pom" and str(pom).endswith("@pom")
+    assert str(Coordinate.parse(f"{HADOOP_AWS}@jar")) == HADOOP_AWS
+    for bad in ("org.apache.hadoop:hadoop-aws", "g:a:[1.0,2.0)", "g:a:1.0-SNAPSHOT",
+                "g:a:LATEST", "g:a:1:c:d", "g a:b:1", "../x:y:1"):
+        with pytest.raises(ValueError):
+            Coordinate.parse(bad)
+
+
+def test_checksum_file_formats() -> None:
+    digest = hashlib.sha1(b"x").hexdigest()
+    for text in (digest, f"{digest}\n", f"{digest}  hadoop-aws-3.4.2.jar\n",
+                 f"{digest} *hadoop-aws-3.4.2.jar", digest.upper(),
+                 f"SHA1 (hadoop-aws-3.4.2.jar) = {digest}",
+                 " ".join(digest[i:i + 4] for i in range(0, 40, 4))):
+        assert parse_checksum(text, "sha1") == digest, text
+    assert parse_checksum("<html>not found</html>", "sha1") is None
+    assert parse_checksum(hashlib.sha256(b"x").hexdigest(), "sha1") is None
+
+
+def test_spec_validation() -> None:
+    ok = {"kind": "maven", "lock": "l.lock", "artifacts": [HADOOP_AWS]}
+    assert MavenSource.model_validate(ok).dest == "/opt/spark/jars"
+    cases = [({"transitive": True}, "transitive resolution is not supported"),
+             ({"artifacts": ["g:a:1.0-SNAPSHOT"]}, "exact release"),
+             ({"artifacts": [HADOOP_AWS, "other.group:hadoop-aws:3.4.2"]}, "both become"),
+             ({"repositories": ["https://u:p@nexus.example/repo"]}, "no credentials"),
+             ({"repositories": ["ftp://mirror/maven2"]}, "not an http(s) URL"),
+             ({"dest": "opt/jars"}, "absolute")]
+    for extra, message in cases:
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            MavenSource.model_validate({**ok, **extra})
+
+
+def test_lock_round_trip_and_shared_entries(tmp_path: Path) -> None:
+    lock = tmp_path / "maven.lock"
+    update_lock(lock, {HADOOP_AWS: LockEntry("a" * 64, "https://repo1.maven.org/maven2")})
+    update_lock(lock, {AWS_BUNDLE: LockEntry("b" * 64, "http://127.0.0.1:1")})
+    entries = read_lock(lock)
+    assert entries[HADOOP_AWS].sha256 == "a" * 64 and entries[AWS_BUNDLE].sha256 == "b" * 64
+    assert render_lock(entries) == lock.read_text()
+    assert f"{HADOOP_AWS} sha256:{'a' * 64} https://repo1.maven.org/maven2" in lock.read_text()
+    lock.write_text("org.apache.hadoop:hadoop-aws:3.4.2 md5:abc\n")
+    with pytest.raises(RecipeError, match=r"maven\.lock:1: not a lock line"):
+        read_lock(lock)
+
+
+SETTINGS = """\
+<?xml version="1.0"?>
+<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
+  <servers>
+    <server><id>corp</id><username>{user}</username><password>${{env.CORP_PW}}</password></server>
+    <server><id>vault</id><username>x</username><password>{{COQLCE6DU6GtcS5P=}}</password></server>
+  </servers>
+  <mirrors>
+    <mirror><id>corp</id><url>{url}</url><mirrorOf>{mirror_of}</mirrorOf></mirror>
+  </mirrors>
+</settings>
+"""
+
+
+def test_settings_mirrors_and_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORP_PW", SECRET)
+    s = parse_settings(SETTINGS.format(user=USER, url="https://nexus.example/maven",
+                                       mirror_of="external:*,!nvidia"))
+    creds = s.credentials("corp")
+    assert creds is not None and (creds.username, creds.secret) == (USER, SECRET)
+    assert SECRET not in repr(creds)
+    with pytest.raises(AuthError, match="encrypted"):
+        s.credentials("vault")
+    assert s.mirror_for("central", "https://repo1.maven.org/maven2") is not None
+    assert s.mirror_for("nvidia", "https://nvidia.example/maven") is None
+    assert s.mirror_for("local", "http://127.0.0.1:8081/maven") is None
+    assert mirror_of_matches("*", "x", "http://127.0.0.1")
+    assert mirror_of_matches("external:http:*", "x", "http://nexus.example")
+    assert not mirror_of_matches("external:http:*", "x", "https://nexus.example")
+    assert mirror_of_matches("a, central", "central", "https://repo1.maven.org/maven2")
+    with pytest.raises(RecipeError, match="not well-formed"):
+        parse_settings("<settings>")
+
+
+def test_repository_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = BuildContext(store=Store(tmp_path / "s"), project_root=tmp_path, sde=0)
+    empty = parse_settings("<settings/>")
+
+    def urls(declared: list[Any], settings: Any = empty) -> list[str]:
+        spec = MavenSource.model_validate({"kind": "maven", "lock": "l", "artifacts": [HADOOP_AWS],
+                                           "repositories": declared})
+        return [r.url for r in effective_repositories(spec.repositories, ctx, settings)]
+
+    assert urls([]) == ["https://repo1.maven.org/maven2"]
+    monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", "http://127.0.0.1:1/a/, mirror=http://127.0.0.1:2")
+    assert urls([]) == ["http://127.0.0.1:1/a", "http://127.0.0.1:2"]
+    assert urls(["https://recipe.example/m2"]) == ["https://recipe.example/m2"]
+    ctx.maven_repos = ["http://127.0.0.1:3"]  # type: ignore[attr-defined]  # the CLI flag
+    assert urls([]) == ["http://127.0.0.1:3"]
+    del ctx.maven_repos  # type: ignore[attr-defined]
+    # A settings.xml mirror stands in for what its mirrorOf covers, env-given or not.
+    monkeypatch.setenv("CORP_PW", SECRET)
+    corp = parse_settings(SETTINGS.format(user=USER, url="https://nexus.example/maven",
+                                          mirror_of="central"))
+    monkeypatch.delenv("OCIFORGE_MAVEN_REPOS")
+    repos = effective_repositories([], ctx, corp)
+    assert [(r.id, r.url) for r in repos] == [("corp", "https://nexus.example/maven")]
+    assert repos[0].credentials is not None and repos[0].credentials.secret == SECRET
+    # The unqualified env pair goes to flag/env repositories only, never to a recipe's.
+    monkeypatch.setenv("OCIFORGE_MAVEN_USERNAME", USER)
+    monkeypatch.setenv("OCIFORGE_MAVEN_PASSWORD", SECRET)
+    spec = MavenSource.model_validate({"kind": "maven", "lock": "l", "artifacts": [HADOOP_AWS],
+                                       "repositories": ["https://recipe.example/m2"]})
+    assert effective_repositories(spec.repositories, ctx, empty)[0].credentials is None
+    monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", "https://user:pw@env.example/m2")
+    env_repo = effective_repositories([], ctx, empty)[0]
+    assert env_repo.url == "https://env.example/m2"  # userinfo never stays in the URL
+    assert env_repo.credentials is not None and env_repo.credentials.username == "user"
+    monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", "https://env.example/m2")
+    assert effective_repositories([], ctx, empty)[0].credentials.secret == SECRET  # type: ignore[union-attr]
+    monkeypatch.setenv("OCIFORGE_MAVEN_RECIPE_EXAMPLE_USERNAME", "per-id")
+    assert effective_repositories(spec.repositories, ctx, empty)[0].credentials.username == "per-id"  # type: ignore[union-attr]
+
+
+# -- end to end: `ociforge assemble` -----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_assemble_places_jars_writes_lock_and_reuses(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "m2"
+    jars = {HADOOP_AWS: publish(repo, HADOOP_AWS, checksums=("sha1", "md5")),
+            AWS_BUNDLE: publish(repo, AWS_BUNDLE, checksums=("sha1", "sha256", "sha512"),
+                                style="named"),
+            ACCELERATOR: publish(repo, ACCELERATOR, checksums=("md5",), style="upper"),
+            RAPIDS: publish(repo, RAPIDS, checksums=("sha512",), style="named")}
+    coord, debian = DEBIAN_JAR
+    if debian.exists():  # a real jar from Debian's Maven repository, when installed
+        jars[coord] = publish(repo, coord, data=debian.read_bytes())
+    proj = project(tmp_path / "p", list(jars))
+    store = tmp_path / "s"
+    with serve(repo) as url:
+        monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", url)  # no list in the recipe
+        r = run_cli("assemble", "img", "--json", store=store, project=proj)
+        assert r.rc == 0, r.err
+    members = layer_members(store, r.json())
+    expected = {f"opt/spark/jars/{Coordinate.parse(c).filename}": data
+                for c, data in jars.items()}
+    assert {name: data for name, (_, data) in members.items()} == expected
+    assert {mode for mode, _ in members.values()} == {0o644}
+    assert "opt/spark/jars/rapids-4-spark_2.13-26.06.0-cuda12.jar" in members
+    with zipfile.ZipFile(repo / Coordinate.parse(HADOOP_AWS).path) as zf:
+        assert CLASSES[HADOOP_AWS] in zf.namelist()
+
+    lock = (proj / "layers" / "locks" / "maven.lock").read_text()
+    for c, data in jars.items():
+        assert f"{c} sha256:{sha(data)} {url}\n" in lock
+    provenance = json.loads(records_text(store))["provenance"]["sources"][0]
+    assert provenance["artifacts"][0] == {
+        "coordinates": HADOOP_AWS, "filename": "hadoop-aws-3.4.2.jar",
+        "sha256": sha(jars[HADOOP_AWS]), "repository": url}
+
+    # The repository is gone now: the key comes from the lock, the layer from the store.
+    again = run_cli("assemble", "img", "--json", store=store, project=proj)
+    assert again.rc == 0, again.err
+    assert again.json()["layers"]["built"] == []
+    # A new store builds the same layer from the downloads cache, still offline.
+    fresh = run_cli("assemble", "img", "--json", store=tmp_path / "s2", project=proj)
+    assert fresh.rc == 0, fresh.err
+    assert fresh.json()["images"][0]["layers"] == r.json()["images"][0]["layers"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("checksums,wrong", [(("sha1",), "sha1"),
+                                             (("sha1", "sha512"), "sha512"),
+                                             (("md5",), "md5")])
+def test_wrong_checksum_file(tmp_path: Path, checksums: tuple[str, ...], wrong: str) -> None:
+    repo = tmp_path / "m2"
+    publish(repo, AWS_BUNDLE, checksums=checksums, wrong=wrong)
+    with serve(repo) as url:
+        proj = project(tmp_path / "p", [AWS_BUNDLE], [url])
+        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    assert r.rc == 4, r.err
+    assert AWS_BUNDLE in r.err and url in r.err
+    assert f"bundle-2.29.52.jar.{wrong}" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert store_is_empty(tmp_path / "s")
+    assert not (proj / "layers" / "locks" / "maven.lock").exists()
+    assert not list((tmp_path / "cache" / "downloads" / "sha256").iterdir())
+
+
+@pytest.mark.slow
+def test_repository_without_checksum_files(tmp_path: Path) -> None:
+    repo = tmp_path / "m2"
+    publish(repo, HADOOP_AWS, checksums=())
+    with serve(repo) as url:
+        proj = project(tmp_path / "p", [HADOOP_AWS], [url])
+        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    assert r.rc == 4 and "publishes no checksum file" in r.err and HADOOP_AWS in r.err
+
+
+@pytest.mark.slow
+def test_missing_artifact_names_every_repository(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    publish(first, HADOOP_AWS)
+    publish(second, HADOOP_AWS)
+    with serve(first) as url1, serve(second) as url2:
+        proj = project(tmp_path / "p", [HADOOP_AWS, AWS_BUNDLE], [url1, url2])
+        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        assert r.rc == 6, r.err
+        assert (f"{AWS_BUNDLE}: not found in any repository; tried {url1} (HTTP 404); "
+                f"{url2} (HTTP 404)") in r.err
+        assert not (proj / "layers" / "locks" / "maven.lock").exists()  # all or nothing
+        data = publish(second, AWS_BUNDLE)
+        found = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        assert found.rc == 0, found.err
+    lock = (proj / "layers" / "locks" / "maven.lock").read_text()
+    assert f"{AWS_BUNDLE} sha256:{sha(data)} {url2}\n" in lock
+    assert f"{HADOOP_AWS} sha256:" in lock and f" {url1}\n" in lock
+
+
+@pytest.mark.slow
+def test_unreachable_repository(tmp_path: Path) -> None:
+    proj = project(tmp_path / "p", [HADOOP_AWS], ["http://127.0.0.1:9"])
+    r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    assert r.rc == 6, r.err
+    assert (f"{HADOOP_AWS}: no repository could be reached; tried http://127.0.0.1:9 "
+            "(unreachable: connection refused)") in r.err
+    # Behind a dead first repository, the next one still serves.
+    repo = tmp_path / "m2"
+    publish(repo, HADOOP_AWS)
+    with serve(repo) as url:
+        project(proj, [HADOOP_AWS], ["http://127.0.0.1:9", url])
+        ok = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    assert ok.rc == 0, ok.err
+    assert f" {url}\n" in (proj / "layers" / "locks" / "maven.lock").read_text()
+
+
+@pytest.mark.slow
+def test_changed_artifact_is_refused_against_the_lock(tmp_path: Path) -> None:
+    repo = tmp_path / "m2"
+    old = publish(repo, HADOOP_AWS)
+    with serve(repo) as url:
+        proj = project(tmp_path / "p", [HADOOP_AWS], [url])
+        assert run_cli("assemble", "img", store=tmp_path / "s", project=proj).rc == 0
+        # Republished under the same version, with matching checksum files.
+        new = publish(repo, HADOOP_AWS, data=make_jar(HADOOP_AWS, salt="rebuilt"))
+        shutil.rmtree(tmp_path / "cache")
+        r = run_cli("assemble", "img", store=tmp_path / "s2", project=proj)
+    assert r.rc == 4, r.err
+    assert HADOOP_AWS in r.err and sha(old) in r.err and sha(new) in r.err
+    assert "ociforge lock" in r.err
+    assert store_is_empty(tmp_path / "s2")
+
+
+@pytest.mark.slow
+def test_settings_xml_credentials_reach_a_private_mirror(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "m2"
+    data = publish(repo, HADOOP_AWS, checksums=("sha1", "sha256"))
+    home = tmp_path / "home"
+    proj = project(tmp_path / "p", [HADOOP_AWS])  # Maven Central by default …
+    with serve_with(repo, _AuthHandler) as url:
+        # … which the settings.xml mirror stands in for, with its server's credentials.
+        write(home / ".m2" / "settings.xml",
+              SETTINGS.format(user=USER, url=url + "/", mirror_of="*"))
+        monkeypatch.delenv("OCIFORGE_MAVEN_SETTINGS")  # found through $HOME
+        r = run_cli("assemble", "img", "--json", store=tmp_path / "s", project=proj,
+                    env={"HOME": str(home), "CORP_PW": SECRET})
+        assert r.rc == 0, r.err
+        monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
+        # Without them: exit 8, naming the repository and what it answered.
+        shutil.rmtree(tmp_path / "cache")
+        (proj / "layers" / "locks" / "maven.lock").unlink()
+        denied = run_cli("assemble", "img", store=tmp_path / "s3", project=proj,
+                         env={"OCIFORGE_MAVEN_REPOS": url})
+        assert denied.rc == 8, denied.err
+        assert f"tried {url} (HTTP 401, no credentials for id '127.0.0.1')" in denied.err
+        wrong = run_cli("assemble", "img", store=tmp_path / "s3", project=proj,
+                        env={"OCIFORGE_MAVEN_REPOS": url, "OCIFORGE_MAVEN_USERNAME": USER,
+                             "OCIFORGE_MAVEN_PASSWORD": "nope"})
+        assert wrong.rc == 8 and "credentials from $OCIFORGE_MAVEN_USERNAME refused" in wrong.err
+        # The unqualified env pair also works for a repository named by env.
+        env_ok = run_cli("assemble", "img", "--json", store=tmp_path / "s4", project=proj,
+                         env={"OCIFORGE_MAVEN_REPOS": url, "OCIFORGE_MAVEN_USERNAME": USER,
+                              "OCIFORGE_MAVEN_PASSWORD": SECRET})
+        assert env_ok.rc == 0, env_ok.err
+    assert layer_members(tmp_path / "s", r.json())["opt/spark/jars/hadoop-aws-3.4.2.jar"][1] \
+        == data
+    lock = (proj / "layers" / "locks" / "maven.lock").read_text()
+    assert f"{HADOOP_AWS} sha256:{sha(data)} {url}\n" in lock
+    for secret in (SECRET, USER):
+        for text in (lock, records_text(tmp_path / "s"), records_text(tmp_path / "s4"),
+                     r.out, r.err, denied.err, wrong.err, env_ok.out, env_ok.err):
+            assert secret not in text
+
+
+@pytest.mark.slow
+def test_busy_repository_is_retried(tmp_path: Path) -> None:
+    repo = tmp_path / "m2"
+    publish(repo, HADOOP_AWS)
+    _FlakyHandler.failures_left = 2
+    with serve_with(repo, _FlakyHandler) as url:
+        proj = project(tmp_path / "p", [HADOOP_AWS], [url])
+        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    assert r.rc == 0, r.err
+    assert _FlakyHandler.failures_left == 0
+
+
+def test_lock_command_repins_and_keeps_other_entries(tmp_path: Path) -> None:
+    """What `ociforge lock` calls: re-resolve, accept a changed digest, leave the lock
+    entries of other layers alone."""
+    repo = tmp_path / "m2"
+    publish(repo, HADOOP_AWS)
+    proj = tmp_path / "p"
+    lock = proj / "layers" / "locks" / "maven.lock"
+    update_lock(lock, {AWS_BUNDLE: LockEntry("b" * 64, "https://repo1.maven.org/maven2")})
+    ctx = BuildContext(store=Store(tmp_path / "s"), project_root=proj, sde=0)
+    with serve(repo) as url:
+        src = MavenSource.model_validate({"kind": "maven", "lock": "layers/locks/maven.lock",
+                                          "artifacts": [HADOOP_AWS], "repositories": [url]})
+        first = src.key_material(ctx)
+        new = publish(repo, HADOOP_AWS, data=make_jar(HADOOP_AWS, salt="2"))
+        text = src.resolve(ctx)
+    assert f"{HADOOP_AWS} sha256:{sha(new)} {url}" in text and AWS_BUNDLE not in text
+    entries = read_lock(lock)
+    assert entries[HADOOP_AWS].sha256 == sha(new) and entries[AWS_BUNDLE].sha256 == "b" * 64
+    assert src.key_material(ctx) != first
