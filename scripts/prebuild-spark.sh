@@ -14,8 +14,9 @@ OCIFORGE=${OCIFORGE:-ociforge}
 if [ "${CHECK_BASE_REPRODUCIBLE:-0}" = 1 ]; then
   fresh=$(mktemp -d /tmp/ocf-repro.XXXXXX)
   trap 'rm -rf "$fresh"' EXIT
-  first=$("$OCIFORGE" --store "$store" layers ls --json |
-          python3 -c 'import json,sys; print(next(r["diff_id"] for r in json.load(sys.stdin) if r["name"]=="debian-base"))')
+  # The base the images use now (the store may also hold older cached versions).
+  first=$("$OCIFORGE" --store "$store" inspect spark-4.1.1 --json |
+          python3 -c 'import json,sys; print(next(l["diff_id"] for l in json.load(sys.stdin)["layers"] if l["name"]=="debian-base"))')
   mkdir -p "$fresh/proj/layers" "$fresh/proj/recipes"
   cp layers/debian-base.yaml "$fresh/proj/layers/"
   printf 'images:\n  base:\n    layers: [debian-base]\n' > "$fresh/proj/recipes/base.yaml"
