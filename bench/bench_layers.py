@@ -7,6 +7,9 @@ into the store. The pipelines compute no digest and do not fsync.
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 from pathlib import Path
 
 from common import (
@@ -89,13 +92,25 @@ def rows_for(encoding: str, lib: Contender, cli: Contender, rivals: list[Contend
     rows = []
     for rival in rivals:
         t = target if rival.name == target_name else None
-        rows.append(Row(f"layer {encoding}", lib.name, lib.median, rival.name, rival.median,
-                        target=t, mb_per_s=mb(input_bytes) / lib.median))
-        if rival.name == target_name:
-            rows.append(Row(f"layer {encoding}", cli.name, cli.median, rival.name,
-                            rival.median, target=t, mb_per_s=mb(input_bytes) / cli.median,
-                            note="process: interpreter start, key hashing, build, manifest"))
+        ours = [lib, cli] if rival.name == target_name else [lib]
+        rows += [Row(f"layer {encoding}", c.name, c.median, rival.name, rival.median, target=t,
+                     mb_per_s=mb(input_bytes) / c.median,
+                     competitor_mb_per_s=mb(input_bytes) / rival.median,
+                     note="" if c is lib else "process: start, key hashing, build, manifest")
+                 for c in ours]
     return rows
+
+
+def profile_build(src: Path, encoding: str, lines: int = 14) -> list[str]:
+    """cProfile of one library build, by internal time (main thread only)."""
+    with workdir("profile") as work:
+        prof = cProfile.Profile()
+        prof.runcall(build_layer, src, work / "store", encoding)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(lines)
+    text = buf.getvalue().splitlines()
+    start = next(i for i, line in enumerate(text) if "function calls" in line)
+    return [line for line in text[start:] if line.strip() and "List reduced" not in line]
 
 
 def bench_layer(encoding: str, runs: int) -> list[Row]:
@@ -113,7 +128,12 @@ def bench_layer(encoding: str, runs: int) -> list[Row]:
     rows = rows_for(encoding, lib, cli, rivals, stats.bytes)
     title = f"layer build, {encoding} ({stats.files} files, {mb(stats.bytes):.0f} MB input)"
     print_table(title, rows)
+    profile = [] if all(r.met is not False for r in rows) else profile_build(src, encoding)
+    if profile:
+        print(f"\ncProfile of one library {encoding} build (target missed):")
+        print("\n".join(profile))
     write_results(f"layer-{encoding}", title, rows, contenders, {
+        "cprofile": profile,
         "input": {"path": str(src), "files": stats.files, "bytes": stats.bytes},
         "output_bytes": sizes,
         "ociforge_zstd_level": ZSTD_LEVEL,

@@ -65,6 +65,8 @@ def _cases(data: Path, work: Path) -> dict[str, list[str]]:
         "library gzip": [*lib, "gzip"],
         "library zstd": [*lib, "zstd"],
         "CLI assemble gzip": ociforge(store, project, "-q", "assemble", "data"),
+        "CLI assemble zstd": ociforge(store, project, "-q", "assemble", "data",
+                                      "--compression", "zstd"),
         "tar | zstd -3 -T0": ["bash", "-o", "pipefail", "-c", pipeline],
     }
 

@@ -9,14 +9,13 @@ missed, `-X importtime` and cProfile summaries say where the time goes.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from bench_export import Images
-from common import OCIFORGE, Contender, Row, print_table, race, run, write_results
+from common import Contender, Row, print_table, race, run, write_results
 from project import ociforge, parse_json
 
 TARGET_S = 0.5
@@ -31,17 +30,15 @@ class ImportTime:
     depth: int
 
 
-def _assemble(img: Images, name: str, seconds: list[float],
-              exe: str = OCIFORGE) -> Contender:
+def _assemble(img: Images, name: str, seconds: list[float]) -> Contender:
     argv = ociforge(img.store, img.project, "--json", "assemble", name)
-    argv[0] = exe
 
     def action() -> None:
         report = parse_json(run(argv).stdout)
         assert not report["layers"]["built"], "layers should all be cached"
         seconds.append(report["seconds"])
 
-    return Contender(f"assemble {name}" + ("" if exe == OCIFORGE else " (PATH shim)"), action)
+    return Contender(f"assemble {name}", action)
 
 
 def import_times(img: Images, name: str) -> list[ImportTime]:
@@ -77,18 +74,14 @@ def _bare_interpreter() -> None:
 
 
 def _contenders(img: Images, seconds: dict[str, list[float]]) -> list[Contender]:
-    out = [_assemble(img, "spark", seconds.setdefault("spark", [])),
-           _assemble(img, "big", seconds.setdefault("big", [])),
-           Contender("python -c pass", _bare_interpreter)]
-    shim = shutil.which("ociforge")
-    if shim and shim != OCIFORGE:
-        out.append(_assemble(img, "spark", seconds.setdefault("spark-shim", []), exe=shim))
-    return out
+    return [_assemble(img, "spark", seconds.setdefault("spark", [])),
+            _assemble(img, "big", seconds.setdefault("big", [])),
+            Contender("python -c pass", _bare_interpreter)]
 
 
 def _rows(contenders: list[Contender], seconds: dict[str, list[float]]) -> list[Row]:
-    spark, big, python, *shim = contenders
-    rows = [
+    spark, big, python = contenders
+    return [
         Row("warm assemble", spark.name, spark.median, None, None, target=TARGET_S,
             note=f"in-command {statistics.median(seconds['spark']):.3f} s; archive + files"),
         Row("warm assemble", big.name, big.median, None, None, target=TARGET_S,
@@ -96,9 +89,6 @@ def _rows(contenders: list[Contender], seconds: dict[str, list[float]]) -> list[
         Row("warm assemble", python.name, python.median, None, None,
             note="interpreter start alone, reference"),
     ]
-    rows += [Row("warm assemble", s.name, s.median, None, None, note="pyenv shim, reference")
-             for s in shim]
-    return rows
 
 
 def _print_profiles(imports: list[ImportTime], profiles: dict[str, list[str]]) -> None:

@@ -1,8 +1,9 @@
 """Shared benchmark plumbing: test data, timing, machine facts, result tables and JSON.
 
 Timing rule for every comparison: the data is read once untimed (warm page cache),
-then each contender runs `RUNS` times, interleaved (A, B, A, B, …) so drift in disk
-or CPU state hurts both alike, and the median is reported.
+then each contender runs `--runs` times, interleaved (A, B, A, B, …) so drift in disk
+or CPU state hurts both alike, and the median is reported. Before each timed run the
+previous output is deleted and `sync` runs (untimed), so no earlier write-back competes.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def race(contenders: list[Contender], runs: int) -> None:
     for i in range(runs):
         for c in contenders:
             c.reset()
+            os.sync()  # no write-back of an earlier run's output competes with this one
             t0 = time.perf_counter()
             c.action()
             c.times.append(time.perf_counter() - t0)
@@ -211,6 +213,7 @@ def machine() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "mem_gib": mem_total_gib(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
         "kernel": platform.release(),
         "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "python": platform.python_version(),
@@ -237,6 +240,7 @@ class Row:
     unit: str = "s"
     target: float | None = None  # on the ratio, or on the value when there is no competitor
     mb_per_s: float | None = None
+    competitor_mb_per_s: float | None = None
     note: str = ""
 
     @property
@@ -268,13 +272,14 @@ def _met(row: Row) -> str:
 
 
 def print_table(title: str, rows: list[Row]) -> None:
-    head = (f"{'case':<24} {'ociforge':<22} {'value':>8} {'competitor':<30} {'value':>8} "
-            f"{'ratio':>6} {'MB/s':>7}  target met")
+    head = (f"{'case':<22} {'ociforge':<22} {'value':>8} {'MB/s':>5} {'competitor':<22} "
+            f"{'value':>8} {'MB/s':>5} {'ratio':>5}  target met")
     print(f"\n== {title}\n{head}\n{'-' * len(head)}")
     for r in rows:
-        print(f"{r.case:<24} {r.ociforge:<22} {_fmt(r.ociforge_value):>8} "
-              f"{r.competitor or '-':<30} {_fmt(r.competitor_value):>8} "
-              f"{_fmt(r.ratio, 2):>6} {_fmt(r.mb_per_s, 0):>7}  {_met(r)}")
+        print(f"{r.case:<22} {r.ociforge:<22} {_fmt(r.ociforge_value):>8} "
+              f"{_fmt(r.mb_per_s, 0):>5} {r.competitor or '-':<22} "
+              f"{_fmt(r.competitor_value):>8} {_fmt(r.competitor_mb_per_s, 0):>5} "
+              f"{_fmt(r.ratio, 2):>5}  {_met(r)}")
 
 
 def write_results(name: str, title: str, rows: list[Row], contenders: list[Contender],

@@ -13,20 +13,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Any
 
 from bench_export import bench_archive, built_images
 from bench_layers import bench_layer
 from bench_rss import bench_rss, child_build
 from bench_warm import bench_warm
-from common import RESULTS_DIR, Row, machine, spark_tree
+from common import RESULTS_DIR, Row, spark_tree
 
 BENCHMARKS = ("gzip", "zstd", "archive", "warm", "rss")
 ORDER = ("layer-gzip", "layer-zstd", "archive", "warm", "rss")
 
 
+def warn_if_busy() -> None:
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs; other work will "
+              "skew the timings (ratios from one run stay comparable)", file=sys.stderr)
+
+
 def run_selected(selected: list[str], runs: int, warm_runs: int) -> list[Row]:
     spark_tree()  # download/extract before anything is timed
+    warn_if_busy()
     rows: list[Row] = []
     for enc in ("gzip", "zstd"):
         if enc in selected:
@@ -46,35 +56,48 @@ def _cell(v: float | None, digits: int) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-def _met(row: dict[str, object]) -> str:
+def _met(row: dict[str, Any]) -> str:
     if row["met"] is None:
         return "–"
     kind = "ratio" if row["ratio"] is not None else str(row["unit"])
     return f"{'yes' if row['met'] else '**no**'} (≤ {row['target']:g} {kind})"
 
 
+def _md(text: str | None) -> str:
+    return "–" if not text else text.replace("|", "\\|")
+
+
+def _md_row(r: dict[str, Any]) -> str:
+    return (f"| {r['case']} | {_md(r['ociforge'])} | {_cell(r['ociforge_value'], 3)} {r['unit']} "
+            f"| {_cell(r['mb_per_s'], 0)} | {_md(r['competitor'])} "
+            f"| {_cell(r['competitor_value'], 3)} | {_cell(r.get('competitor_mb_per_s'), 0)} "
+            f"| {_cell(r['ratio'], 2)} | {_met(r)} |")
+
+
 def report() -> None:
     """The results as one Markdown table (pasted into docs/benchmarks.md)."""
-    print("| benchmark | ociforge | value | competitor | value | ratio | MB/s | target met |")
-    print("|---|---|---:|---|---:|---:|---:|---|")
+    print("| benchmark | ociforge | value | MB/s | competitor | value | MB/s | ratio "
+          "| target met |")
+    print("|---|---|---:|---:|---|---:|---:|---:|---|")
+    machines = {}
     for name in ORDER:
         path = RESULTS_DIR / f"{name}.json"
-        if not path.exists():
-            continue
-        for r in json.loads(path.read_text())["rows"]:
-            unit = r["unit"]
-            print(f"| {r['case']} | {r['ociforge']} | {_cell(r['ociforge_value'], 3)} {unit} "
-                  f"| {r['competitor'] or '–'} | {_cell(r['competitor_value'], 3)} "
-                  f"| {_cell(r['ratio'], 2)} | {_cell(r['mb_per_s'], 0)} | {_met(r)} |")
+        if path.exists():
+            doc = json.loads(path.read_text())
+            machines[name] = doc["machine"]
+            for r in doc["rows"]:
+                print(_md_row(r))
     print()
-    print(json.dumps(machine(), indent=2))
+    for name, m in machines.items():
+        print(f"{name}: {m['date']}, {m['nproc']} × {m['cpu']}, "
+              f"load average {m.get('loadavg_1_5_15')}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("benchmark", choices=[*BENCHMARKS, "all", "report", "_build-layer"])
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    parser.add_argument("--runs", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per contender (median)")
     parser.add_argument("--warm-runs", type=int, default=10, help="runs for `warm`")
     ns = parser.parse_args(argv)
     if ns.benchmark == "_build-layer":

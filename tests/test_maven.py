@@ -220,9 +220,10 @@ def test_checksum_file_formats() -> None:
 
 
 def test_spec_validation() -> None:
-    ok = {"kind": "maven", "lock": "l.lock", "artifacts": [HADOOP_AWS]}
+    ok: dict[str, Any] = {"kind": "maven", "lock": "l.lock", "artifacts": [HADOOP_AWS]}
     assert MavenSource.model_validate(ok).dest == "/opt/spark/jars"
-    cases = [({"transitive": True}, "transitive resolution is not supported"),
+    cases: list[tuple[dict[str, Any], str]] = [
+             ({"transitive": True}, "transitive resolution is not supported"),
              ({"artifacts": ["g:a:1.0-SNAPSHOT"]}, "exact release"),
              ({"artifacts": [HADOOP_AWS, "other.group:hadoop-aws:3.4.2"]}, "both become"),
              ({"repositories": ["https://u:p@nexus.example/repo"]}, "no credentials"),

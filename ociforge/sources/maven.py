@@ -176,7 +176,7 @@ def _env_entries(values: list[str]) -> list[tuple[str, str]]:
                 continue
             rid, sep, rest = entry.partition("=")
             if sep and _ID_RE.match(rid) and "://" in rest:
-                rid, url = rid, rest
+                url = rest
             else:
                 rid, url = "", entry
             try:
