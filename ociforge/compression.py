@@ -33,6 +33,7 @@ ENCODINGS = tuple(MEDIA_TYPES)
 GZIP_LEVEL = 1  # isal levels are 0-3; 1 is between zlib -1 and -6 in ratio, far faster
 GZIP_BLOCK = 1 << 20
 ZSTD_LEVEL = 3
+ZSTD_JOB_SIZE = 2 << 20
 
 
 def worker_threads() -> int:
@@ -103,8 +104,13 @@ class _Encoder:
                 block_size=GZIP_BLOCK)
             self._stream = self._buffered.raw
         elif encoding == "zstd":
-            cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=worker_threads(),
-                                            write_checksum=False, write_content_size=False)
+            # A fixed job size bounds memory (python-zstandard's buffers otherwise grow
+            # with the thread count: ~240 MB at 8 threads) and, like the level, fixes
+            # the output bytes whatever the number of threads.
+            params = zstandard.ZstdCompressionParameters.from_level(
+                ZSTD_LEVEL, threads=worker_threads(), job_size=ZSTD_JOB_SIZE,
+                write_checksum=0, write_content_size=0)
+            cctx = zstandard.ZstdCompressor(compression_params=params)
             self._stream = cctx.stream_writer(self._raw, closefd=False)  # type: ignore[arg-type]
         elif encoding == "none":
             self._stream = self._raw

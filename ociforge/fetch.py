@@ -13,12 +13,14 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import requests
 
 from .errors import FetchError, IntegrityError
 from .store import cache_home
+
+if TYPE_CHECKING:
+    import requests
 
 TIMEOUT = (10, 60)
 RETRIES = 3
@@ -63,6 +65,8 @@ def fetch(url: str, pins: dict[str, str], *, session: requests.Session | None = 
     cached = downloads_dir() / pins["sha256"] if "sha256" in pins else None
     if cached is not None and cached.exists():
         return cached
+    import requests  # here, not at module level: warm runs never download
+
     sess = session or requests.Session()
     last: Exception | None = None
     for attempt in range(RETRIES):

@@ -31,6 +31,8 @@ from .errors import RecipeError
 from .sources import SourceSpec
 from .sources.base import Owner
 
+# libyaml's loader when PyYAML was built with it (its wheels are): ~8x faster.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 
@@ -132,7 +134,7 @@ def load_yaml(path: Path) -> Any:
     except OSError as e:
         raise RecipeError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -20,10 +20,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import requests
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..errors import AuthError, FetchError, IntegrityError, RecipeError
@@ -31,10 +30,22 @@ from ..fetch import RETRIES, TIMEOUT, USER_AGENT, downloads_dir, fetch, verify_l
 from ..maven_settings import Settings, load_settings
 from ..registry.credentials import Credentials
 from ..registry.reference import is_loopback
-from ..registry.retry import NETWORK_ERRORS, RetryPolicy, retry_after_seconds
 from ..store import atomic_write
 from ..tartree import Tree
 from .base import BuildContext, Spec
+
+if TYPE_CHECKING:
+    import requests
+
+
+def _http() -> Any:
+    """requests and the retry helpers, imported on first use: recipes load (and warm
+    assembles run) without paying for them."""
+    import requests
+
+    from ..registry import retry
+
+    return requests, retry
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 CENTRAL_HOSTS = frozenset({"repo1.maven.org", "repo.maven.apache.org"})
@@ -269,7 +280,7 @@ def _reason(err: BaseException) -> str:
                            ("SSLError", "TLS error"), ("CERTIFICATE_VERIFY_FAILED", "TLS error")):
         if needle in text:
             return reason
-    if isinstance(err, requests.Timeout):
+    if isinstance(err, _http()[0].Timeout):
         return "timed out"
     return type(err).__name__
 
@@ -350,21 +361,22 @@ class _Resolver:
         if repo.credentials is None:
             return self.ctx.session
         if repo.url not in self._sessions:
-            s = requests.Session()
+            s = _http()[0].Session()
             s.auth = (repo.credentials.username, repo.credentials.secret)
             self._sessions[repo.url] = s
         return self._sessions[repo.url]
 
     def request(self, repo: Repository, method: str, url: str) -> requests.Response:
         """One request with retries on 408/429/5xx and network errors (reset, refused)."""
-        policy = RetryPolicy(attempts=RETRIES)
+        retry = _http()[1]
+        policy = retry.RetryPolicy(attempts=RETRIES)
         for attempt in range(1, policy.attempts + 1):
             last = attempt == policy.attempts
             try:
                 r = self.session(repo).request(method, url, timeout=TIMEOUT,
                                                headers={"User-Agent": USER_AGENT},
                                                allow_redirects=True)
-            except NETWORK_ERRORS:
+            except _http()[1].NETWORK_ERRORS:
                 if last:
                     raise
                 policy.wait(attempt)
@@ -372,7 +384,7 @@ class _Resolver:
             if last or not policy.should_retry_status(r.status_code):
                 return r
             r.close()
-            policy.wait(attempt, retry_after_seconds(r.headers.get("Retry-After")))
+            policy.wait(attempt, retry.retry_after_seconds(r.headers.get("Retry-After")))
         raise AssertionError("unreachable")
 
     def locate(self, coord: Coordinate) -> Repository:
@@ -385,7 +397,7 @@ class _Resolver:
                 continue
             try:
                 r = self.request(repo, "HEAD", f"{repo.url}/{coord.path}")
-            except NETWORK_ERRORS as e:
+            except _http()[1].NETWORK_ERRORS as e:
                 self.unreachable[repo.url] = f"unreachable: {_reason(e)}"
                 tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
                 continue
@@ -415,7 +427,7 @@ class _Resolver:
             url = f"{repo.url}/{coord.path}.{algo}"
             try:
                 r = self.request(repo, "GET", url)
-            except NETWORK_ERRORS as e:
+            except _http()[1].NETWORK_ERRORS as e:
                 raise FetchError(f"{coord}: GET {url}: {_reason(e)}") from None
             with r:
                 if r.status_code in (404, 410):

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urldefrag, urljoin
-
-import requests
 
 from ..errors import FetchError, IntegrityError
 from ..fetch import TIMEOUT, downloads_dir, fetch
 from ..tartree import Tree
 from .archive import import_into, redact
 from .base import BuildContext, PathMapSpec, Sha256, Spec
+
+if TYPE_CHECKING:
+    import requests
 
 JSON_SIMPLE = "application/vnd.pypi.simple.v1+json"
 
@@ -45,6 +46,8 @@ class _Links(HTMLParser):
 def find_file_url(index_url: str, package: str, filename: str,
                   session: requests.Session) -> tuple[str, str | None]:
     """(URL, sha256 the index states) of one distribution file, via the simple API."""
+    import requests
+
     page = f"{index_url.rstrip('/')}/{normalize_name(package)}/"
     try:
         r = session.get(page, timeout=TIMEOUT,
