@@ -27,6 +27,7 @@ class Ctx:
         self.json = as_json
         self.quiet = quiet
         self.index_url = index_url
+        self.maven_repos: list[str] | None = None
 
     def store(self):  # type: ignore[no-untyped-def]
         from .store import Store, default_store_path
@@ -83,12 +84,16 @@ def _fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 @click.option("--index-url", envvar="OCIFORGE_INDEX_URL",
               help="Python package index (simple API) for `pypi` sources.")
+@click.option("--maven-repo", "maven_repos", multiple=True, metavar="[ID=]URL",
+              help="Maven repository for `maven` layers without their own list (repeatable; "
+                   "default $OCIFORGE_MAVEN_REPOS, then Maven Central).")
 @click.version_option(package_name="ociforge")
 @click.pass_context
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
-        quiet: bool, index_url: str | None) -> None:
+        quiet: bool, index_url: str | None, maven_repos: tuple[str, ...]) -> None:
     """Daemonless, reproducible OCI image assembly."""
     click_ctx.obj = Ctx(store, project, as_json, quiet, index_url)
+    click_ctx.obj.maven_repos = list(maven_repos) or None
 
 
 @cli.command()
@@ -168,7 +173,8 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
     for n in selected:
         project.image(n)  # unknown names fail before any work
     build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
+                             index_url=ctx.index_url or DEFAULT_INDEX_URL,
+                             maven_repos=ctx.maven_repos)
     builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
                            rep.update(f"layer {name}", done, total))
     for n in selected:  # resolve every input first: bad pins fail before any build
@@ -343,20 +349,22 @@ def catalog(ctx: Ctx, output: Path) -> None:
 @output_options
 @pass_ctx
 def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
-    """Re-resolve the lock files of `pip` layers (all of them unless named)."""
+    """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
     from .sources.base import DEFAULT_INDEX_URL, BuildContext
+    from .sources.maven import MavenSource
     from .sources.pip import PipSource
     from .tartree import source_date_epoch
 
     project = ctx.project()
     store = ctx.store()
     build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                             index_url=ctx.index_url or DEFAULT_INDEX_URL)
+                             index_url=ctx.index_url or DEFAULT_INDEX_URL,
+                             maven_repos=ctx.maven_repos)
     names = list(layer_names) or list(project.layers)
     done = []
     for name in names:
         for src in project.layer(name).all_sources():
-            if isinstance(src, PipSource):
+            if isinstance(src, PipSource | MavenSource):
                 text = src.resolve(build_ctx)
                 pins = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
                 done.append({"layer": name, "lock": src.lock, "packages": len(pins)})

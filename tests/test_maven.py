@@ -525,3 +525,24 @@ def test_lock_command_repins_and_keeps_other_entries(tmp_path: Path) -> None:
     entries = read_lock(lock)
     assert entries[HADOOP_AWS].sha256 == sha(new) and entries[AWS_BUNDLE].sha256 == "b" * 64
     assert src.key_material(ctx) != first
+
+
+@pytest.mark.slow
+def test_maven_repo_flag_and_lock_command(tmp_path: Path) -> None:
+    """`--maven-repo` serves recipes without a list; `ociforge lock` re-pins maven layers."""
+    repo = tmp_path / "m2"
+    first = publish(repo, HADOOP_AWS)
+    proj = project(tmp_path / "p", [HADOOP_AWS])
+    lock = proj / "layers" / "locks" / "maven.lock"
+    with serve(repo) as url:
+        r = run_cli("--maven-repo", url, "assemble", "img", "--json", store=tmp_path / "s",
+                    project=proj)
+        assert r.rc == 0, r.err
+        assert f"{HADOOP_AWS} sha256:{sha(first)}" in lock.read_text()
+        # The artifact is republished with other bytes: the lock refuses it until re-pinned.
+        second = publish(repo, HADOOP_AWS, data=make_jar(HADOOP_AWS, salt="v2"))
+        relocked = run_cli("--maven-repo", url, "lock", "addons", "--json",
+                           store=tmp_path / "s", project=proj)
+        assert relocked.rc == 0, relocked.err
+        assert relocked.json()[0]["layer"] == "addons"
+    assert f"{HADOOP_AWS} sha256:{sha(second)}" in lock.read_text()

@@ -28,6 +28,7 @@ class BuildContext:
     sde: int
     staging: Path | None = None
     index_url: str = DEFAULT_INDEX_URL
+    maven_repos: list[str] | None = None  # --maven-repo; the maven source's default list
     _session: Any = None
 
     @property
