@@ -57,6 +57,7 @@ class LayerBuilder:
         a lock, so every key is settled before any layer is built)."""
         if name not in self._keys:
             self._keys[name] = input_key(layer, self.ctx)
+            self.ctx.digests.save()
         return self._keys[name]
 
     def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:

@@ -113,3 +113,32 @@ def test_listing_commands(tmp_path: Path, hello_project: Path, cmd: list[str]) -
         assert data["config"]["User"] == "185:185"
         assert [layer["name"] for layer in data["layers"]] == ["busybox", "hello"]
     shutil.rmtree(store)
+
+
+def test_warm_runs_do_not_reread_unchanged_files(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """File digests are remembered by stat signature; a changed file is re-hashed."""
+    from ociforge import digestcache
+    from ociforge.digestcache import DigestCache
+
+    # ctime cannot be set back, so let "older than the racy window" mean 0 ns here.
+    monkeypatch.setattr(digestcache, "RACY_NS", 0)
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"x" * 1000)
+    old = 1_600_000_000
+    os.utime(f, (old, old))
+    cache = DigestCache(tmp_path / "cache.json")
+    first = cache.sha256(f)
+    cache.save()
+    again = DigestCache(tmp_path / "cache.json")
+    assert again.sha256(f) == first and again.hits == 1
+    # Same size, other content, other mtime: the signature differs, the digest is new.
+    f.write_bytes(b"y" * 1000)
+    os.utime(f, (old + 10, old + 10))
+    assert again.sha256(f) != first
+    # With the real window, a file written just now is hashed but not remembered.
+    monkeypatch.setattr(digestcache, "RACY_NS", 2_000_000_000)
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"z")
+    again.sha256(fresh)
+    assert str(fresh) not in again.entries

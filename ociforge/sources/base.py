@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..archives import PathMap
+from ..digestcache import DigestCache
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -30,6 +31,14 @@ class BuildContext:
     index_url: str = DEFAULT_INDEX_URL
     maven_repos: list[str] | None = None  # --maven-repo; the maven source's default list
     _session: Any = None
+    _digests: Any = None
+
+    @property
+    def digests(self) -> DigestCache:
+        """Digests of checkout files, remembered in the store by stat signature."""
+        if self._digests is None:
+            self._digests = DigestCache(self.store.meta_dir / "file-digests.json")
+        return self._digests
 
     @property
     def session(self) -> requests.Session:

@@ -20,6 +20,7 @@ import fnmatch
 import os
 import platform as host
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -45,7 +46,8 @@ def host_platform() -> str:
     return f"linux/{ARCHES.get(machine, machine)}"
 
 
-def context_entries(root: Path, exclude: list[str]) -> list[list[Any]]:
+def context_entries(root: Path, exclude: list[str],
+                    digest: Callable[[Path], str] = sha256_file) -> list[list[Any]]:
     """[path, kind, mode, link target, sha256] of every context file, sorted. Modes are
     normalised like the `files` source (0755 if any exec bit, else 0644), so the
     checkout's umask does not change the key; an excluded directory is not entered."""
@@ -72,7 +74,7 @@ def context_entries(root: Path, exclude: list[str]) -> list[list[Any]]:
                 out.append([rel, "symlink", 0o777, os.readlink(path), ""])
             else:
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
-                out.append([rel, "file", mode, "", sha256_file(path)])
+                out.append([rel, "file", mode, "", digest(Path(path))])
     return sorted(out, key=lambda e: str(e[0]).split("/"))
 
 
@@ -129,7 +131,7 @@ class BuilderSource(Spec):
         return path
 
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
-        entries = context_entries(self.context_dir(ctx), self.exclude)
+        entries = context_entries(self.context_dir(ctx), self.exclude, ctx.digests.sha256)
         return {
             "kind": "builder", "v": 1,
             "context": key_of(entries),

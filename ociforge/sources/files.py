@@ -64,14 +64,10 @@ class FilesSource(Spec):
             e = tree.entries[path]
             digest = ""
             if e.kind == FILE:
-                h = hashlib.sha256()
                 if isinstance(e.src, bytes):
-                    h.update(e.src)
+                    digest = hashlib.sha256(e.src).hexdigest()
                 else:
                     assert e.src is not None
-                    with open(e.src, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            h.update(chunk)
-                digest = h.hexdigest()
+                    digest = ctx.digests.sha256(e.src)
             entries.append([path, e.kind, e.mode, e.uid, e.gid, e.linkname, digest])
         return {"kind": "files", "entries": entries}
