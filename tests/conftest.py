@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE",
-                                 Path.home() / ".cache" / "ociforge-test"))
+# The same place scripts/install-test-deps.sh and prebuild-spark.sh use.
+TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE") or Path(
+    os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ociforge-test")
 
 
 def sha256(path: Path) -> str:
