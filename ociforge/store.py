@@ -299,7 +299,7 @@ class Store:
             manifests = [m for m in index.get("manifests", [])
                          if m.get("annotations", {}).get(REF_NAME) != name]
             manifests.append(entry)
-            manifests.sort(key=lambda m: m["annotations"][REF_NAME] if "annotations" in m else "")
+            manifests.sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
             index["manifests"] = manifests
             atomic_write(self.root / "index.json", canonical_json(index), self.tmp_dir)
 

@@ -116,3 +116,17 @@ def test_store_location_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("OCIFORGE_STORE", str(tmp_path / "mine"))
     assert default_store_path() == tmp_path / "mine"
     assert os.fspath(default_store_path()).endswith("mine")
+
+
+def test_tagging_keeps_foreign_index_entries(tmp_path: Path) -> None:
+    """An index.json entry without a ref name (another tool's) survives tagging."""
+    s = Store(tmp_path / "s")
+    foreign = {"mediaType": MT_MANIFEST, "digest": s.put_bytes(b"{}"), "size": 2,
+               "annotations": {"io.example": "x"}}
+    index = json.loads((s.root / "index.json").read_text())
+    index["manifests"].append(foreign)
+    (s.root / "index.json").write_text(json.dumps(index))
+    data = b'{"schemaVersion":2}'
+    s.tag("img", Descriptor(MT_MANIFEST, s.put_bytes(data), len(data)))
+    manifests = json.loads((s.root / "index.json").read_text())["manifests"]
+    assert foreign in manifests and list(s.tags()) == ["img"]
