@@ -298,8 +298,3 @@ def iter_tar_names(path: Path) -> Iterator[str]:
     with open(path, "rb") as f, _open_tar_stream(f) as tar:
         for ti in tar:
             yield ti.name
-
-
-def remove_tree(path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)

@@ -165,9 +165,6 @@ class Tree:
     def total_size(self) -> int:
         return sum(e.size for e in self.entries.values() if e.kind == FILE)
 
-    def file_count(self) -> int:
-        return len(self.entries)
-
 
 def check_link_target(path: str, target: str, *, what: str) -> None:
     """Refuse a link whose target resolves outside the layer root."""

@@ -17,7 +17,6 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..digests import canonical_json
 from ..outputs import full_reference, load_images
@@ -201,9 +200,3 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def labels_of(store: Store, name: str) -> dict[str, Any]:
-    (img,) = load_images(store, [name])
-    config = store.read_json(img.manifest_json["config"]["digest"])
-    return dict(config.get("config", {}).get("Labels") or {})
