@@ -16,9 +16,11 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve(root: Path) -> Iterator[str]:
-    """Serve `root` on an ephemeral loopback port; yields the base URL."""
-    handler = functools.partial(_Quiet, directory=str(root))
+def serve(root: Path, handler_class: type[SimpleHTTPRequestHandler] = _Quiet
+          ) -> Iterator[str]:
+    """Serve `root` on an ephemeral loopback port; yields the base URL. A handler
+    subclass can add behaviour (auth, injected failures)."""
+    handler = functools.partial(handler_class, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -15,9 +15,7 @@ import shutil
 import tarfile
 import threading
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -147,18 +145,6 @@ class _FlakyHandler(SimpleHTTPRequestHandler):
         if not self._fail():
             super().do_HEAD()
 
-
-@contextmanager
-def serve_with(root: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0),
-                                 lambda *a: handler(*a, directory=str(root)))  # type: ignore[misc]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def project(root: Path, artifacts: list[str], repositories: list[str] | None = None) -> Path:
@@ -459,7 +445,7 @@ def test_settings_xml_credentials_reach_a_private_mirror(tmp_path: Path,
     data = publish(repo, HADOOP_AWS, checksums=("sha1", "sha256"))
     home = tmp_path / "home"
     proj = project(tmp_path / "p", [HADOOP_AWS])  # Maven Central by default …
-    with serve_with(repo, _AuthHandler) as url:
+    with serve(repo, _AuthHandler) as url:
         # … which the settings.xml mirror stands in for, with its server's credentials.
         write(home / ".m2" / "settings.xml",
               SETTINGS.format(user=USER, url=url + "/", mirror_of="*"))
@@ -499,7 +485,7 @@ def test_busy_repository_is_retried(tmp_path: Path) -> None:
     repo = tmp_path / "m2"
     publish(repo, HADOOP_AWS)
     _FlakyHandler.failures_left = 2
-    with serve_with(repo, _FlakyHandler) as url:
+    with serve(repo, _FlakyHandler) as url:
         proj = project(tmp_path / "p", [HADOOP_AWS], [url])
         r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
     assert r.rc == 0, r.err
