@@ -19,9 +19,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
+import isal
 import zstandard
 from isal import igzip_threaded
 
+from .errors import OciforgeError
 from .store import BlobWriter, Store
 
 MEDIA_TYPES = {
@@ -32,8 +34,33 @@ MEDIA_TYPES = {
 ENCODINGS = tuple(MEDIA_TYPES)
 GZIP_LEVEL = 1  # isal levels are 0-3; 1 is between zlib -1 and -6 in ratio, far faster
 GZIP_BLOCK = 1 << 20
-ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 2 << 20
+
+
+def _zstd_level() -> int:
+    raw = os.environ.get("OCIFORGE_ZSTD_LEVEL", "3")
+    if not raw.isdigit() or not 1 <= int(raw) <= 19:
+        raise OciforgeError(f"OCIFORGE_ZSTD_LEVEL must be 1..19, got {raw!r}")
+    return int(raw)
+
+
+ZSTD_LEVEL = _zstd_level()  # 3, as containerd and docker use; 1 for faster builds
+
+
+def encoding_params(encoding: str) -> str:
+    """Everything besides the data that decides a blob's bytes. Layer records keep it
+    per blob, so a blob made with other settings or library versions is recompressed,
+    never served as if it were the same."""
+    if encoding == "gzip":
+        return f"isal-{isal.__version__}/level-{GZIP_LEVEL}/block-{GZIP_BLOCK}"
+    if encoding == "zstd":
+        return f"zstandard-{zstandard.__version__}/level-{ZSTD_LEVEL}/job-{ZSTD_JOB_SIZE}"
+    return "tar"
+
+
+# Records written before parameters were recorded: gzip and plain tar were made with
+# today's settings; zstd used another job size and must be recompressed.
+LEGACY_PARAMS = {"gzip": encoding_params("gzip"), "none": "tar"}
 
 
 def worker_threads() -> int:

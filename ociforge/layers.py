@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import LAYER_FORMAT_VERSION, __version__
-from .compression import LayerEncoder, decompressing_reader, encoding_of
+from .compression import (
+    LEGACY_PARAMS,
+    LayerEncoder,
+    decompressing_reader,
+    encoding_of,
+    encoding_params,
+)
 from .digests import key_of
 from .errors import BuildError, OciforgeError, StoreCorruptError
 from .recipes import LayerDef
@@ -62,6 +68,9 @@ class LayerBuilder:
 
     def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:
         if not rec or encoding not in rec.get("blobs", {}):
+            return False
+        made_with = rec.get("encoding_params", {}).get(encoding, LEGACY_PARAMS.get(encoding))
+        if made_with != encoding_params(encoding):
             return False
         blob = rec["blobs"][encoding]
         # Existence and size on every hit; a full re-hash happens when the blob is read.
@@ -141,6 +150,7 @@ class LayerBuilder:
             "size": encoded.size,
             "files": files,
             "blobs": {enc: b.to_json() for enc, b in encoded.blobs.items()},
+            "encoding_params": {enc: encoding_params(enc) for enc in encoded.blobs},
             "source_kind": layer.kind,
             "provenance": provenance,
             "built_by": f"ociforge {__version__}",
@@ -168,4 +178,6 @@ class LayerBuilder:
                                     f"{encoded.diff_id}, recorded {rec['diff_id']}")
         new = dict(rec)
         new["blobs"] = {**rec["blobs"], encoding: encoded.blobs[encoding].to_json()}
+        new["encoding_params"] = {**rec.get("encoding_params", {}),
+                                  encoding: encoding_params(encoding)}
         return new

@@ -142,3 +142,29 @@ def test_warm_runs_do_not_reread_unchanged_files(tmp_path: Path,
     fresh.write_bytes(b"z")
     again.sha256(fresh)
     assert str(fresh) not in again.entries
+
+
+def test_zstd_level_is_part_of_a_blobs_identity(tmp_path: Path, hello_project: Path) -> None:
+    """A cached zstd blob made at another level is recompressed, never reused, and the
+    same level gives the same bytes again."""
+    store = tmp_path / "s"
+
+    def zstd(level: str) -> dict:
+        r = run_cli("assemble", "hello", "--compression", "zstd", "--json", store=store,
+                    project=hello_project, env={"OCIFORGE_ZSTD_LEVEL": level})
+        assert r.rc == 0, r.err
+        return r.json()
+
+    at3 = zstd("3")
+    assert sorted(at3["layers"]["built"]) == ["busybox", "hello"]
+    assert zstd("3")["layers"]["reused"] == ["busybox", "hello"]
+    at1 = zstd("1")
+    assert at1["layers"]["built"] == [] and sorted(at1["layers"]["transcoded"]) == [
+        "busybox", "hello"]
+    assert at1["images"][0]["manifest_digest"] != at3["images"][0]["manifest_digest"]
+    back = zstd("3")
+    assert back["images"][0]["manifest_digest"] == at3["images"][0]["manifest_digest"]
+    bad = run_cli("assemble", "hello", store=store, project=hello_project,
+                  env={"OCIFORGE_ZSTD_LEVEL": "30"})
+    assert bad.rc == 1 and "internal" not in bad.err
+    assert bad.err.strip() == "ociforge: error: OCIFORGE_ZSTD_LEVEL must be 1..19, got '30'"
