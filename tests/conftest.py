@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from registry_server import Registry, start_registry
 
 # The same place scripts/install-test-deps.sh and prebuild-spark.sh use.
 TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE") or Path(
@@ -121,6 +124,14 @@ def hello_project(tmp_path: Path) -> Path:
     root = tmp_path / "proj"
     root.mkdir()
     return make_hello_project(root)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A plain-HTTP docker-registry on loopback, one per test module."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
 
 
 def store_is_empty(store: Path) -> bool:

@@ -18,16 +18,9 @@ from ociforge.store import MT_DOCKER_MANIFEST, MT_INDEX, Descriptor, Store
 from conftest import Result, need_tool, run_cli
 from containerd import Containerd, can_run_containers
 from registry_images import assemble, blob_sizes, hello_with_variant, manifest_digest
-from registry_server import Registry, start_registry
+from registry_server import Registry
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")

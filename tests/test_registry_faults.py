@@ -19,19 +19,12 @@ import pytest
 from conftest import need_tool, run_cli
 from fault_proxy import FaultProxy, Faults
 from registry_images import assemble, blob_sizes, manifest_digest, random_layers_project
-from registry_server import Registry, start_registry
+from registry_server import Registry
 
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
 BIG = 96 * MiB
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(scope="module")
