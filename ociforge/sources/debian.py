@@ -183,8 +183,14 @@ def dpkg_packages(tree: Tree) -> list[dict[str, str]]:
     entry = tree.entries.get("var/lib/dpkg/status")
     if entry is None:
         return []
+    return parse_dpkg_status(_read(entry).decode("utf-8", "replace"))
+
+
+def parse_dpkg_status(text: str) -> list[dict[str, str]]:
+    """The installed packages of a dpkg status file, sorted by name (the SBOM reads a
+    base layer's status file with this too, when its record lacks a field)."""
     out = []
-    for para in _read(entry).decode("utf-8", "replace").split("\n\n"):
+    for para in text.split("\n\n"):
         fields: dict[str, str] = {}
         for line in para.splitlines():
             if line and not line[0].isspace() and ":" in line:
@@ -195,4 +201,3 @@ def dpkg_packages(tree: Tree) -> list[dict[str, str]]:
             out.append({"name": fields["Package"], "version": fields.get("Version", ""),
                         "architecture": fields.get("Architecture", ""), "source": source})
     return sorted(out, key=lambda p: p["name"])
-
