@@ -108,10 +108,14 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
 @click.option("--swap-layer", "swaps", multiple=True, metavar="OLD=NEW",
               help="Use layer NEW wherever the recipes use OLD (e.g. another source of "
                    "the Spark distribution). Repeatable.")
+@click.option("--with", "with_", metavar="FEATURE[,FEATURE…]",
+              help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each "
+                   "image; the new image's name and tag say which.")
 @output_options
 @pass_ctx
 def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
-             oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...]) -> None:
+             oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...],
+             with_: str | None) -> None:
     """Assemble images: build missing layers, write manifests, tag them in the store."""
     started = time.monotonic()
     project = ctx.project()
@@ -120,9 +124,7 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
         if not sep:
             raise click.UsageError(f"--swap-layer takes OLD=NEW, got {swap!r}")
         project.swap_layer(old, new)
-    selected = list(project.images) if all_ else list(names)
-    if not selected:
-        raise click.UsageError("name at least one image, or use --all")
+    selected = _select(project, names, all_, with_)
     store = ctx.store()
     with ctx.reporter() as rep, store.writer_lock():
         results, builder = _build(ctx, store, project, selected, compression, rep)
@@ -162,21 +164,42 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
     ctx.emit(report, "\n".join(lines))
 
 
+def _select(project: Any, names: tuple[str, ...], all_: bool, with_: str | None) -> list[str]:
+    """Image names from arguments: aliases resolved, `--with` features added."""
+    selected = list(project.images) if all_ else [project.resolve(n) for n in names]
+    if not selected:
+        raise click.UsageError("name at least one image, or use --all")
+    if with_:
+        features = [f.strip() for f in with_.split(",") if f.strip()]
+        selected = [project.with_features(n, features) for n in selected]
+    return list(dict.fromkeys(selected))
+
+
+def _build_context(ctx: Ctx, store: Any, project: Any) -> Any:
+    from .sources.base import DEFAULT_INDEX_URL, BuildContext
+    from .tartree import source_date_epoch
+
+    return BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
+                        index_url=ctx.index_url or DEFAULT_INDEX_URL,
+                        maven_repos=ctx.maven_repos)
+
+
+def _layer_builder(ctx: Ctx, store: Any, project: Any, rep: Any) -> Any:
+    from .layers import LayerBuilder
+
+    return LayerBuilder(_build_context(ctx, store, project),
+                        progress=lambda name, done, total:
+                        rep.update(f"layer {name}", done, total))
+
+
 def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression: str | None,
            rep: Any) -> tuple[list[Any], Any]:
     """Assemble `selected` (building missing layers); returns results and the builder."""
     from .assemble import assemble as assemble_one
-    from .layers import LayerBuilder
-    from .sources.base import DEFAULT_INDEX_URL, BuildContext
-    from .tartree import source_date_epoch
 
     for n in selected:
         project.image(n)  # unknown names fail before any work
-    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                             index_url=ctx.index_url or DEFAULT_INDEX_URL,
-                             maven_repos=ctx.maven_repos)
-    builder = LayerBuilder(build_ctx, progress=lambda name, done, total:
-                           rep.update(f"layer {name}", done, total))
+    builder = _layer_builder(ctx, store, project, rep)
     for n in selected:  # resolve every input first: bad pins fail before any build
         for layer_name in project.image(n).layers:
             builder.key(layer_name, project.layer(layer_name))
@@ -191,21 +214,22 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
               help="Where the JSON and JUnit reports and the generated structure-test "
                    "configs are written.")
 @click.option("--no-runtime", is_flag=True, help="Skip the containerd smoke runs.")
+@click.option("--with", "with_", metavar="FEATURE[,FEATURE…]",
+              help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each "
+                   "image; the new image's name and tag say which.")
 @click.option("--containerd", "containerd_address", type=click.Path(path_type=Path),
               help="Socket of a running containerd (default: start a private one).")
 @output_options
 @pass_ctx
 def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
-                no_runtime: bool, containerd_address: Path | None) -> None:
+                no_runtime: bool, with_: str | None, containerd_address: Path | None) -> None:
     """Check images: structure tests, native checks, runtime and GPU smoke. Exit 9 on
     any failure."""
     from .checks import report as rpt
     from .checks.runner import CheckRun
 
     project = ctx.project()
-    selected = list(project.images) if all_ else list(names)
-    if not selected:
-        raise click.UsageError("name at least one image, or use --all")
+    selected = _select(project, names, all_, with_)
     store = ctx.store()
     report_dir.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
@@ -265,6 +289,29 @@ def layers_ls(ctx: Ctx) -> None:
     ctx.emit(data, "\n".join(lines) if lines else "no cached layers")
 
 
+@layers.command("build")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
+              show_default=True)
+@output_options
+@pass_ctx
+def layers_build(ctx: Ctx, names: tuple[str, ...], compression: str) -> None:
+    """Build layers into the store without assembling an image (e.g. to warm a CI
+    cache with the networked ones)."""
+    project = ctx.project()
+    defs = {n: project.layer(n) for n in names}
+    store = ctx.store()
+    with ctx.reporter() as rep, store.writer_lock():
+        builder = _layer_builder(ctx, store, project, rep)
+        for n, d in defs.items():
+            builder.key(n, d)
+        records = [builder.ensure(n, d, compression) for n, d in defs.items()]
+    data = [{"name": r["name"], "diff_id": r["diff_id"], "size": r["size"],
+             "built": r["name"] in builder.stats.built} for r in records]
+    ctx.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {_size(d['size']):>9}  "
+                             f"{'built' if d['built'] else 'cached'}" for d in data))
+
+
 @cli.group()
 def images() -> None:
     """Images defined by recipes and assembled in the store."""
@@ -280,7 +327,8 @@ def images_ls(ctx: Ctx) -> None:
     data = []
     for name, image in project.images.items():
         entry = tags.get(name)
-        data.append({"name": name, "layers": image.layers,
+        data.append({"name": name, "layers": image.layers, "features": image.features,
+                     "aliases": image.aliases,
                      "assembled": entry["digest"] if entry else None})
     lines = [f"{d['name']:<32} {(d['assembled'] or '-')[:19]:<19}  {' + '.join(d['layers'])}"
              for d in data]
@@ -350,16 +398,11 @@ def catalog(ctx: Ctx, output: Path) -> None:
 @pass_ctx
 def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
     """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
-    from .sources.base import DEFAULT_INDEX_URL, BuildContext
     from .sources.maven import MavenSource
     from .sources.pip import PipSource
-    from .tartree import source_date_epoch
 
     project = ctx.project()
-    store = ctx.store()
-    build_ctx = BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                             index_url=ctx.index_url or DEFAULT_INDEX_URL,
-                             maven_repos=ctx.maven_repos)
+    build_ctx = _build_context(ctx, ctx.store(), project)
     names = list(layer_names) or list(project.layers)
     done = []
     for name in names:
@@ -460,6 +503,8 @@ def _json_ctx() -> Ctx | None:
 from .cli_registry import register as _register_registry  # noqa: E402
 
 _register_registry(cli)
+from .cli_sbom import register as _register_sbom  # noqa: E402, I001
+_register_sbom(cli)
 
 
 if __name__ == "__main__":

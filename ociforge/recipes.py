@@ -20,7 +20,6 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Field,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,6 +27,7 @@ from pydantic import (
 
 from .checks.model import CheckSet
 from .errors import RecipeError
+from .matrix import FeatureDef, Features, MatrixDef, expand, validation_error
 from .sources import SourceSpec
 from .sources.base import Owner
 
@@ -87,7 +87,11 @@ class ImageConfig(Model):
 
 class ImageDef(Model):
     description: str = ""
-    layers: list[str] = Field(min_length=1)
+    base: str | None = None            # start from this image (its layers, config, features)
+    layers: list[str] = []
+    features: list[str] = []           # add-ons (see `features:`), with what they require
+    vars: dict[str, str] = {}          # for feature templates: {line}, {version}, …
+    aliases: list[str] = []
     config: ImageConfig = ImageConfig()
     annotations: dict[str, str] = {}
     repository: str | None = None
@@ -95,10 +99,18 @@ class ImageDef(Model):
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
 
+    @model_validator(mode="after")
+    def _has_layers(self) -> ImageDef:
+        if not self.layers and self.base is None:
+            raise ValueError("give 'layers' (or a 'base' image to start from)")
+        return self
+
 
 class RecipeFile(Model):
     layers: dict[str, LayerDef] = {}
     images: dict[str, ImageDef] = {}
+    matrix: dict[str, MatrixDef] = {}
+    features: dict[str, FeatureDef] = {}
     checks: dict[str, CheckSet] = {}
 
 
@@ -155,7 +167,12 @@ class Project:
         self.layers: dict[str, LayerDef] = {}
         self.images: dict[str, ImageDef] = {}
         self.checks: dict[str, CheckSet] = {}
+        self.features = Features()
+        self.aliases: dict[str, str] = {}
         self.origin: dict[str, Path] = {}
+        # Image data before features were applied: what `--with` and `base:` build on.
+        self._raw: dict[str, dict[str, Any]] = {}
+        self._where: dict[str, str] = {}
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -184,10 +201,18 @@ class Project:
                 raise RecipeError(_validation_message(path, e)) from None
             for name, layer in rf.layers.items():
                 proj._add_layer(name, layer, path)
+            for name, feature in rf.features.items():
+                proj.features.add(name, feature, path)
             for name, image in rf.images.items():
-                proj._add_image(name, image, path)
+                proj._add_raw(name, image.model_dump(exclude_unset=True), path,
+                              f"images.{name}")
+            for mname, matrix in rf.matrix.items():
+                for name, raw in expand(path, mname, matrix):
+                    proj._add_raw(name, raw, path, f"matrix.{mname}.image ({name})")
             for name, cs in rf.checks.items():
                 proj._add("check set", proj.checks, name, cs, path)
+        for name in list(proj._raw):
+            proj._finish(name, set())
         proj._check_references()
         return proj
 
@@ -204,20 +229,56 @@ class Project:
     def _add_layer(self, name: str, layer: LayerDef, path: Path) -> None:
         self._add("layer", self.layers, name, layer, path)
 
-    def _add_image(self, name: str, image: ImageDef, path: Path) -> None:
-        self._add("image", self.images, name, image, path)
+    def _add_raw(self, name: str, raw: dict[str, Any], path: Path, where: str) -> None:
+        self._add("image", self._raw, name, raw, path)
+        self._where[name] = where
+
+    def _finish(self, name: str, seen: set[str]) -> ImageDef:
+        """Validate image `name` with its base merged in and its features applied."""
+        if name in self.images:
+            return self.images[name]
+        path, where = self.origin["image:" + name], self._where[name]
+        raw = self._raw[name]
+        if raw.get("base"):
+            base = raw["base"]
+            if base in seen or base not in self._raw:
+                why = "is circular" if base in seen else \
+                    f"is not an image{suggest(base, list(self._raw))}"
+                raise RecipeError(f"{path}: field '{where}.base': {base!r} {why}")
+            self._finish(base, seen | {name})
+            raw = merge_image(self._raw[base], raw)
+            self._raw[name] = raw
+        data = self.features.apply(raw, f"{path}: field '{where}.features'")
+        data.pop("base", None)
+        try:
+            image = ImageDef.model_validate(data)
+        except ValidationError as e:
+            raise validation_error(path, where, e) from None
+        self.images[name] = image
+        for alias in image.aliases:
+            if alias in self._raw or alias in self.aliases:
+                raise RecipeError(f"{path}: field '{where}.aliases': {alias!r} is already "
+                                  "an image or an alias")
+            self.aliases[alias] = name
+        return image
 
     def _check_references(self) -> None:
         for name, cs in self.checks.items():
-            if not any(cs.applies_to(image) for image in self.images):
+            if cs.features:  # images may gain features later (`--with`)
+                for f in cs.features:
+                    self.features.closure([f], f"{self.origin['check set:' + name]}: "
+                                               f"field 'checks.{name}.features'")
+                continue
+            if not any(cs.applies_to(image, self.images[image].features)
+                       for image in self.images):
                 raise RecipeError(f"{self.origin['check set:' + name]}: field 'checks.{name}."
                                   f"images': {cs.images} match no image")
         for name, image in self.images.items():
             for i, layer in enumerate(image.layers):
                 if layer not in self.layers:
                     raise RecipeError(
-                        f"{self.origin['image:' + name]}: field 'images.{name}.layers[{i}]': "
-                        f"unknown layer {layer!r}{suggest(layer, list(self.layers))}")
+                        f"{self.origin['image:' + name]}: field '{self._where[name]}."
+                        f"layers[{i}]': unknown layer {layer!r}{suggest(layer, list(self.layers))}")
 
     def swap_layer(self, old: str, new: str) -> None:
         """Use layer `new` wherever images use `old` (for this run only)."""
@@ -227,12 +288,65 @@ class Project:
             layers = [new if ln == old else ln for ln in image.layers]
             self.images[name] = image.model_copy(update={"layers": layers})
 
+    def with_features(self, name: str, wanted: list[str]) -> str:
+        """The image `name` plus features, registered under a name that says so
+        (`spark-4.1.1` + s3a,celeborn -> `spark-4.1.1-s3a-celeborn`)."""
+        name = self.resolve(name)
+        where = f"--with for {name}"
+        image = self.images[name]
+        derived, added = self.features.derived_name(name, image.features, wanted, where)
+        if derived in self.images or not added:
+            return derived
+        raw = merge_image(self._raw[name], {"features": added})
+        raw["tag"] = f"{raw.get('tag', 'latest')}-{'-'.join(added)}"
+        config = dict(raw.get("config", {}))
+        labels = dict(config.get("labels", {}))
+        if labels.get("org.opencontainers.image.title") == name:
+            labels["org.opencontainers.image.title"] = derived
+        config["labels"] = labels
+        raw["config"] = config
+        if raw.get("annotations", {}).get("org.opencontainers.image.title") == name:
+            raw["annotations"] = {**raw["annotations"],
+                                  "org.opencontainers.image.title": derived}
+        self._raw[derived] = raw
+        self.origin["image:" + derived] = self.origin["image:" + name]
+        self._where[derived] = f"{self._where[name]} --with {','.join(added)}"
+        self._finish(derived, set())
+        self._check_references()
+        return derived
+
+    def resolve(self, name: str) -> str:
+        """An image name or alias -> the image name; unknown names get the nearest."""
+        if name in self.images:
+            return name
+        if name in self.aliases:
+            return self.aliases[name]
+        raise RecipeError(f"unknown image {name!r}"
+                          f"{suggest(name, [*self.images, *self.aliases])}")
+
     def image(self, name: str) -> ImageDef:
-        if name not in self.images:
-            raise RecipeError(f"unknown image {name!r}{suggest(name, list(self.images))}")
-        return self.images[name]
+        return self.images[self.resolve(name)]
 
     def layer(self, name: str) -> LayerDef:
         if name not in self.layers:
             raise RecipeError(f"unknown layer {name!r}{suggest(name, list(self.layers))}")
         return self.layers[name]
+
+
+def merge_image(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """`own` on top of `base`: features and layers are appended, config, env, labels
+    and annotations merged key by key, other fields replaced."""
+    out = {k: v for k, v in base.items() if k not in ("aliases", "base")}
+    for key, value in own.items():
+        if key in ("layers", "features"):
+            out[key] = [*out.get(key, []), *[v for v in value if v not in out.get(key, [])]]
+        elif key == "config":
+            config = dict(out.get("config", {}))
+            for ck, cv in value.items():
+                config[ck] = {**config.get(ck, {}), **cv} if ck in ("env", "labels") else cv
+            out["config"] = config
+        elif key in ("annotations", "vars"):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out

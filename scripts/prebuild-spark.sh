@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the Spark baseline images into the test cache's store (the one step of the
-# test run that reaches PyPI and Debian), so that the tests themselves assemble them
-# again with the network closed. Layers already cached are not rebuilt.
+# Builds the Spark baseline images and the Python layers of the features (cuDF for
+# GPU images, JupyterLab, the 3.5 Connect client) into the test cache's store: the
+# one step of the test run that reaches PyPI and Debian, so that the tests assemble
+# all images with the network closed (Maven add-ons come from a stand-in repository
+# on 127.0.0.1, started by the tests). Layers already cached are not rebuilt.
 # With CHECK_BASE_REPRODUCIBLE=1 it also builds the Debian base layer a second time
 # in a fresh store and fails if the two differ.
 set -euo pipefail
@@ -10,6 +12,8 @@ cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 store="$cache/spark-store"
 OCIFORGE=${OCIFORGE:-ociforge}
 "$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7
+"$OCIFORGE" --store "$store" --project . layers build python-gpu-4.1 python-gpu-3.5 \
+  jupyterlab-4.1 jupyterlab-3.5 python-connect-3.5
 
 if [ "${CHECK_BASE_REPRODUCIBLE:-0}" = 1 ]; then
   fresh=$(mktemp -d /tmp/ocf-repro.XXXXXX)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from maven_repo import make_jar, publish
 from pydantic import ValidationError
 
 from ociforge.errors import AuthError, RecipeError
@@ -44,12 +44,6 @@ HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.2"
 AWS_BUNDLE = "software.amazon.awssdk:bundle:2.29.52"
 ACCELERATOR = "software.amazon.s3.analyticsaccelerator:analyticsaccelerator-s3:1.2.1"
 RAPIDS = "com.nvidia:rapids-4-spark_2.13:26.06.0:cuda12"
-CLASSES = {
-    HADOOP_AWS: "org/apache/hadoop/fs/s3a/S3AFileSystem.class",
-    AWS_BUNDLE: "software/amazon/awssdk/core/SdkBytes.class",
-    ACCELERATOR: "software/amazon/s3/analyticsaccelerator/S3SeekableInputStream.class",
-    RAPIDS: "com/nvidia/spark/SQLPlugin.class",
-}
 DEBIAN_JAR = ("javax.inject:javax.inject:1",
               Path("/usr/share/maven-repo/javax/inject/javax.inject/1/javax.inject-1.jar"))
 USER, SECRET = "maven-reader", "s3cr3t-Pa55word"
@@ -65,32 +59,6 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- a Maven-layout repository ---------------------------------------------------------
-
-
-def make_jar(coord: str, salt: str = "") -> bytes:
-    """A small jar whose bytes depend on the coordinate (and `salt`)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("META-INF/MANIFEST.MF", f"Manifest-Version: 1.0\nX-Coord: {coord}{salt}\n")
-        zf.writestr(CLASSES.get(coord, "Stub.class"), b"\xca\xfe\xba\xbe" + coord.encode())
-    return buf.getvalue()
-
-
-def publish(repo: Path, coord: str, data: bytes | None = None,
-            checksums: tuple[str, ...] = ("sha1",), style: str = "bare",
-            wrong: str | None = None) -> bytes:
-    """Put a jar and its checksum files where a Maven repository keeps them."""
-    c = Coordinate.parse(coord)
-    data = make_jar(coord) if data is None else data
-    path = repo / c.path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    for algo in checksums:
-        digest = hashlib.new(algo, data if algo != wrong else data + b"!").hexdigest()
-        text = {"bare": digest, "named": f"{digest}  {c.filename}\n",
-                "upper": digest.upper() + "\n"}[style]
-        (repo / f"{c.path}.{algo}").write_text(text)
-    return data
 
 
 class _AuthHandler(SimpleHTTPRequestHandler):
@@ -335,7 +303,7 @@ def test_assemble_places_jars_writes_lock_and_reuses(tmp_path: Path,
     assert {mode for mode, _ in members.values()} == {0o644}
     assert "opt/spark/jars/rapids-4-spark_2.13-26.06.0-cuda12.jar" in members
     with zipfile.ZipFile(repo / Coordinate.parse(HADOOP_AWS).path) as zf:
-        assert CLASSES[HADOOP_AWS] in zf.namelist()
+        assert "org/apache/hadoop/fs/s3a/S3AFileSystem.class" in zf.namelist()
 
     lock = (proj / "layers" / "locks" / "maven.lock").read_text()
     for c, data in jars.items():

@@ -1,6 +1,6 @@
 #!/bin/bash
 # ociforge Spark entrypoint. Modes (SPARK_MODE or the first argument):
-#   driver | executor | connect | history | anything else: exec "$@"
+#   driver | executor | connect | history | jupyter | anything else: exec "$@"
 # Runs in the foreground under tini, as uid 185 or any arbitrary uid (nss_wrapper),
 # and writes only to /tmp and the declared volumes (read-only root filesystem).
 set -eo pipefail
@@ -48,9 +48,21 @@ done < <(compgen -v SPARK_JAVA_OPT_ | sort -t_ -k4 -n)
 if [ -n "${PYSPARK_PYTHON:-}" ]; then export PYSPARK_PYTHON; fi
 if [ -n "${PYSPARK_DRIVER_PYTHON:-}" ]; then export PYSPARK_DRIVER_PYTHON; fi
 
+# Settings that features bake in (GPU plugin, …) live in $SPARK_HOME/conf.d, not in
+# conf/ (Kubernetes mounts its own ConfigMap over conf/): given to spark-submit as
+# --conf before the user's arguments, which therefore win.
+IMAGE_CONF=()
+for f in "$SPARK_HOME"/conf.d/*.conf; do
+  [ -f "$f" ] || continue
+  while read -r key value; do
+    case "$key" in "" | "#"*) continue ;; esac
+    IMAGE_CONF+=(--conf "$key=$value")
+  done <"$f"
+done
+
 mode="${SPARK_MODE:-}"
 case "${1:-}" in
-  driver | executor | connect | history)
+  driver | executor | connect | history | jupyter)
     mode="$1"
     shift
     ;;
@@ -58,7 +70,7 @@ esac
 
 case "$mode" in
   driver)
-    exec "$SPARK_HOME/bin/spark-submit" \
+    exec "$SPARK_HOME/bin/spark-submit" "${IMAGE_CONF[@]}" \
       --conf "spark.driver.bindAddress=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
       --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
       --deploy-mode client "$@"
@@ -79,7 +91,7 @@ case "$mode" in
     ;;
   connect)
     # Spark Connect server in the foreground (start-connect-server.sh daemonizes).
-    exec "$SPARK_HOME/bin/spark-submit" \
+    exec "$SPARK_HOME/bin/spark-submit" "${IMAGE_CONF[@]}" \
       --class org.apache.spark.sql.connect.service.SparkConnectServer \
       --name "Spark Connect server" \
       --conf "spark.connect.grpc.binding.port=${SPARK_CONNECT_PORT:-15002}" \
@@ -94,15 +106,31 @@ case "$mode" in
     # spark-class passes SPARK_HISTORY_OPTS to the HistoryServer JVM.
     exec "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.history.HistoryServer "$@"
     ;;
+  jupyter)
+    # JupyterLab in the foreground: no browser; Jupyter reads its token from
+    # JUPYTER_TOKEN (and makes one up and logs it when unset); state under /tmp.
+    if ! command -v jupyter >/dev/null 2>&1; then
+      echo "jupyter mode needs a Jupyter image (jupyter-*): JupyterLab is not installed" >&2
+      exit 64
+    fi
+    export JUPYTER_CONFIG_DIR="${JUPYTER_CONFIG_DIR:-/tmp/jupyter/config}"
+    export JUPYTER_DATA_DIR="${JUPYTER_DATA_DIR:-/tmp/jupyter/data}"
+    export JUPYTER_RUNTIME_DIR="${JUPYTER_RUNTIME_DIR:-/tmp/jupyter/runtime}"
+    export IPYTHONDIR="${IPYTHONDIR:-/tmp/jupyter/ipython}"
+    export PYSPARK_SUBMIT_ARGS="${PYSPARK_SUBMIT_ARGS:-${IMAGE_CONF[*]} pyspark-shell}"
+    exec jupyter lab --no-browser --ip="${JUPYTER_IP:-0.0.0.0}" \
+      --port="${JUPYTER_PORT:-8888}" \
+      --ServerApp.root_dir="${JUPYTER_ROOT_DIR:-/opt/spark/work-dir}" "$@"
+    ;;
   "")
     if [ "$#" -eq 0 ]; then
-      echo "usage: [driver|executor|connect|history] ARGS... | COMMAND ARGS..." >&2
+      echo "usage: [driver|executor|connect|history|jupyter] ARGS... | COMMAND ARGS..." >&2
       exit 64
     fi
     exec "$@"
     ;;
   *)
-    echo "unknown SPARK_MODE '$mode' (driver, executor, connect, history)" >&2
+    echo "unknown SPARK_MODE '$mode' (driver, executor, connect, history, jupyter)" >&2
     exit 64
     ;;
 esac

@@ -16,7 +16,7 @@ import fnmatch
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from ..sources.base import Mode, Owner
 
@@ -72,8 +72,16 @@ class ServerCheck(_M):
     timeout: int = 180
 
 
+class DuplicateClassCheck(_M):
+    """No class (under `packages`, e.g. software/amazon/awssdk/) in two jars."""
+
+    jars: str = "/opt/spark/jars/*.jar"
+    packages: list[str] = []
+
+
 class CheckSet(_M):
-    images: list[str] = Field(min_length=1)
+    images: list[str] = []           # image-name patterns
+    features: list[str] = []         # or: images that have any of these features
     files: list[FileCheck] = []
     metadata: MetadataCheck | None = None
     writable: list[str] = []         # must exist, be directories, belong to the image user
@@ -82,12 +90,20 @@ class CheckSet(_M):
     non_root: bool = True
     no_setuid: bool = True
     no_secrets: bool = True
+    duplicate_classes: list[DuplicateClassCheck] = []
     commands: list[CommandCheck] = []
     servers: list[ServerCheck] = []
     gpu: bool = False                # GPU smoke (only where an NVIDIA GPU is present)
 
-    def applies_to(self, image: str) -> bool:
-        return any(fnmatch.fnmatchcase(image, p) for p in self.images)
+    @model_validator(mode="after")
+    def _selects(self) -> CheckSet:
+        if not self.images and not self.features:
+            raise ValueError("give 'images' (name patterns) or 'features' to select images")
+        return self
+
+    def applies_to(self, image: str, features: list[str] | tuple[str, ...] = ()) -> bool:
+        return (any(fnmatch.fnmatchcase(image, p) for p in self.images)
+                or any(f in features for f in self.features))
 
 
 _PLACEHOLDER = re.compile(r"\{(version|label:[^}]+|port)\}")

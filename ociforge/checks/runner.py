@@ -14,7 +14,7 @@ from ..outputs import load_images
 from ..outputs.archive import write_archive
 from ..recipes import Project
 from ..store import Store
-from . import imagefs, native, structure
+from . import imagefs, jarclasses, native, structure
 from .containerd import Containerd, can_run_containers
 from .gpu import GpuHost, discover
 from .model import CheckSet, for_image
@@ -39,7 +39,8 @@ class CheckRun:
         self.workdir = Path(tempfile.mkdtemp(prefix="ocf-test-", dir="/tmp"))
 
     def checksets(self, name: str) -> list[CheckSet]:
-        return [cs for cs in self.project.checks.values() if cs.applies_to(name)]
+        features = self.project.image(name).features
+        return [cs for cs in self.project.checks.values() if cs.applies_to(name, features)]
 
     def _runtime(self) -> RuntimeChecker:
         if self._checker is None:
@@ -59,6 +60,9 @@ class CheckRun:
         self.progress(f"{name}: reading layers")
         fs = imagefs.load(self.store, img.manifest_json, want_content=native.wants_content)
         results: list[CheckResult] = native.run(name, fs, config, sets)
+        for spec in [d for cs in sets for d in cs.duplicate_classes]:
+            self.progress(f"{name}: classes in {spec.jars}")
+            results.append(jarclasses.check(name, self.store, img.manifest_json, fs, spec))
         archive = self.workdir / f"{name}.tar"
         write_archive(self.store, [img], archive)
         try:

@@ -58,12 +58,30 @@ class PipSource(Spec):
     scripts: str = "/usr/local/bin"
     interpreter: str = "/usr/bin/python3"
     index_url: str | None = None
+    # Lock files of layers this one is installed on top of (the Spark line's Python
+    # packages): resolved together with their pins, holding only what they lack, so
+    # that stacking the layers never gives one package at two versions.
+    on_top_of: list[str] = []
 
     # -- lock ------------------------------------------------------------------------
 
-    def _wanted(self) -> str:
-        return key_of({"requirements": sorted(r.lower() for r in self.requirements),
-                       "python": self.python_version, "platform": self.platform})
+    def _base_pins(self, ctx: BuildContext | None) -> list[str]:
+        pins: list[str] = []
+        for rel in self.on_top_of:
+            path = ctx.project_path(rel) if ctx else Path(rel)
+            if not path.exists():
+                raise BuildError(f"{self.lock}: the lock it builds on, {rel}, does not exist "
+                                 "(run `ociforge lock` for that layer first)")
+            pins += [line.split(" --hash")[0] for line in path.read_text().splitlines()
+                     if line and not line.startswith("#")]
+        return sorted(pins)
+
+    def _wanted(self, ctx: BuildContext | None = None) -> str:
+        material: dict[str, Any] = {"requirements": sorted(r.lower() for r in self.requirements),
+                                    "python": self.python_version, "platform": self.platform}
+        if self.on_top_of:
+            material["on_top_of"] = self._base_pins(ctx)
+        return key_of(material)
 
     def _pip_args(self) -> list[str]:
         args = [f"--python-version={self.python_version}", "--implementation=cp",
@@ -79,7 +97,7 @@ class PipSource(Spec):
         if not path.exists():
             return None
         text = path.read_text()
-        return text if f"# requirements: {self._wanted()}" in text else None
+        return text if f"# requirements: {self._wanted(ctx)}" in text else None
 
     def resolve(self, ctx: BuildContext) -> str:
         """Resolve the full set with pip and write the lock file."""
@@ -88,16 +106,19 @@ class PipSource(Spec):
         cmd = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check",
                "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
                str(report), f"--index-url={index}", "--target", "/nonexistent",
-               *self._pip_args(), *self.requirements]
+               *self._pip_args(), *self.requirements, *self._base_pins(ctx)]
+        given = {_canonical(p.split("==")[0]) for p in self._base_pins(ctx)}
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 raise self._pip_error(proc.stdout + proc.stderr, index)
-            installs = json.loads(report.read_text())["install"]
+            installs = [i for i in json.loads(report.read_text())["install"]
+                        if _canonical(i["metadata"]["name"]) not in given]
         finally:
             report.unlink(missing_ok=True)
-        lines = [LOCK_HEADER, f"# requirements: {self._wanted()}",
+        lines = [LOCK_HEADER, f"# requirements: {self._wanted(ctx)}",
                  f"# python {self.python_version}, {self.platform}"]
+        lines += [f"# on top of {rel}" for rel in self.on_top_of]
         for item in sorted(installs, key=lambda i: i["metadata"]["name"].lower()):
             meta, info = item["metadata"], item["download_info"]
             sha = info.get("archive_info", {}).get("hashes", {}).get("sha256")
@@ -170,6 +191,11 @@ class PipSource(Spec):
                                  "sha256": m.group(3), "filename": m.group(4)})
         return {"python": self.python_version, "platform": self.platform,
                 "index": redact(index), "lock": self.lock, "packages": packages}
+
+
+def _canonical(name: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 SCRIPT_TEMPLATE = """#!{interpreter}
