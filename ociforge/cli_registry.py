@@ -107,16 +107,20 @@ class _Clients:
               help="Another tag for the image (repeatable; one image only).")
 @click.option("--chunk-size", default="64M", show_default=True, callback=parse_size,
               help="Blobs larger than this go in resumable chunks of this size.")
+@click.option("--no-sbom", is_flag=True,
+              help="Do not attach the image's SPDX SBOM (attached by default).")
 @_connection_options
 @_json_option
 @click.pass_obj
 def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
-         chunk_size: int, jobs: int, insecure: bool, ca_file: Path | None,
+         chunk_size: int, no_sbom: bool, jobs: int, insecure: bool, ca_file: Path | None,
          retries: int) -> None:
     """Push images from the store to an OCI registry.
 
     Blobs the repository has are skipped, blobs another repository of the registry has
     are mounted, the rest are uploaded (large ones in chunks that resume after a drop).
+    Each image's SPDX SBOM is attached as an OCI 1.1 artifact whose subject is the
+    image (referrers API, or the `sha256-<digest>` tag where the registry has none).
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
     credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
     """
@@ -155,11 +159,16 @@ def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: t
     clients = _Clients(insecure, ca_file, retries, jobs)
     with ctx.reporter() as rep:
         pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
-                        progress=lambda what, done, total: rep.update(what, done, total))
+                        progress=lambda what, done, total: rep.update(what, done, total),
+                        artifact_for=None if no_sbom else _sbom_artifact(store))
         report = pusher.push(requests)
     data = report.to_json()
     lines = [f"{i['name']:<28} -> {i['repository']}:{','.join(i['tags'])}  "
              f"{i['digest'][:19]}  {i['manifest']}" for i in data["images"]]
+    lines += [f"{a['name']:<28} sbom " + (f"not attached: {a['skipped']}" if "skipped" in a
+              else f"{a['digest'][:19]}  {a['state']} ("
+                   + (f"tag {a['tag']})" if a["tag"] else "referrers API)"))
+              for a in data["attached"]]
     b = data["blobs"]
     rate = report.bytes_sent / report.seconds if report.seconds > 0 else 0
     lines.append(f"blobs: {b['pushed']} pushed, {b['present']} skipped as present, "
@@ -167,6 +176,25 @@ def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: t
                  f"{report.seconds:.1f} s ({_human(rate)}/s)"
                  + (f"; {report.retries} retries" if report.retries else ""))
     ctx.emit(data, "\n".join(lines))
+
+
+def _sbom_artifact(store: Any) -> Any:
+    """The SPDX document of each pushed image, or why there is none."""
+    from .registry.referrers import Artifact
+    from .sbom import collect, spdx
+
+    def artifact(req: Any) -> Artifact | str:
+        try:
+            inv = collect(store, req.name)
+        except OciforgeError as e:
+            return str(e)
+        if not inv.components and not inv.files:
+            return "no layer of it was built by ociforge (no provenance to describe)"
+        return Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, spdx.render(inv),
+                        f"{_as_tag(req.name)}.spdx.json",
+                        (("org.opencontainers.image.created", inv.created),))
+
+    return artifact
 
 
 @click.command()

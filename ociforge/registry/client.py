@@ -281,8 +281,9 @@ class RegistryClient:
         return data, media_type, resp.headers.get("Docker-Content-Digest")
 
     def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str,
-                     digest: str, scopes: frozenset[str] | None = None) -> None:
-        """PUT the exact bytes we hashed; the registry must agree on the digest."""
+                     digest: str, scopes: frozenset[str] | None = None) -> dict[str, str]:
+        """PUT the exact bytes we hashed; the registry must agree on the digest. Returns
+        the response headers (`OCI-Subject` tells whether it keeps referrers itself)."""
         resp = self.call("PUT", f"/v2/{repo}/manifests/{ref}",
                          scopes=scopes or frozenset({push_scope(repo)}),
                          headers={"Content-Type": media_type}, body=lambda: data)
@@ -292,6 +293,7 @@ class RegistryClient:
         if got and got != digest:
             raise RegistryError(f"{self.registry} stored manifest {repo}:{ref} as {got}, "
                                 f"expected {digest}")
+        return {k.lower(): v for k, v in resp.headers.items()}
 
     # -- blobs ---------------------------------------------------------------------
 

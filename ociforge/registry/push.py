@@ -15,14 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import Descriptor, Store
+from . import RegistryError
 from .client import RegistryClient, pull_scope, push_scope
 from .locations import BlobLocations
 from .reference import Reference
+from .referrers import Artifact, Referrers
 from .tree import ImageTree, walk
 from .upload import BlobUpload, Counter
 
 DEFAULT_CHUNK = 64 << 20
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+# What to attach to a pushed image (its SBOM): an artifact, or why there is none.
+ArtifactFor = Callable[["PushRequest"], "Artifact | str"]
 
 
 @dataclass
@@ -47,19 +51,24 @@ class PushReport:
     retries: int = 0
     requests: int = 0
     seconds: float = 0.0
+    # One entry per image when artifacts are attached: what was attached, or why not.
+    attached: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"images": self.images, "blobs": self.blobs, "bytes_sent": self.bytes_sent,
                 "bytes_uploaded": self.bytes_uploaded, "resumed": self.resumed,
                 "restarted": self.restarted, "retries": self.retries,
-                "requests": self.requests, "seconds": round(self.seconds, 3)}
+                "requests": self.requests, "seconds": round(self.seconds, 3),
+                "attached": self.attached}
 
 
 class Pusher:
     def __init__(self, store: Store, client_for: Callable[[Reference], RegistryClient], *,
                  jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 artifact_for: ArtifactFor | None = None) -> None:
         self.store = store
+        self.artifact_for = artifact_for
         self.client_for = client_for
         self.jobs = jobs
         self.chunk_size = chunk_size
@@ -114,6 +123,8 @@ class Pusher:
                     "name": req.name, "repository": f"{req.target.registry}/"
                     f"{req.target.repository}", "tags": req.tags, "digest": tree.root.digest,
                     "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present")})
+                if self.artifact_for is not None:
+                    report.attached.append(self._attach(client, req, tree, repo_scopes))
         except BaseException:
             self.counter.abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -222,6 +233,26 @@ class Pusher:
             self._uploads.append(upload)
         upload.run(location)
         return "pushed"
+
+    def _attach(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
+                scopes: frozenset[str]) -> dict[str, Any]:
+        """Attach the image's artifact (after its manifest is in place)."""
+        assert self.artifact_for is not None
+        art = self.artifact_for(req)
+        entry: dict[str, Any] = {"name": req.name, "subject": tree.root.digest}
+        if isinstance(art, str):
+            return {**entry, "skipped": art}
+        self.progress(f"attach {req.name}", 0, len(art.data))
+        subject = Descriptor(req.manifest.media_type or tree.root.media_type,
+                             tree.root.digest, req.manifest.size)
+        try:
+            done = Referrers(client, req.target.repository, scopes,
+                             self.store.tmp_dir).attach(subject, art)
+        except RegistryError as e:
+            raise RegistryError(f"{req.name} was pushed, but attaching its {art.artifact_type} "
+                                f"failed: {e}") from None
+        self.progress(f"attach {req.name}", len(art.data), len(art.data))
+        return {**entry, "artifactType": art.artifact_type, **done.to_json()}
 
     def _put_manifests(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
                        tags: list[str], scopes: frozenset[str], children: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from .. import __version__
@@ -19,6 +20,10 @@ MEDIA_TYPE = "application/spdx+json"
 NAMESPACE_BASE = "https://ociforge.invalid/spdx"  # .invalid: an identifier, not a location
 IMAGE_ID = "SPDXRef-Image"
 NOASSERTION = "NOASSERTION"
+# What SPDX 2.3 accepts as a download location: a host name with a top-level domain
+# (an address like 127.0.0.1:8081 is not one; such URLs go into the comment instead).
+_LOCATION = re.compile(r"^(https?|ftp)://[a-z0-9]+([.-][a-z0-9]+)*\.[a-z]{2,5}(:[0-9]{1,5})?"
+                       r"(/.*)?$", re.IGNORECASE)
 
 
 def document(inv: Inventory) -> dict[str, Any]:
@@ -89,10 +94,11 @@ def _image(inv: Inventory) -> dict[str, Any]:
 
 
 def _package(c: Component, spdx_id: str, files: list[FileItem]) -> dict[str, Any]:
+    location = c.download if c.download and _LOCATION.match(c.download) else None
     p: dict[str, Any] = {
         "SPDXID": spdx_id,
         "name": c.name,
-        "downloadLocation": c.download or NOASSERTION,
+        "downloadLocation": location or NOASSERTION,
         "filesAnalyzed": False,
         "primaryPackagePurpose": c.purpose,
     }
@@ -110,7 +116,8 @@ def _package(c: Component, spdx_id: str, files: list[FileItem]) -> dict[str, Any
         p["packageFileName"] = c.filename
     if c.source_info:
         p["sourceInfo"] = c.source_info
-    p["comment"] = f"layer {c.layer}" + (f"; {c.comment}" if c.comment else "")
+    p["comment"] = f"layer {c.layer}" + (f"; {c.comment}" if c.comment else "") \
+        + (f"; downloaded from {c.download}" if c.download and not location else "")
     return p
 
 
