@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .recipes import Project
+from .registry.reference import is_loopback
 from .store import Store
 
 APACHE_ANCHOR = ("Apache `spark-py` 4.1.1 (official image, no pandas/pyarrow/grpcio)",
@@ -23,6 +24,7 @@ class LayerRow:
     compressed: int
     uncompressed: int
     files: int
+    standin: bool = False   # Maven jars from a loopback test repository, not the real ones
 
 
 @dataclass
@@ -45,6 +47,20 @@ def mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def _standin(rec: dict[str, Any]) -> bool:
+    """A layer whose Maven artifacts came from a repository on this machine's loopback
+    (the test suite's stand-in jars): its size says nothing about the real jars."""
+    from urllib.parse import urlsplit
+
+    for src in rec.get("provenance", {}).get("sources", []):
+        for art in src.get("artifacts", []) if isinstance(src, dict) else []:
+            repository = art.get("repository", "") if isinstance(art, dict) else ""
+            host = urlsplit(str(repository)).hostname or ""
+            if host and is_loopback(host):
+                return True
+    return False
+
+
 def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
     """Rows for the images that are assembled; names of those that are not."""
     tags = store.tags()
@@ -63,7 +79,7 @@ def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
         for desc, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True):
             rec = by_diff.get(diff_id, {})
             layers.append(LayerRow(rec.get("name", "?"), desc["digest"], desc["size"],
-                                   rec.get("size", 0), rec.get("files", 0)))
+                                   rec.get("size", 0), rec.get("files", 0), _standin(rec)))
         ref = entry.get("annotations", {}).get("io.ociforge.reference", name)
         rows.append(ImageRow(name, ref, entry["digest"], layers))
     return rows, missing
@@ -75,13 +91,15 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
            "images as built. Compressed = gzip layer blobs (what a registry stores and a",
            "pull transfers); uncompressed = the layer tars (what a node's disk holds).", ""]
     out += ["## Images", "",
-            "| image | reference | layers | compressed | uncompressed | manifest digest |",
-            "|---|---|---:|---:|---:|---|"]
+            "| image | reference | features | layers | compressed | uncompressed | "
+            "manifest digest |",
+            "|---|---|---|---:|---:|---:|---|"]
     for r in rows:
-        out.append(f"| `{r.name}` | `{r.reference}` | {len(r.layers)} | {mb(r.compressed)} | "
-                   f"{mb(r.uncompressed)} | `{r.manifest_digest[:19]}…` |")
+        feats = ", ".join(project.images[r.name].features) if r.name in project.images else ""
+        out.append(f"| `{r.name}` | `{r.reference}` | {feats or '—'} | {len(r.layers)} | "
+                   f"{mb(r.compressed)} | {mb(r.uncompressed)} | `{r.manifest_digest[:19]}…` |")
     name, size = APACHE_ANCHOR
-    out.append(f"| {name} | | | | {mb(size)} | |")
+    out.append(f"| {name} | | | | | {mb(size)} | |")
     if missing:
         out += ["", "Not assembled in this store: " + ", ".join(f"`{m}`" for m in missing)]
     blobs: dict[str, LayerRow] = {}
@@ -95,15 +113,63 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
                 f"{len(rows)} images reference {sum(len(r.layers) for r in rows)} layers, of "
                 f"which {len(blobs)} are distinct blobs. A registry stores "
                 f"{mb(distinct)} for all of them, against {mb(total)} for the sum of the "
-                f"image sizes (ratio {distinct / total:.2f})." if total else ""]
+                f"image sizes: registry bytes / sum of image sizes = "
+                f"{distinct / total:.2f}." if total else ""]
+    if any(layer.standin for layer in blobs.values()):
+        out += ["", "Layers marked *stand-in* were built from stand-in jars served on "
+                "127.0.0.1 (Maven Central is unreachable where this page was generated): "
+                "their digests and sizes are not those of the real add-ons, which are larger "
+                "(the AWS SDK v2 bundle alone is about 600 MB), so the real ratio is lower "
+                "still."]
+    out += _features(project)
+    out += _caveats(project, rows)
     out += ["", "## Layers", "", "| layer | blob | compressed | uncompressed | entries | "
             "used by |", "|---|---|---:|---:|---:|---|"]
     for digest, layer in sorted(blobs.items(), key=lambda kv: kv[1].name):
         users = [r.name for r in rows if any(x.digest == digest for x in r.layers)]
-        out.append(f"| `{layer.name}` | `{digest[:19]}…` | {mb(layer.compressed)} | "
+        mark = " *stand-in*" if layer.standin else ""
+        out.append(f"| `{layer.name}`{mark} | `{digest[:19]}…` | {mb(layer.compressed)} | "
                    f"{mb(layer.uncompressed)} | {layer.files} | {', '.join(users)} |")
     out += ["", "## What each layer is", ""]
     for lname, ldef in sorted(project.layers.items()):
         if ldef.description:
             out.append(f"- `{lname}` ({ldef.kind}): {' '.join(ldef.description.split())}")
     return "\n".join(out) + "\n"
+
+
+def _features(project: Project) -> list[str]:
+    """What each variant adds: the features, their layers per image line."""
+    if not project.features.defs:
+        return []
+    out = ["", "## What each feature adds", "",
+           "| feature | what | requires | layers |", "|---|---|---|---|"]
+    for name, f in project.features.defs.items():
+        layers = sorted({ln for img in project.images.values() if name in img.features
+                         for ln in img.layers if _feature_layer(project, name, ln)})
+        builtin = f" (built into {', '.join(f.builtin)})" if f.builtin else ""
+        out.append(f"| `{name}` | {' '.join(f.description.split())}{builtin} | "
+                   f"{', '.join(f.requires) or '—'} | "
+                   f"{', '.join(f'`{ln}`' for ln in layers) or '— (`--with` only)'} |")
+    return out
+
+
+def _feature_layer(project: Project, feature: str, layer: str) -> bool:
+    f = project.features.defs[feature]
+    stems = [t.split("{", 1)[0] for t in f.layers]
+    stems += [ln for case in f.cases.values() for ln in case.layers]
+    return any(layer == s or (s.endswith("-") and layer.startswith(s)) for s in stems)
+
+
+def _caveats(project: Project, rows: list[ImageRow]) -> list[str]:
+    seen: dict[str, list[str]] = {}
+    for r in rows:
+        image = project.images.get(r.name)
+        text = image.config.labels.get("io.ociforge.caveats", "") if image else ""
+        for caveat in filter(None, (c.strip() for c in text.split(" | "))):
+            seen.setdefault(caveat, []).append(r.name)
+    if not seen:
+        return []
+    out = ["", "## Caveats", ""]
+    for caveat, names in seen.items():
+        out.append(f"- {caveat[0].upper() + caveat[1:]}: " + ", ".join(f"`{n}`" for n in names))
+    return out

@@ -60,11 +60,12 @@ class MatrixDef(_M):
 
 
 def fill(value: Any, variables: dict[str, str], where: str) -> Any:
-    """Replace `{var}` in every string of `value`; an unknown name is a recipe error."""
+    """Replace `{var}` in every string of `value`; an unknown name is a recipe error.
+    `where` is "FILE: field 'PATH" (the closing quote is added here)."""
     if isinstance(value, str):
         def repl(m: re.Match[str]) -> str:
             if m.group(1) not in variables:
-                raise RecipeError(f"{where}: unknown placeholder {m.group(0)} "
+                raise RecipeError(f"{where}': unknown placeholder {m.group(0)} "
                                   f"(known: {', '.join(sorted(variables))})")
             return variables[m.group(1)]
         return _VAR.sub(repl, value)
@@ -116,7 +117,7 @@ def expand(path: Path, mname: str, matrix: MatrixDef) -> list[tuple[str, dict[st
             features += f
             alias_templates += a
         where = f"{path}: field 'matrix.{mname}"
-        name = fill(matrix.name, variables, where + ".name'")
+        name = fill(matrix.name, variables, where + ".name")
         data = fill(matrix.image, variables, where + ".image")
         data["features"] = [*data.get("features", []), *features]
         data["aliases"] = [*data.get("aliases", []),
@@ -142,7 +143,8 @@ class Features:
         self.origin[name] = path
 
     def closure(self, wanted: list[str], where: str) -> list[str]:
-        """`wanted` plus what they require, in canonical order."""
+        """`wanted` plus what they require, in canonical order. `where` is "FILE: field
+        'PATH" for errors."""
         from .recipes import suggest
 
         seen: set[str] = set()
@@ -152,7 +154,7 @@ class Features:
             if name in seen:
                 continue
             if name not in self.defs:
-                raise RecipeError(f"{where}: unknown feature {name!r}"
+                raise RecipeError(f"{where}': unknown feature {name!r}"
                                   f"{suggest(name, list(self.defs))} "
                                   f"(features: {', '.join(self.defs) or 'none'})")
             seen.add(name)
@@ -171,24 +173,25 @@ class Features:
         caveats: list[str] = []
         for name in names:
             f = self.defs[name]
-            fwhere = f"{where} (feature {name!r})"
+            fwhere = f"{where}.{name}"
             if any(fnmatch.fnmatchcase(version, p) for p in f.builtin):
                 continue
-            layers += fill(f.layers, variables, fwhere + " layers")
-            env.update(fill(f.env, variables, fwhere + " env"))
-            labels.update(fill(f.labels, variables, fwhere + " labels"))
+            layers += fill(f.layers, variables, fwhere + ".layers")
+            env.update(fill(f.env, variables, fwhere + ".env"))
+            labels.update(fill(f.labels, variables, fwhere + ".labels"))
             ports += [p for p in f.ports if p not in ports]
             if f.cmd is not None:
-                config["cmd"] = fill(f.cmd, variables, fwhere + " cmd")
+                config["cmd"] = fill(f.cmd, variables, fwhere + ".cmd")
             if f.caveat:
-                caveats.append(fill(f.caveat, variables, fwhere))
+                caveats.append(fill(f.caveat, variables, fwhere + ".caveat"))
             for pattern, case in f.cases.items():
                 if fnmatch.fnmatchcase(version, pattern):
-                    layers += fill(case.layers, variables, fwhere + f" cases.{pattern}")
-                    env.update(fill(case.env, variables, fwhere))
-                    labels.update(fill(case.labels, variables, fwhere))
+                    cwhere = f"{fwhere}.cases.{pattern}"
+                    layers += fill(case.layers, variables, cwhere + ".layers")
+                    env.update(fill(case.env, variables, cwhere + ".env"))
+                    labels.update(fill(case.labels, variables, cwhere + ".labels"))
                     if case.caveat:
-                        caveats.append(fill(case.caveat, variables, fwhere))
+                        caveats.append(fill(case.caveat, variables, cwhere + ".caveat"))
         if names:
             labels[FEATURES_LABEL] = ",".join(names)
         if caveats:

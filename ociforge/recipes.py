@@ -292,7 +292,7 @@ class Project:
         """The image `name` plus features, registered under a name that says so
         (`spark-4.1.1` + s3a,celeborn -> `spark-4.1.1-s3a-celeborn`)."""
         name = self.resolve(name)
-        where = f"--with for {name}"
+        where = f"--with for {name}: field 'features"
         image = self.images[name]
         derived, added = self.features.derived_name(name, image.features, wanted, where)
         if derived in self.images or not added:

@@ -1,0 +1,341 @@
+"""The image matrix: 28 names from axes, features that compose onto any image, and
+the whole matrix assembled from cached layers plus a stand-in Maven repository.
+
+Maven Central is unreachable here, so the add-on jars are stand-ins published under
+their real coordinates (with checksum files) on 127.0.0.1, holding loadable class
+files under the class names the checks load (tests/maven_repo.py). Everything from
+PyPI and Debian is real and comes from the cache that scripts/prebuild-spark.sh fills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from maven_repo import standin_repository
+
+from ociforge.checks.containerd import can_run_containers
+
+from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
+from httpserver import serve
+
+PROJECT = Path(__file__).resolve().parent.parent
+SPARK_STORE = TEST_CACHE / "spark-store"
+OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
+           "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
+           "OCIFORGE_MAVEN_SETTINGS": "none", "OCIFORGE_MAVEN_REPOS": ""}
+VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
+VARIANTS = ["", "-gpu", "-iceberg", "-gpu-iceberg"]
+MATRIX = [f"{family}-{v}{suffix}" for family in ("spark", "jupyter") for v in VERSIONS
+          for suffix in VARIANTS if not (family == "jupyter" and v.startswith("3.5")
+                                         and suffix == "-gpu-iceberg")]
+MAVEN_KINDS = {"maven"}
+
+
+def cli(*args: str | Path, project: Path = PROJECT, store: Path = SPARK_STORE,
+        env: dict[str, str] | None = None, timeout: int = 600) -> Result:
+    return run_cli(*args, store=store, project=project, env={**OFFLINE, **(env or {})},
+                   timeout=timeout)
+
+
+def images_ls(project: Path = PROJECT, store: Path | None = None) -> dict[str, dict]:
+    r = cli("images", "ls", "--json", project=project, store=store or Path("/nonexistent"))
+    assert r.rc == 0, r.err
+    return {d["name"]: d for d in r.json()}
+
+
+# -- the matrix as declared -------------------------------------------------------------
+
+
+def test_matrix_expands_to_every_named_image() -> None:
+    """16 Spark images and the Jupyter images the seed's table names: baseline, gpu and
+    iceberg for every version, gpu-iceberg for 4.1.x only. That table lists 14 Jupyter
+    names although its text counts 12; we build the 14 it names (30 in all)."""
+    images = images_ls()
+    assert len([n for n in MATRIX if n.startswith("spark-")]) == 16
+    assert len([n for n in MATRIX if n.startswith("jupyter-")]) == 14
+    assert [n for n in images if n.startswith(("spark-", "jupyter-"))
+            and n != "spark-builder-base"] == MATRIX
+    # The baseline is free of Maven artifacts; variants add their features' layers.
+    assert images["spark-4.1.1"]["layers"] == [
+        "debian-base", "jdbc-drivers", "python-deps-4.1", "spark-dist-4.1.1", "spark-entrypoint"]
+    assert images["spark-4.1.1"]["aliases"] == ["spark-4.1.1-baseline"]
+    assert images["spark-3.5.7-iceberg"]["features"] == ["s3a", "iceberg"]
+    assert images["spark-3.5.7-iceberg"]["layers"][5:] == ["s3a-3.5", "iceberg-3.5"]
+    assert images["jupyter-4.1.0-gpu-iceberg"]["layers"][5:] == [
+        "s3a-4.1", "iceberg-4.1", "rapids-4.1", "python-gpu-4.1", "gpu-support",
+        "gpu-shim-override-4.1.0", "jupyterlab-4.1"]
+    # Every image shares the base and the line's Python layer.
+    for name in MATRIX:
+        line = name.split("-")[1][:3]
+        assert images[name]["layers"][:3] == ["debian-base", "jdbc-drivers",
+                                              f"python-deps-{line}"]
+
+
+def test_baseline_images_hold_no_maven_layer() -> None:
+    from ociforge.recipes import Project
+
+    project = Project.load(PROJECT)
+    for v in VERSIONS:
+        for layer in project.image(f"spark-{v}").layers:
+            assert "maven" not in project.layer(layer).kind, layer
+
+
+def test_names_aliases_and_nearest_names(tmp_path: Path) -> None:
+    r = cli("assemble", "spark-4.1.2-gpu", store=tmp_path / "store")
+    assert r.rc == 3
+    assert "unknown image 'spark-4.1.2-gpu'" in r.err and "'spark-4.1.1-gpu'" in r.err
+    r = cli("assemble", "jupyter-3.5.8-gpu-iceberg", store=tmp_path / "store")
+    assert r.rc == 3 and "unknown image 'jupyter-3.5.8-gpu-iceberg'" in r.err
+    r = cli("images", "ls", "--json", store=tmp_path / "store")
+    assert "spark-4.1.1-baseline" not in [d["name"] for d in r.json()]
+    r = cli("assemble", "spark-4.1.1", "--with", "s3,celeborn", store=tmp_path / "store")
+    assert r.rc == 3 and "unknown feature 's3'" in r.err and "'s3a'" in r.err
+    assert store_is_empty(tmp_path / "store")
+
+
+def test_features_compose_and_name_what_is_inside() -> None:
+    from ociforge.recipes import Project
+
+    project = Project.load(PROJECT)
+    name = project.with_features("spark-4.1.1-baseline", ["celeborn", "s3a", "connect"])
+    image = project.image(name)
+    # Canonical order, whatever the order asked; connect is built into 4.1.
+    assert name == "spark-4.1.1-s3a-celeborn-connect"
+    assert image.tag == "4.1.1-s3a-celeborn-connect"
+    assert image.layers[5:] == ["s3a-4.1", "celeborn-4.1"]
+    assert image.config.labels["io.ociforge.features"] == "s3a,celeborn,connect"
+    assert image.config.labels["org.opencontainers.image.title"] == name
+    # On 3.5, connect is a Maven jar plus the Python client.
+    name = project.with_features("spark-3.5.8", ["connect"])
+    assert project.image(name).layers[5:] == ["connect-3.5.8", "python-connect-3.5"]
+    # iceberg brings s3a; asking for what the image has changes nothing.
+    assert project.with_features("spark-4.1.1", ["iceberg"]) == "spark-4.1.1-iceberg"
+    assert project.with_features("spark-4.1.1-iceberg", ["s3a"]) == "spark-4.1.1-iceberg"
+    # The 4.1.0 GPU trap is labelled.
+    labels = project.image("spark-4.1.0-gpu").config.labels
+    assert "untested upstream" in labels["io.ociforge.rapids.shim-override"]
+    assert "io.ociforge.rapids.shim-override" not in project.image("spark-4.1.1-gpu").config.labels
+    assert project.image("jupyter-4.1.1").config.cmd == ["jupyter"]
+    assert "8888/tcp" in project.image("jupyter-4.1.1").config.ports
+
+
+def test_matrix_recipe_errors_name_file_and_field(tmp_path: Path) -> None:
+    write(tmp_path / "layers" / "base.yaml", """\
+        source: {kind: files, files: [{src: f, dest: /f}]}
+        """)
+    (tmp_path / "f").write_text("x")
+    recipe = tmp_path / "recipes" / "m.yaml"
+    write(recipe, """\
+        matrix:
+          m:
+            name: "img-{version}"
+            axes:
+              version: {"1": {}, "2": {}}
+            image:
+              layers: [base]
+              tag: "{verison}"
+        """)
+    r = cli("images", "ls", project=tmp_path)
+    assert r.rc == 3
+    assert f"{recipe}: field 'matrix.m.image.tag': unknown placeholder {{verison}}" in r.err
+    write(recipe, """\
+        features:
+          extra: {layers: [base]}
+        matrix:
+          m:
+            name: "img-{version}"
+            axes:
+              version: {"1": {features: [extar]}}
+            image: {layers: [base]}
+        """)
+    r = cli("images", "ls", project=tmp_path)
+    assert r.rc == 3 and "unknown feature 'extar'" in r.err and "'extra'" in r.err
+    assert str(recipe) in r.err
+    write(recipe, """\
+        images:
+          a: {layers: [base]}
+          b: {base: a, features: [nope]}
+        """)
+    r = cli("images", "ls", project=tmp_path)
+    assert r.rc == 3 and "images.b.features" in r.err and "unknown feature 'nope'" in r.err
+
+
+def test_image_on_a_base_with_features_by_recipe(tmp_path: Path) -> None:
+    """A user's own image: a matrix image plus features, declared in a recipe."""
+    proj = tmp_path / "proj"
+    shutil.copytree(PROJECT, proj, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "tests", "bench", "docs", "*_cache", "*.egg-info"))
+    write(proj / "recipes" / "team.yaml", """\
+        images:
+          spark-lakehouse:
+            base: spark-4.1.1
+            features: [celeborn, iceberg]
+            tag: 4.1.1-lakehouse
+        """)
+    image = images_ls(proj)["spark-lakehouse"]
+    assert image["features"] == ["s3a", "celeborn", "iceberg"]
+    assert image["layers"][5:] == ["s3a-4.1", "celeborn-4.1", "iceberg-4.1"]
+
+
+# -- scripts the GPU and Jupyter features ship -----------------------------------------
+
+
+def test_entrypoint_passes_baked_settings_before_user_arguments(tmp_path: Path) -> None:
+    home = tmp_path / "spark"
+    write(home / "bin" / "spark-submit", '#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n',
+          0o755)
+    (home / "conf.d").mkdir()
+    shutil.copy(PROJECT / "docker/spark/gpu/rapids.conf", home / "conf.d" / "50-rapids.conf")
+    shutil.copy(PROJECT / "docker/spark/gpu/rapids-shim-override-4.1.0.conf",
+                home / "conf.d" / "60-override.conf")
+    env = {"PATH": os.environ["PATH"], "SPARK_HOME": str(home), "HOME": str(tmp_path)}
+    out = subprocess.run(["bash", PROJECT / "docker/spark/entrypoint.sh", "driver",
+                          "--conf", "spark.plugins=mine", "app.py"],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    args = re.findall(r"\[(.*)\]", out)
+    assert args[:2] == ["--conf", "spark.plugins=com.nvidia.spark.SQLPlugin"]
+    assert ("spark.rapids.shims-provider-override=com.nvidia.spark.rapids.shims.spark411."
+            "SparkShimServiceProvider") in args
+    # The user's own --conf comes later, so it wins.
+    assert args.index("spark.plugins=mine") > args.index(
+        "spark.plugins=com.nvidia.spark.SQLPlugin")
+    assert args[-1] == "app.py"
+    p = subprocess.run(["bash", PROJECT / "docker/spark/entrypoint.sh", "jupyter"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 64 and "JupyterLab is not installed" in p.stderr
+
+
+def test_gpu_discovery_script(tmp_path: Path) -> None:
+    script = PROJECT / "docker/spark/gpu/getGpusResources.sh"
+    for listing, want in (("0\\n1\\n", ["0", "1"]), ("", [])):
+        write(tmp_path / "nvidia-smi", f'#!/bin/sh\nprintf "{listing}"\n', 0o755)
+        out = subprocess.run([script], capture_output=True, text=True, check=True,
+                             env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+        assert json.loads(out) == {"name": "gpu", "addresses": want}
+
+
+# -- the whole matrix, assembled --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A copy of the project (the stand-in jars' pins go into its lock files, never
+    into the checkout) and the stand-in repository served on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("matrix")
+    proj = root / "proj"
+    shutil.copytree(PROJECT, proj, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "tests", "bench", "docs", "*_cache", "*.egg-info", "out"))
+    coords = standin_repository(root / "repo", proj)
+    with serve(root / "repo") as url:
+        yield {"project": proj, "repo": url, "root": root, "coords": coords}
+
+
+def _assemble(m: dict, *args: str | Path) -> dict:
+    r = cli("assemble", *args, "--maven-repo", f"standins={m['repo']}", "--json",
+            project=m["project"], env={"OCIFORGE_CACHE": str(m["root"] / "cache")},
+            timeout=3000)
+    if r.rc != 0:
+        pytest.fail(f"assemble failed ({r.err.strip()}); scripts/prebuild-spark.sh builds "
+                    "the PyPI and Debian layers first")
+    return r.json()
+
+
+@pytest.mark.slow
+def test_whole_matrix_assembles_and_shares_layers(matrix: dict) -> None:
+    first = _assemble(matrix, "--all")
+    names = {i["name"] for i in first["images"]}
+    assert set(MATRIX) <= names
+    # Only the Maven add-ons were built (the rest came from the cache), from the mirror.
+    built = set(first["layers"]["built"])
+    assert built <= {"s3a-3.5", "s3a-4.1", "iceberg-3.5", "iceberg-4.1", "rapids-3.5",
+                     "rapids-4.1", "gpu-support", "gpu-shim-override-4.1.0",
+                     "spark-builder-base"}, built
+    locks = sorted(p.name for p in (matrix["project"] / "layers" / "locks").glob("*.lock"))
+    assert "iceberg-4.1.lock" in locks and "rapids-3.5.lock" in locks
+    assert "127.0.0.1" in (matrix["project"] / "layers/locks/s3a-4.1.lock").read_text()
+    assert not (PROJECT / "layers/locks/s3a-4.1.lock").exists(), "stand-in pins leaked"
+
+    with_features = _assemble(matrix, "spark-4.1.1", "--with", "s3a,celeborn,connect")
+    assert [i["name"] for i in with_features["images"]] == ["spark-4.1.1-s3a-celeborn-connect"]
+    assert [i["reference"] for i in with_features["images"]] == [
+        "spark:4.1.1-s3a-celeborn-connect"]
+
+    again = _assemble(matrix, "--all")
+    assert again["layers"]["built"] == [] and again["layers"]["transcoded"] == []
+    assert [i["manifest_digest"] for i in again["images"]] == [
+        i["manifest_digest"] for i in first["images"]]
+    print(f"\nassemble --all, all layers cached: {again['seconds']} s wall in-process")
+
+    # Sharing: distinct layer blobs and registry bytes vs the sum of image sizes.
+    out = matrix["root"] / "images.md"
+    r = cli("catalog", "-o", out, "--json", project=matrix["project"])
+    assert r.rc == 0, r.err
+    text = out.read_text()
+    m = re.search(r"registry bytes / sum of image sizes = (\d\.\d\d)", text)
+    assert m and float(m.group(1)) < 0.5, text[-2000:]
+    assert "spark-4.1.0-gpu" in text and "untested" in text
+    assert "stand-in" in text  # add-on sizes here are not the real jars'
+
+
+@pytest.mark.slow
+def test_duplicate_aws_sdk_classes_are_caught(matrix: dict, tmp_path: Path) -> None:
+    """Shipping iceberg-aws-bundle next to the AWS SDK v2 bundle on 4.1 (the trap the
+    iceberg-4.1 layer avoids) fails the duplicate-class check, naming both jars."""
+    proj = tmp_path / "proj"
+    shutil.copytree(matrix["project"], proj)
+    layer = proj / "layers" / "iceberg-4.1.yaml"
+    layer.write_text(layer.read_text() + "    - org.apache.iceberg:iceberg-aws-bundle:1.11.0\n")
+    (proj / "layers" / "locks" / "iceberg-4.1.lock").unlink()
+    standin_repository(matrix["root"] / "repo", proj)
+    r = cli("test", "spark-4.1.1-iceberg", "--no-runtime", "--json", "--report-dir",
+            tmp_path / "report", "--maven-repo", matrix["repo"], project=proj,
+            env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=1200)
+    assert r.rc == 9, r.err
+    failed = [x for x in r.json()["results"] if x["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["name"].startswith("no class twice")
+    assert "bundle-2.29.52.jar and iceberg-aws-bundle-1.11.0.jar" in failed[0]["message"]
+
+
+RUNTIME_SAMPLE = ["spark-4.1.1-gpu-iceberg", "spark-3.5.8-iceberg", "spark-4.1.0-gpu",
+                  "spark-3.5.7-gpu", "jupyter-4.1.1"]
+
+
+@pytest.mark.slow
+def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
+    """One image of each variant (and a Jupyter image, and a 3.5 baseline with
+    s3a,celeborn,connect) through every check, runtime included."""
+    reason = can_run_containers()
+    if reason:
+        pytest.skip(reason)
+    _assemble(matrix, "--all")
+    results = []
+    for args in (RUNTIME_SAMPLE, ["spark-3.5.7", "--with", "s3a,celeborn,connect"]):
+        r = cli("test", *args, "--json", "--report-dir", tmp_path / "reports",
+                "--maven-repo", matrix["repo"], project=matrix["project"],
+                env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3600)
+        assert r.out, r.err
+        results += r.json()["results"]
+    failures = [x for x in results if x["status"] == "failed"]
+    assert not failures, failures
+    passed = {(x["image"], x["name"]) for x in results if x["status"] == "passed"}
+    for image, check in [
+        ("spark-4.1.1-gpu-iceberg", "Iceberg classes load"),
+        ("spark-4.1.1-gpu-iceberg", "RAPIDS classes load"),
+        ("spark-4.1.1-gpu-iceberg", "S3A classes load"),
+        ("spark-4.1.1-gpu-iceberg", "cuDF installed"),
+        ("spark-3.5.8-iceberg", "Iceberg classes load"),
+        ("jupyter-4.1.1", "JupyterLab"),
+        ("spark-3.5.7-s3a-celeborn-connect", "Celeborn classes load"),
+        ("spark-3.5.7-s3a-celeborn-connect", "Connect client imports"),
+    ]:
+        assert any(i == image and n.startswith(check) for i, n in passed), (image, check)
+    # Without a GPU the GPU smoke is skipped with its reason, never passed silently.
+    gpu = [x for x in results if x["kind"] == "gpu"]
+    assert gpu and all(x["status"] in ("skipped", "passed") for x in gpu)
