@@ -119,8 +119,8 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
         out += ["", "Layers marked *stand-in* were built from stand-in jars served on "
                 "127.0.0.1 (Maven Central is unreachable where this page was generated): "
                 "their digests and sizes are not those of the real add-ons, which are larger "
-                "(the AWS SDK v2 bundle alone is about 600 MB), so the real ratio is lower "
-                "still."]
+                "(the AWS SDK v2 bundle alone is about 600 MB), so the real totals and ratio "
+                "differ."]
     out += _features(project)
     out += _caveats(project, rows)
     out += ["", "## Layers", "", "| layer | blob | compressed | uncompressed | entries | "
