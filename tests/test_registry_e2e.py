@@ -69,7 +69,8 @@ def test_push_is_read_back_by_skopeo_and_oras(registry: Registry, store: Path,
     info = json.loads(skopeo("inspect", "--tls-verify=false",
                              f"docker://{registry.host}/e2e/hello:v1").stdout)
     assert info["Digest"] == digest
-    assert set(info["RepoTags"]) == {"v1", "stable"}
+    # And the tag listing the image's referrers: the SBOM push attaches (test_sbom.py).
+    assert set(info["RepoTags"]) == {"v1", "stable", "sha256-" + digest[7:]}
     assert info["Labels"] == {"org.opencontainers.image.title": "hello"}
     skopeo("copy", "-q", "--src-tls-verify=false",
            f"docker://{registry.host}/e2e/hello:stable", f"oci:{tmp_path / 'layout'}:x")
@@ -104,7 +105,7 @@ def test_repush_sends_nothing_and_new_repository_mounts(registry: Registry,
     assert report["bytes_sent"] == 0
     log = new_requests(registry, before)
     mounts = [p for m, p, s in log if m == "POST" and "mount=" in p and s == 201]
-    assert len(mounts) == 3
+    assert len(mounts) == 3 + 2  # and the SBOM's two blobs (empty config, document)
     assert not [p for m, p, _ in log if m in ("PATCH", "PUT") and "/blobs/uploads/" in p]
     info = json.loads(skopeo("inspect", "--tls-verify=false",
                              f"docker://{registry.host}/e2e/mounted:v1").stdout)
@@ -130,7 +131,8 @@ def test_several_images_and_all(registry: Registry, store: Path) -> None:
         store, "hello-extra"))
     tags = json.loads(skopeo("list-tags", "--tls-verify=false",
                              f"docker://{registry.host}/e2e/multi").stdout)["Tags"]
-    assert sorted(tags) == ["hello", "hello-extra"]
+    assert sorted(tags) == sorted(["hello", "hello-extra",  # and their SBOMs' referrers tags
+                                   *("sha256-" + i["digest"][7:] for i in report["images"])])
     report = push(store, "--all", "--to", f"{registry.host}/e2e/everything").json()
     assert sorted(i["name"] for i in report["images"]) == ["hello", "hello-extra"]
     assert report["blobs"]["pushed"] == 0  # all mounted from e2e/multi

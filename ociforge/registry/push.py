@@ -246,8 +246,8 @@ class Pusher:
         subject = Descriptor(req.manifest.media_type or tree.root.media_type,
                              tree.root.digest, req.manifest.size)
         try:
-            done = Referrers(client, req.target.repository, scopes,
-                             self.store.tmp_dir).attach(subject, art)
+            done = Referrers(client, req.target.repository, scopes, self.store.tmp_dir,
+                             self.locations).attach(subject, art)
         except RegistryError as e:
             raise RegistryError(f"{req.name} was pushed, but attaching its {art.artifact_type} "
                                 f"failed: {e}") from None

@@ -24,7 +24,8 @@ from typing import Any
 from ..digests import canonical_json, sha256_bytes
 from ..store import MT_DOCKER_LIST, MT_INDEX, MT_MANIFEST, Descriptor
 from . import RegistryError
-from .client import RegistryClient, error_detail
+from .client import RegistryClient, error_detail, pull_scope
+from .locations import BlobLocations
 from .upload import BlobUpload, Counter
 
 MT_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -83,11 +84,12 @@ class Referrers:
     """Attaches artifacts to manifests of one repository."""
 
     def __init__(self, client: RegistryClient, repo: str, scopes: frozenset[str],
-                 tmp_dir: Path) -> None:
+                 tmp_dir: Path, locations: BlobLocations | None = None) -> None:
         self.client = client
         self.repo = repo
         self.scopes = scopes
         self.tmp_dir = tmp_dir
+        self.locations = locations
 
     def attach(self, subject: Descriptor, art: Artifact) -> Attached:
         data = artifact_manifest(subject, art)
@@ -130,17 +132,32 @@ class Referrers:
 
     def _blob(self, data: bytes, counter: Counter) -> None:
         digest = sha256_bytes(data)
-        if self.client.head_blob(self.repo, digest, self.scopes) is not None:
-            return
-        # BlobUpload streams from a file (with its retry and digest checks); the
-        # pid prefix marks the file as live for `store gc`.
-        path = self.tmp_dir / f"{os.getpid()}-artifact-{secrets.token_hex(6)}.part"
-        path.write_bytes(data)
-        try:
-            BlobUpload(self.client, self.repo, self.scopes, path, digest, len(data),
-                       max(len(data), 1), counter).run()
-        finally:
-            path.unlink(missing_ok=True)
+        if self.client.head_blob(self.repo, digest, self.scopes) is None:
+            mounted, location = self._mount(digest)
+            if not mounted:
+                # BlobUpload streams from a file (with its retry and digest checks); the
+                # pid prefix marks the file as live for `store gc`.
+                path = self.tmp_dir / f"{os.getpid()}-artifact-{secrets.token_hex(6)}.part"
+                path.write_bytes(data)
+                try:
+                    BlobUpload(self.client, self.repo, self.scopes, path, digest, len(data),
+                               max(len(data), 1), counter).run(location)
+                finally:
+                    path.unlink(missing_ok=True)
+        if self.locations is not None:
+            self.locations.record(self.client.registry, digest, self.repo)
+
+    def _mount(self, digest: str) -> tuple[bool, str | None]:
+        """Mount from another repository known to hold the blob, as image blobs are:
+        (True, None), or (False, an upload the registry opened instead, if any)."""
+        if self.locations is None:
+            return False, None
+        for source in self.locations.sources(self.client.registry, digest, self.repo)[:2]:
+            mounted, location = self.client.mount_blob(self.repo, digest, source,
+                                                       self.scopes | {pull_scope(source)})
+            if mounted or location:
+                return mounted, location
+        return False, None
 
     def _listed_by_api(self, subject: str, digest: str) -> bool:
         """Whether the registry's referrers API lists `digest` (False without the API:
