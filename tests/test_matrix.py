@@ -342,3 +342,63 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
     # Without a GPU the GPU smoke is skipped with its reason, never passed silently.
     gpu = [x for x in results if x["kind"] == "gpu"]
     assert gpu and all(x["status"] in ("skipped", "passed") for x in gpu)
+
+
+def _real_iceberg_jar() -> Path | None:
+    """A real iceberg-spark-runtime 4.1 jar: $OCIFORGE_ICEBERG_JAR, or the one Maven
+    (or `ociforge`'s downloads cache via a lock) left in ~/.m2."""
+    wanted = os.environ.get("OCIFORGE_ICEBERG_JAR")
+    if wanted:
+        return Path(wanted)
+    m2 = (Path.home() / ".m2/repository/org/apache/iceberg/iceberg-spark-runtime-4.1_2.13/"
+          "1.11.0/iceberg-spark-runtime-4.1_2.13-1.11.0.jar")
+    return m2 if m2.is_file() else None
+
+
+ICEBERG_SMOKE = """\
+checks:
+  iceberg-smoke:
+    images: [spark-4.1.1-iceberg]
+    commands:
+      - name: Iceberg hadoop catalog CREATE INSERT SELECT
+        args: [/opt/entrypoint.sh, spark-sql, --master, "local[1]",
+               --conf, "spark.sql.catalog.wh=org.apache.iceberg.spark.SparkCatalog",
+               --conf, spark.sql.catalog.wh.type=hadoop,
+               --conf, "spark.sql.catalog.wh.warehouse=file:///tmp/wh",
+               --conf, "spark.sql.extensions=EXTENSIONS",
+               -e, "CREATE TABLE wh.db.t (id INT, name STRING) USING iceberg;
+                    INSERT INTO wh.db.t VALUES (1, 'a'), (2, 'b');
+                    SELECT concat('ROWS=', count(*), ' SUM=', sum(id)) FROM wh.db.t;"]
+        expect: ["ROWS=2 SUM=3"]
+""".replace("EXTENSIONS", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
+
+
+@pytest.mark.slow
+def test_iceberg_smoke_with_a_real_runtime_jar(matrix: dict, tmp_path: Path) -> None:
+    """CREATE, INSERT, SELECT through a hadoop catalog on file:///tmp/wh. Needs the
+    real Iceberg runtime, which Maven Central would give; stand-ins cannot run SQL."""
+    jar = _real_iceberg_jar()
+    if jar is None or not jar.is_file():
+        pytest.skip("no real iceberg-spark-runtime-4.1_2.13-1.11.0.jar here (Maven Central "
+                    "is unreachable): set OCIFORGE_ICEBERG_JAR or put it in ~/.m2 to run it")
+    reason = can_run_containers()
+    if reason:
+        pytest.skip(reason)
+    from maven_repo import publish
+
+    proj = tmp_path / "proj"
+    shutil.copytree(matrix["project"], proj)
+    (proj / "layers" / "locks" / "iceberg-4.1.lock").unlink()
+    repo = tmp_path / "repo"
+    shutil.copytree(matrix["root"] / "repo", repo)
+    publish(repo, "org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.11.0",
+            data=jar.read_bytes(), checksums=("sha1",))
+    write(proj / "recipes" / "iceberg-smoke.yaml", ICEBERG_SMOKE)
+    with serve(repo) as url:
+        r = cli("--maven-repo", url, "test", "spark-4.1.1-iceberg", "--json", "--report-dir",
+                tmp_path / "report", project=proj, timeout=1800,
+                env={"OCIFORGE_CACHE": str(tmp_path / "cache")})
+    assert r.out, r.err
+    results = r.json()["results"]
+    smoke = [x for x in results if x["name"].startswith("Iceberg hadoop catalog")]
+    assert smoke and all(x["status"] == "passed" for x in smoke), smoke
