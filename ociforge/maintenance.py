@@ -111,4 +111,14 @@ def gc(store: Store, prune_layers: bool = False, dry_run: bool = False) -> GcRep
             report.removed_tmp += 1
             if not dry_run:
                 remove_path(p)
+        if not dry_run:
+            _drop_stale_scans(store)
     return report
+
+
+def _drop_stale_scans(store: Store) -> None:
+    """SBOM layer scans (`ociforge/sbom/<diff_id>-*.json`) of layers no record has."""
+    live = {r.get("diff_id", "").partition(":")[2] for r in store.iter_records()}
+    for p in sorted((store.meta_dir / "sbom").glob("*.json")):
+        if p.name.split("-", 1)[0] not in live:
+            p.unlink(missing_ok=True)

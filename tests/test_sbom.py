@@ -332,6 +332,23 @@ def test_cyclonedx_is_valid_and_says_the_same(built: Path) -> None:
     assert files == {"/usr/local/bin/hello", "/etc/motd"}
 
 
+def test_gc_keeps_scans_of_cached_layers_only(built: Path, tmp_path: Path) -> None:
+    from ociforge.store import Store
+
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    sbom(store, "full")
+    scans = sorted(p.name for p in (store / "ociforge" / "sbom").iterdir())
+    assert scans, "the layer scans are cached"
+    assert run_cli("store", "gc", store=store).rc == 0
+    assert sorted(p.name for p in (store / "ociforge" / "sbom").iterdir()) == scans
+    s = Store(store)
+    s.untag("hello")
+    s.untag("full")
+    assert run_cli("store", "gc", "--prune-layers", store=store).rc == 0
+    assert list((store / "ociforge" / "sbom").iterdir()) == []
+
+
 def test_errors(built: Path) -> None:
     r = run_cli("sbom", "nosuch", "--json", store=built)
     assert r.rc == 1 and "not in the store" in r.json()["error"]
