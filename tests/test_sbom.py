@@ -499,6 +499,9 @@ def test_spark_sbom_against_the_image_files(tmp_path: Path) -> None:
                           ["var/lib/dpkg/status"].decode())
     debs = {p["name"]: p for p in pkgs if p["SPDXID"].startswith("SPDXRef-Package-deb-")}
     assert set(debs) == set(status)
+    for name, p in debs.items():  # epochs (1:2.38.1-5+deb12u3) survive the purl too
+        assert purl_of(p).version == p["versionInfo"] == status[name]["Version"]
+        assert purl_of(p).qualifiers["arch"] == status[name]["Architecture"]
     jre = debs["openjdk-17-jre-headless"]
     want = status["openjdk-17-jre-headless"]
     assert jre["versionInfo"] == want["Version"]

@@ -69,10 +69,12 @@ class Inventory:
     unknown_layers: list[str] = field(default_factory=list)  # diff_ids without a record
 
     def sorted_components(self) -> list[Component]:
-        return sorted(self.components, key=lambda c: c.key)
+        """By identifier, each once (a record listing a package twice must not give
+        a document with a duplicate SPDX identifier)."""
+        return sorted({c.key: c for c in self.components}.values(), key=lambda c: c.key)
 
     def sorted_files(self) -> list[FileItem]:
-        return sorted(self.files, key=lambda f: (f.path, f.key))
+        return sorted({f.key: f for f in self.files}.values(), key=lambda f: (f.path, f.key))
 
 
 def _safe(text: str) -> str:
