@@ -106,8 +106,9 @@ class Referrers:
             if headers.get("oci-subject") == subject.digest:
                 out.via = "referrers-api"
         if out.via == "tag-fallback":
-            # Already attached: the tag is looked at first, so that a re-push to a
-            # registry without the API makes no request that fails.
+            # No OCI-Subject, or the artifact was there already. The tag is looked at
+            # before the API, so a re-push to a registry without it makes no failing
+            # request.
             tag = fallback_tag(subject.digest)
             index = self._tag_index(tag)
             manifests = [m for m in index.get("manifests", []) if isinstance(m, dict)]
