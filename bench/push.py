@@ -161,8 +161,9 @@ def main() -> None:
                 (store / "ociforge" / "registry" / "blob-locations.json").unlink(
                     missing_ok=True)
                 if tool == "ociforge":
+                    # --no-sbom: like for like with skopeo copy, which attaches nothing.
                     argv = ociforge(store, "-q", "push", "bench-push", "--to", ref,
-                                    "--jobs", str(args.jobs))
+                                    "--jobs", str(args.jobs), "--no-sbom")
                 else:
                     argv = ["skopeo", "copy", "-q", "--dest-tls-verify=false",
                             f"oci:{layout}:latest", f"docker://{ref}"]
@@ -216,7 +217,8 @@ def rss_case(work: Path, layer_mb: int) -> dict[str, Any]:
     for tool in ("ociforge", "skopeo"):
         reg = Registry(work / f"reg-{tool}")
         ref = f"{reg.host}/bench/large:v1"
-        argv = (ociforge(store, "-q", "push", "bench-push", "--to", ref) if tool == "ociforge"
+        argv = (ociforge(store, "-q", "push", "bench-push", "--to", ref, "--no-sbom")
+                if tool == "ociforge"
                 else ["skopeo", "copy", "-q", "--dest-tls-verify=false",
                       f"oci:{layout}:latest", f"docker://{ref}"])
         wall, peak = timed(argv)

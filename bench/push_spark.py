@@ -58,8 +58,10 @@ def run_case(store: Path, layout: Path, work: Path, names: list[str], runs: int,
                     missing_ok=True)
                 subprocess.run(["sync"], check=True)
                 if tool == "ociforge":
+                    # --no-sbom: like for like with skopeo copy, which attaches nothing.
                     w, r = timed(ociforge(store, "-q", "push", *names, "--to",
-                                          f"{reg.host}/spark", "--jobs", str(jobs)))
+                                          f"{reg.host}/spark", "--jobs", str(jobs),
+                                          "--no-sbom"))
                 else:
                     w, r = 0.0, 0
                     for name in names:
