@@ -84,6 +84,19 @@ def test_native_checks_name_what_is_wrong() -> None:
     assert native.check_user("i", {"config": {"User": "185:185"}}).status == "passed"
 
 
+def test_two_versions_of_a_python_distribution_fail() -> None:
+    site = "/usr/local/lib/python3.11/dist-packages"
+    fs = _fs(Node(f"{site}/numpy-2.2.6.dist-info", "dir", 0o40755, 0, 0, 0),
+             Node(f"{site}/pandas-2.3.3.dist-info", "dir", 0o40755, 0, 0, 0),
+             Node("/usr/lib/python3/dist-packages/numpy-1.24.2.dist-info", "dir", 0o40755,
+                  0, 0, 0))
+    assert native.check_python_distributions("i", fs).status == "passed"  # other dir
+    fs.update(_fs(Node(f"{site}/NumPy-2.3.5.dist-info", "dir", 0o40755, 0, 0, 0)))
+    result = native.check_python_distributions("i", fs)
+    assert result.status == "failed"
+    assert result.message == f"numpy 2.2.6 and 2.3.5 in {site}"
+
+
 def test_placeholders_filled_from_labels() -> None:
     cs = CheckSet.model_validate({
         "images": ["spark-*"],

@@ -113,6 +113,27 @@ def check_secrets(image: str, fs: dict[str, Node]) -> CheckResult:
     return passed(image, KIND, "no secrets")
 
 
+_DIST_INFO = re.compile(r"^(?P<dir>.*)/(?P<name>[^/]+?)-(?P<version>[^-/]+)\.dist-info$")
+
+
+def check_python_distributions(image: str, fs: dict[str, Node]) -> CheckResult:
+    """One version per Python distribution in each site directory: layers stacked
+    from separately resolved pip sets could otherwise leave two (and Python imports
+    whichever files were written last, while metadata claims both)."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for n in fs.values():
+        m = _DIST_INFO.match(n.path) if n.kind == "dir" else None
+        if m:
+            key = (m.group("dir"), re.sub(r"[-_.]+", "-", m.group("name")).lower())
+            seen.setdefault(key, []).append(m.group("version"))
+    dups = {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+    name = "one version per Python distribution"
+    if dups:
+        return failed(image, KIND, name, "; ".join(
+            f"{pkg} {' and '.join(vs)} in {d}" for (d, pkg), vs in sorted(dups.items())))
+    return passed(image, KIND, name)
+
+
 def check_writable(image: str, fs: dict[str, Node], cs: CheckSet) -> list[CheckResult]:
     out = []
     for path in cs.writable:
@@ -147,5 +168,6 @@ def run(image: str, fs: dict[str, Node], config: dict[str, Any], sets: list[Chec
     out.append(check_world_writable(image, fs, allowed))
     if any(cs.no_secrets for cs in sets):
         out.append(check_secrets(image, fs))
+    out.append(check_python_distributions(image, fs))
     return out
 
