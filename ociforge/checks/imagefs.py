@@ -7,7 +7,7 @@ streams it once and holds a few MB.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -44,29 +44,36 @@ def load(store: Store, manifest: dict[str, Any],
          want_content: Callable[[str, int], bool] | None = None) -> dict[str, Node]:
     """path → Node for the image's merged filesystem."""
     fs: dict[str, Node] = {}
+    for tar, ti in members(store, manifest):
+        path = "/" + ti.name.strip("/").removeprefix("./")
+        name = PurePosixPath(path).name
+        parent = str(PurePosixPath(path).parent)
+        if name == ".wh..wh..opq":
+            prefix = parent.rstrip("/") + "/"
+            for p in [p for p in fs if p.startswith(prefix)]:
+                del fs[p]
+            continue
+        if name.startswith(".wh."):
+            gone = f"{parent.rstrip('/')}/{name[4:]}"
+            for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
+                del fs[p]
+            continue
+        node = Node(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size,
+                    ti.linkname)
+        if ti.isreg() and want_content and want_content(path, ti.size):
+            f = tar.extractfile(ti)
+            node.content = f.read() if f else None
+        fs[path] = node
+    return fs
+
+
+def members(store: Store, manifest: dict[str, Any]
+            ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
+    """Every tar member of every layer, bottom layer first, streamed once."""
     for desc in manifest["layers"]:
         with store.open_blob(desc["digest"]) as raw:
             stream = decompressing_reader(raw, encoding_of(desc["mediaType"]))
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for ti in tar:
-                    path = "/" + ti.name.strip("/").removeprefix("./")
-                    name = PurePosixPath(path).name
-                    parent = str(PurePosixPath(path).parent)
-                    if name == ".wh..wh..opq":
-                        prefix = parent.rstrip("/") + "/"
-                        for p in [p for p in fs if p.startswith(prefix)]:
-                            del fs[p]
-                        continue
-                    if name.startswith(".wh."):
-                        gone = f"{parent.rstrip('/')}/{name[4:]}"
-                        for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
-                            del fs[p]
-                        continue
-                    node = Node(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size,
-                                ti.linkname)
-                    if ti.isreg() and want_content and want_content(path, ti.size):
-                        f = tar.extractfile(ti)
-                        node.content = f.read() if f else None
-                    fs[path] = node
+                    yield tar, ti
             raw.read()
-    return fs

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import fnmatch
 import shutil
-import tarfile
 import tempfile
 import zipfile
 from typing import Any
 
-from ..compression import decompressing_reader, encoding_of
 from ..store import Store
+from . import imagefs
 from .imagefs import Node
 from .model import DuplicateClassCheck
 from .report import CheckResult, failed, passed
@@ -39,16 +38,11 @@ def jar_classes(store: Store, manifest: dict[str, Any], pattern: str,
     """jar path -> its classes under `prefixes`, for jars matching `pattern` (the
     version of each path in the uppermost layer that has it)."""
     out: dict[str, set[str]] = {}
-    for desc in manifest["layers"]:
-        with store.open_blob(desc["digest"]) as raw:
-            stream = decompressing_reader(raw, encoding_of(desc["mediaType"]))
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for ti in tar:
-                    path = "/" + ti.name.strip("/").removeprefix("./")
-                    if ti.isreg() and fnmatch.fnmatchcase(path, pattern):
-                        f = tar.extractfile(ti)
-                        out[path] = _classes(f, prefixes) if f else set()
-            raw.read()
+    for tar, ti in imagefs.members(store, manifest):
+        path = "/" + ti.name.strip("/").removeprefix("./")
+        if ti.isreg() and fnmatch.fnmatchcase(path, pattern):
+            f = tar.extractfile(ti)
+            out[path] = _classes(f, prefixes) if f else set()
     return out
 
 
