@@ -214,6 +214,9 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
               help="Where the JSON and JUnit reports and the generated structure-test "
                    "configs are written.")
 @click.option("--no-runtime", is_flag=True, help="Skip the containerd smoke runs.")
+@click.option("--check-set", "only", multiple=True, metavar="NAME",
+              help="Run only these check sets of the recipes (repeatable), e.g. the "
+                   "feature sets on a variant whose baseline was checked already.")
 @click.option("--with", "with_", metavar="FEATURE[,FEATURE…]",
               help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each "
                    "image; the new image's name and tag say which.")
@@ -222,7 +225,8 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
 @output_options
 @pass_ctx
 def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
-                no_runtime: bool, with_: str | None, containerd_address: Path | None) -> None:
+                no_runtime: bool, only: tuple[str, ...], with_: str | None,
+                containerd_address: Path | None) -> None:
     """Check images: structure tests, native checks, runtime and GPU smoke. Exit 9 on
     any failure."""
     from .checks import report as rpt
@@ -237,7 +241,7 @@ def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
         with store.writer_lock():
             _build(ctx, store, project, selected, None, rep)
         run = CheckRun(store, project, report_dir, runtime=not no_runtime,
-                       containerd_address=containerd_address,
+                       containerd_address=containerd_address, only=list(only) or None,
                        progress=lambda msg: rep.console.log(msg) if not (ctx.json or ctx.quiet)
                        else None)
         try:

@@ -306,20 +306,25 @@ def test_duplicate_aws_sdk_classes_are_caught(matrix: dict, tmp_path: Path) -> N
     assert "bundle-2.29.52.jar and iceberg-aws-bundle-1.11.0.jar" in failed[0]["message"]
 
 
-RUNTIME_SAMPLE = ["spark-4.1.1-gpu-iceberg", "spark-3.5.8-iceberg", "spark-4.1.0-gpu",
-                  "spark-3.5.7-gpu", "jupyter-4.1.1"]
+FEATURE_SETS = ["s3a", "celeborn", "connect", "iceberg", "gpu", "gpu-smoke", "gpu-4.1.0-shim",
+                "jupyter"]
 
 
 @pytest.mark.slow
 def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
-    """One image of each variant (and a Jupyter image, and a 3.5 baseline with
-    s3a,celeborn,connect) through every check, runtime included."""
+    """Every check (baseline ones included) on the most composite image and on a
+    Jupyter image; the feature check sets on one image of each other variant and on a
+    3.5 baseline with s3a,celeborn,connect (the baseline sets ran on the baselines in
+    test_spark_images)."""
     reason = can_run_containers()
     if reason:
         pytest.skip(reason)
     _assemble(matrix, "--all")
+    only = [a for name in FEATURE_SETS for a in ("--check-set", name)]
     results = []
-    for args in (RUNTIME_SAMPLE, ["spark-3.5.7", "--with", "s3a,celeborn,connect"]):
+    for args in (["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"],
+                 ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-3.5.7-gpu", *only],
+                 ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only]):
         r = cli("--maven-repo", matrix["repo"], "test", *args, "--json", "--report-dir",
                 tmp_path / "reports", project=matrix["project"],
                 env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3600)
@@ -333,8 +338,15 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
         ("spark-4.1.1-gpu-iceberg", "RAPIDS classes load"),
         ("spark-4.1.1-gpu-iceberg", "S3A classes load"),
         ("spark-4.1.1-gpu-iceberg", "cuDF installed"),
+        ("spark-4.1.1-gpu-iceberg", "pi job"),
+        ("spark-4.1.1-gpu-iceberg", "connect server"),
         ("spark-3.5.8-iceberg", "Iceberg classes load"),
+        ("spark-3.5.8-iceberg", "no class twice"),
+        ("spark-4.1.0-gpu", "RAPIDS classes load"),
+        ("spark-4.1.0-gpu", "Metadata Test"),
+        ("spark-3.5.7-gpu", "cuDF installed"),
         ("jupyter-4.1.1", "JupyterLab"),
+        ("jupyter-4.1.1", "python imports"),
         ("spark-3.5.7-s3a-celeborn-connect", "Celeborn classes load"),
         ("spark-3.5.7-s3a-celeborn-connect", "Connect client imports"),
     ]:

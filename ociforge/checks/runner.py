@@ -10,9 +10,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import RecipeError
 from ..outputs import load_images
 from ..outputs.archive import write_archive
-from ..recipes import Project
+from ..recipes import Project, suggest
 from ..store import Store
 from . import imagefs, jarclasses, native, structure
 from .containerd import Containerd, can_run_containers
@@ -25,8 +26,13 @@ from .runtime import RuntimeChecker
 class CheckRun:
     def __init__(self, store: Store, project: Project, report_dir: Path, *,
                  runtime: bool = True, containerd_address: Path | None = None,
-                 gpu: GpuHost | None = None,
+                 gpu: GpuHost | None = None, only: list[str] | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
+        for wanted in only or []:
+            if wanted not in project.checks:
+                raise RecipeError(f"unknown check set {wanted!r}"
+                                  f"{suggest(wanted, list(project.checks))}")
+        self.only = only
         self.store = store
         self.project = project
         self.report_dir = report_dir
@@ -40,7 +46,8 @@ class CheckRun:
 
     def checksets(self, name: str) -> list[CheckSet]:
         features = self.project.image(name).features
-        return [cs for cs in self.project.checks.values() if cs.applies_to(name, features)]
+        return [cs for set_name, cs in self.project.checks.items()
+                if cs.applies_to(name, features) and (not self.only or set_name in self.only)]
 
     def _runtime(self) -> RuntimeChecker:
         if self._checker is None:
