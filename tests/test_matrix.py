@@ -207,6 +207,10 @@ def test_entrypoint_passes_baked_settings_before_user_arguments(tmp_path: Path) 
     assert args.index("spark.plugins=mine") > args.index(
         "spark.plugins=com.nvidia.spark.SQLPlugin")
     assert args[-1] == "app.py"
+    out = subprocess.run(["bash", PROJECT / "docker/spark/entrypoint.sh", "driver", "app.py"],
+                         capture_output=True, text=True, check=True,
+                         env={**env, "SPARK_IMAGE_CONF_D": "none"}).stdout
+    assert "SQLPlugin" not in out and "[app.py]" in out
     p = subprocess.run(["bash", PROJECT / "docker/spark/entrypoint.sh", "jupyter"],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 64 and "JupyterLab is not installed" in p.stderr
@@ -322,11 +326,12 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
     _assemble(matrix, "--all")
     only = [a for name in FEATURE_SETS for a in ("--check-set", name)]
     results = []
-    for args in (["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"],
-                 ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-3.5.7-gpu", *only],
-                 ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only]):
+    for i, args in enumerate((
+            ["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"],
+            ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-3.5.7-gpu", *only],
+            ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only])):
         r = cli("--maven-repo", matrix["repo"], "test", *args, "--json", "--report-dir",
-                tmp_path / "reports", project=matrix["project"],
+                tmp_path / f"reports-{i}", project=matrix["project"],
                 env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3600)
         assert r.out, r.err
         results += r.json()["results"]

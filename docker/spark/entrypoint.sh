@@ -50,9 +50,11 @@ if [ -n "${PYSPARK_DRIVER_PYTHON:-}" ]; then export PYSPARK_DRIVER_PYTHON; fi
 
 # Settings that features bake in (GPU plugin, …) live in $SPARK_HOME/conf.d, not in
 # conf/ (Kubernetes mounts its own ConfigMap over conf/): given to spark-submit as
-# --conf before the user's arguments, which therefore win.
+# --conf before the user's arguments, which therefore win. SPARK_IMAGE_CONF_D=none
+# leaves them out (e.g. a GPU image's Connect server on a machine without a GPU).
 IMAGE_CONF=()
-for f in "$SPARK_HOME"/conf.d/*.conf; do
+conf_d="${SPARK_IMAGE_CONF_D:-$SPARK_HOME/conf.d}"
+for f in "$conf_d"/*.conf; do
   [ -f "$f" ] || continue
   while read -r key value; do
     case "$key" in "" | "#"*) continue ;; esac
