@@ -6,7 +6,10 @@ add-ons, the stand-in repository the tests use, in a copy of the project (stand-
 pins never reach the checkout). The first run builds the add-on layers; the timed runs
 that follow find everything cached.
 
-    python bench/matrix.py [--store DIR] [--runs 5]
+    python bench/matrix.py [--store DIR] [--runs 5] [--catalog docs/images.md]
+
+With --catalog it also writes the image catalog of the whole matrix (how
+docs/images.md is made here; the add-on layers are marked as stand-ins there).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", type=Path, default=default_store())
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--catalog", type=Path, help="also write the catalog here")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ocf-bench-matrix-"))
     try:
@@ -55,6 +59,9 @@ def main() -> None:
                 report = json.loads(out)
                 assert report["layers"]["built"] == [], report["layers"]
                 inner.append(report["seconds"])
+            if args.catalog:
+                subprocess.run([*cmd[:9], "catalog", "-o", str(args.catalog.resolve())],
+                               check=True)
         print(f"images: {len(first['images'])}; first run built "
               f"{len(first['layers']['built'])} layers")
         print(f"assemble --all, all cached: median wall {statistics.median(walls):.2f} s "

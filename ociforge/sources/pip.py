@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import fnmatch
 import hashlib
 import importlib.metadata
 import json
@@ -62,6 +63,9 @@ class PipSource(Spec):
     # packages): resolved together with their pins, holding only what they lack, so
     # that stacking the layers never gives one package at two versions.
     on_top_of: list[str] = []
+    # Files to leave out, as fnmatch patterns relative to `target` (test suites that
+    # ship private keys, for instance: tornado/test/test.key).
+    exclude: list[str] = []
 
     # -- lock ------------------------------------------------------------------------
 
@@ -157,9 +161,13 @@ class PipSource(Spec):
         pins = [line.split("  #")[0] for line in self.lock_text(ctx).splitlines()
                 if line and not line.startswith("#")]
         # "v": this source's output format; bump it when the same pins give other bytes.
-        return {"kind": "pip", "v": 2, "pins": pins, "target": self.target, "scripts": self.scripts,
-                "interpreter": self.interpreter, "platform": self.platform,
-                "python": self.python_version, "pip": importlib.metadata.version("pip")}
+        material = {"kind": "pip", "v": 2, "pins": pins, "target": self.target,
+                    "scripts": self.scripts, "interpreter": self.interpreter,
+                    "platform": self.platform, "python": self.python_version,
+                    "pip": importlib.metadata.version("pip")}
+        if self.exclude:
+            material["exclude"] = self.exclude
+        return material
 
     def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
         text = self.lock_text(ctx)
@@ -181,8 +189,9 @@ class PipSource(Spec):
                                         os.path.relpath(self.scripts, self.target))
         for name, data in scripts.items():
             tree.add_bytes(f"{self.scripts}/{name}", data, 0o755)
-        tree.add_from_disk(target, self.target,
-                           include=lambda rel: rel != "bin" and not rel.startswith("bin/"))
+        tree.add_from_disk(target, self.target, include=lambda rel: (
+            rel != "bin" and not rel.startswith("bin/")
+            and not any(fnmatch.fnmatchcase(rel, p) for p in self.exclude)))
         packages = []
         for line in text.splitlines():
             m = re.match(r"^(\S+)==(\S+) --hash=sha256:([0-9a-f]{64})\s+#\s*(\S+)", line)
