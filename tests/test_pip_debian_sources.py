@@ -110,6 +110,28 @@ def test_pip_layer_lock_and_rebuild_on_pin_change(tmp_path: Path) -> None:
         assert "tinypkg==2.0 --hash" in (proj / "layers" / "locks" / "py.lock").read_text()
 
 
+def test_data_scripts_get_the_image_interpreter_not_the_hosts(tmp_path: Path) -> None:
+    """pip writes the host's interpreter into scripts a wheel ships as data (numba's,
+    jsonpointer's) and into RECORD: both are rewritten, so two hosts give one layer."""
+    from ociforge.sources.pip import write_data_scripts
+
+    outputs = []
+    for host in ("/work/a/.venv/bin/python", "/tmp/ci/.venv/bin/python"):
+        site = tmp_path / host.replace("/", "_")
+        script = f"#!{host}\nprint('tool')\n".encode()
+        write(site / "bin" / "tool", script.decode(), 0o755)
+        digest = hashlib.sha256(script).hexdigest()
+        write(site / "tool-1.0.dist-info" / "RECORD",
+              f"../../bin/tool,sha256={digest},{len(script)}\ntool.py,sha256=x,1\n")
+        scripts = write_data_scripts(site, "/usr/bin/python3", "../../../bin", set())
+        record = (site / "tool-1.0.dist-info" / "RECORD").read_text()
+        outputs.append((scripts, record))
+    assert outputs[0] == outputs[1]
+    scripts, record = outputs[0]
+    assert scripts == {"tool": b"#!/usr/bin/python3\nprint('tool')\n"}
+    assert record.startswith("../../../bin/tool,sha256=") and "tool.py,sha256=x,1" in record
+
+
 def test_pip_pin_that_does_not_exist(tmp_path: Path) -> None:
     www = tmp_path / "www"
     (www / "files").mkdir(parents=True)

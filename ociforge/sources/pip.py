@@ -161,7 +161,7 @@ class PipSource(Spec):
         pins = [line.split("  #")[0] for line in self.lock_text(ctx).splitlines()
                 if line and not line.startswith("#")]
         # "v": this source's output format; bump it when the same pins give other bytes.
-        material = {"kind": "pip", "v": 2, "pins": pins, "target": self.target,
+        material = {"kind": "pip", "v": 3, "pins": pins, "target": self.target,
                     "scripts": self.scripts, "interpreter": self.interpreter,
                     "platform": self.platform, "python": self.python_version,
                     "pip": importlib.metadata.version("pip")}
@@ -185,8 +185,9 @@ class PipSource(Spec):
             raise self._pip_error(proc.stdout + proc.stderr, index)
         # pip's own console scripts vary with pip's version: write them from the
         # packages' entry points with one fixed template instead.
-        scripts = write_console_scripts(target, self.interpreter,
-                                        os.path.relpath(self.scripts, self.target))
+        rel_scripts = os.path.relpath(self.scripts, self.target)
+        scripts = write_console_scripts(target, self.interpreter, rel_scripts)
+        scripts.update(write_data_scripts(target, self.interpreter, rel_scripts, set(scripts)))
         for name, data in scripts.items():
             tree.add_bytes(f"{self.scripts}/{name}", data, 0o755)
         tree.add_from_disk(target, self.target, include=lambda rel: (
@@ -251,4 +252,36 @@ def write_console_scripts(site: Path, interpreter: str, rel_scripts: str) -> dic
                      for n, d in sorted(mine.items())]
             record.write_text("\n".join(kept) + "\n")
         out.update(mine)
+    return out
+
+
+def write_data_scripts(site: Path, interpreter: str, rel_scripts: str,
+                       taken: set[str]) -> dict[str, bytes]:
+    """Scripts wheels ship as data (`NAME.data/scripts/`, e.g. numba's, jsonpointer's):
+    pip rewrote their `#!python` line to the *host's* interpreter, which also went into
+    RECORD's hash. Give them the image's interpreter and fix RECORD to match, so the
+    layer's bytes do not depend on where ociforge runs."""
+    bindir = site / "bin"
+    out: dict[str, bytes] = {}
+    for path in sorted(bindir.iterdir()) if bindir.is_dir() else []:
+        if path.name in taken or not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        first, nl, rest = data.partition(b"\n")
+        if first.startswith(b"#!") and b"python" in first:
+            data = f"#!{interpreter}".encode() + nl + rest
+        out[path.name] = data
+    if not out:
+        return out
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        lines = record.read_text().splitlines()
+        fixed = []
+        for line in lines:
+            rel = line.split(",", 1)[0]
+            name = rel.rsplit("/", 1)[-1]
+            if rel.startswith("..") and "/bin/" in rel and name in out:
+                line = f"{rel_scripts}/{name},{_record_hash(out[name])},{len(out[name])}"
+            fixed.append(line)
+        if fixed != lines:
+            record.write_text("\n".join(fixed) + "\n")
     return out
