@@ -74,6 +74,12 @@ def _fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
     sys.exit(err.exit_code)
 
 
+with_option = click.option(
+    "--with", "with_", metavar="FEATURE[,FEATURE…]",
+    help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each image; "
+         "the new image's name and tag say which.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", type=click.Path(path_type=Path), envvar="OCIFORGE_STORE",
               help="Store directory (default: $XDG_CACHE_HOME/ociforge/store).")
@@ -108,9 +114,7 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
 @click.option("--swap-layer", "swaps", multiple=True, metavar="OLD=NEW",
               help="Use layer NEW wherever the recipes use OLD (e.g. another source of "
                    "the Spark distribution). Repeatable.")
-@click.option("--with", "with_", metavar="FEATURE[,FEATURE…]",
-              help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each "
-                   "image; the new image's name and tag say which.")
+@with_option
 @output_options
 @pass_ctx
 def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
@@ -217,9 +221,7 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
 @click.option("--check-set", "only", multiple=True, metavar="NAME",
               help="Run only these check sets of the recipes (repeatable), e.g. the "
                    "feature sets on a variant whose baseline was checked already.")
-@click.option("--with", "with_", metavar="FEATURE[,FEATURE…]",
-              help="Add features (s3a, celeborn, connect, iceberg, gpu, jupyter, …) to each "
-                   "image; the new image's name and tag say which.")
+@with_option
 @click.option("--containerd", "containerd_address", type=click.Path(path_type=Path),
               help="Socket of a running containerd (default: start a private one).")
 @output_options
