@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from maven_repo import standin_repository  # noqa: E402
+from project_copy import copy_project  # noqa: E402
 from push_spark import default_store  # noqa: E402
 
 from httpserver import serve  # noqa: E402
@@ -42,9 +43,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ocf-bench-matrix-"))
     try:
         proj = work / "proj"
-        shutil.copytree(ROOT, proj, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "tests", "bench", "docs", "*_cache", "*.egg-info", "out",
-            "tools.yaml"))
+        copy_project(proj, "tools.yaml")
         standin_repository(work / "repo", proj)
         with serve(work / "repo") as url:
             cmd = [sys.executable, "-m", "ociforge.cli", "--store", str(args.store),

@@ -145,19 +145,12 @@ def _features(project: Project) -> list[str]:
            "| feature | what | requires | layers |", "|---|---|---|---|"]
     for name, f in project.features.defs.items():
         layers = sorted({ln for img in project.images.values() if name in img.features
-                         for ln in img.layers if _feature_layer(project, name, ln)})
+                         for ln in project.features.layers_of(name, img.vars)})
         builtin = f" (built into {', '.join(f.builtin)})" if f.builtin else ""
         out.append(f"| `{name}` | {' '.join(f.description.split())}{builtin} | "
                    f"{', '.join(f.requires) or '—'} | "
                    f"{', '.join(f'`{ln}`' for ln in layers) or '— (`--with` only)'} |")
     return out
-
-
-def _feature_layer(project: Project, feature: str, layer: str) -> bool:
-    f = project.features.defs[feature]
-    stems = [t.split("{", 1)[0] for t in f.layers]
-    stems += [ln for case in f.cases.values() for ln in case.layers]
-    return any(layer == s or (s.endswith("-") and layer.startswith(s)) for s in stems)
 
 
 def _caveats(project: Project, rows: list[ImageRow]) -> list[str]:

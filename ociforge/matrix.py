@@ -161,6 +161,21 @@ class Features:
             stack.extend(self.defs[name].requires)
         return [n for n in self.defs if n in seen]
 
+    def cases_of(self, name: str, version: str) -> list[tuple[str, FeatureCase]]:
+        return [(p, c) for p, c in self.defs[name].cases.items()
+                if fnmatch.fnmatchcase(version, p)]
+
+    def layers_of(self, name: str, variables: dict[str, str], where: str = "catalog"
+                  ) -> list[str]:
+        """The layers feature `name` adds to an image with these variables."""
+        f, version = self.defs[name], variables.get("version", "")
+        if any(fnmatch.fnmatchcase(version, p) for p in f.builtin):
+            return []
+        layers = fill(f.layers, variables, f"{where}.{name}.layers")
+        for pattern, case in self.cases_of(name, version):
+            layers += fill(case.layers, variables, f"{where}.{name}.cases.{pattern}.layers")
+        return list(layers)
+
     def apply(self, image: dict[str, Any], where: str) -> dict[str, Any]:
         """Image data with its features' layers, environment and labels added."""
         names = self.closure(list(image.get("features", [])), where)
@@ -176,7 +191,7 @@ class Features:
             fwhere = f"{where}.{name}"
             if any(fnmatch.fnmatchcase(version, p) for p in f.builtin):
                 continue
-            layers += fill(f.layers, variables, fwhere + ".layers")
+            layers += self.layers_of(name, variables, where)
             env.update(fill(f.env, variables, fwhere + ".env"))
             labels.update(fill(f.labels, variables, fwhere + ".labels"))
             ports += [p for p in f.ports if p not in ports]
@@ -184,14 +199,12 @@ class Features:
                 config["cmd"] = fill(f.cmd, variables, fwhere + ".cmd")
             if f.caveat:
                 caveats.append(fill(f.caveat, variables, fwhere + ".caveat"))
-            for pattern, case in f.cases.items():
-                if fnmatch.fnmatchcase(version, pattern):
-                    cwhere = f"{fwhere}.cases.{pattern}"
-                    layers += fill(case.layers, variables, cwhere + ".layers")
-                    env.update(fill(case.env, variables, cwhere + ".env"))
-                    labels.update(fill(case.labels, variables, cwhere + ".labels"))
-                    if case.caveat:
-                        caveats.append(fill(case.caveat, variables, cwhere + ".caveat"))
+            for pattern, case in self.cases_of(name, version):
+                cwhere = f"{fwhere}.cases.{pattern}"
+                env.update(fill(case.env, variables, cwhere + ".env"))
+                labels.update(fill(case.labels, variables, cwhere + ".labels"))
+                if case.caveat:
+                    caveats.append(fill(case.caveat, variables, cwhere + ".caveat"))
         if names:
             labels[FEATURES_LABEL] = ",".join(names)
         if caveats:

@@ -273,12 +273,15 @@ class Project:
                        for image in self.images):
                 raise RecipeError(f"{self.origin['check set:' + name]}: field 'checks.{name}."
                                   f"images': {cs.images} match no image")
-        for name, image in self.images.items():
-            for i, layer in enumerate(image.layers):
-                if layer not in self.layers:
-                    raise RecipeError(
-                        f"{self.origin['image:' + name]}: field '{self._where[name]}."
-                        f"layers[{i}]': unknown layer {layer!r}{suggest(layer, list(self.layers))}")
+        for name in self.images:
+            self._check_layers(name)
+
+    def _check_layers(self, name: str) -> None:
+        for i, layer in enumerate(self.images[name].layers):
+            if layer not in self.layers:
+                raise RecipeError(
+                    f"{self.origin['image:' + name]}: field '{self._where[name]}."
+                    f"layers[{i}]': unknown layer {layer!r}{suggest(layer, list(self.layers))}")
 
     def swap_layer(self, old: str, new: str) -> None:
         """Use layer `new` wherever images use `old` (for this run only)."""
@@ -312,7 +315,7 @@ class Project:
         self.origin["image:" + derived] = self.origin["image:" + name]
         self._where[derived] = f"{self._where[name]} --with {','.join(added)}"
         self._finish(derived, set())
-        self._check_references()
+        self._check_layers(derived)
         return derived
 
     def resolve(self, name: str) -> str:

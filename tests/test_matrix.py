@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from maven_repo import standin_repository
+from project_copy import PROJECT, copy_project
 
 from ociforge.checks.containerd import can_run_containers
 
 from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
 from httpserver import serve
 
-PROJECT = Path(__file__).resolve().parent.parent
 SPARK_STORE = TEST_CACHE / "spark-store"
 OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
            "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
@@ -170,8 +170,7 @@ def test_matrix_recipe_errors_name_file_and_field(tmp_path: Path) -> None:
 def test_image_on_a_base_with_features_by_recipe(tmp_path: Path) -> None:
     """A user's own image: a matrix image plus features, declared in a recipe."""
     proj = tmp_path / "proj"
-    shutil.copytree(PROJECT, proj, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "tests", "bench", "docs", "*_cache", "*.egg-info"))
+    copy_project(proj)
     write(proj / "recipes" / "team.yaml", """\
         images:
           spark-lakehouse:
@@ -236,9 +235,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     proj = root / "proj"
     # Without recipes/tools.yaml: the builder base (JDK + Maven from Debian) is not
     # part of the matrix and is not in the prebuilt cache.
-    shutil.copytree(PROJECT, proj, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "tests", "bench", "docs", "*_cache", "*.egg-info", "out",
-        "tools.yaml"))
+    copy_project(proj, "tools.yaml")
     coords = standin_repository(root / "repo", proj)
     with serve(root / "repo") as url:
         yield {"project": proj, "repo": url, "root": root, "coords": coords}

@@ -44,8 +44,7 @@ def load(store: Store, manifest: dict[str, Any],
          want_content: Callable[[str, int], bool] | None = None) -> dict[str, Node]:
     """path → Node for the image's merged filesystem."""
     fs: dict[str, Node] = {}
-    for tar, ti in members(store, manifest):
-        path = "/" + ti.name.strip("/").removeprefix("./")
+    for tar, ti, path in members(store, manifest):
         name = PurePosixPath(path).name
         parent = str(PurePosixPath(path).parent)
         if name == ".wh..wh..opq":
@@ -68,12 +67,13 @@ def load(store: Store, manifest: dict[str, Any],
 
 
 def members(store: Store, manifest: dict[str, Any]
-            ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo]]:
-    """Every tar member of every layer, bottom layer first, streamed once."""
+            ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
+    """Every tar member of every layer (with its absolute path), bottom layer first,
+    streamed once."""
     for desc in manifest["layers"]:
         with store.open_blob(desc["digest"]) as raw:
             stream = decompressing_reader(raw, encoding_of(desc["mediaType"]))
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for ti in tar:
-                    yield tar, ti
+                    yield tar, ti, "/" + ti.name.strip("/").removeprefix("./")
             raw.read()

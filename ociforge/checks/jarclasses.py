@@ -38,8 +38,7 @@ def jar_classes(store: Store, manifest: dict[str, Any], pattern: str,
     """jar path -> its classes under `prefixes`, for jars matching `pattern` (the
     version of each path in the uppermost layer that has it)."""
     out: dict[str, set[str]] = {}
-    for tar, ti in imagefs.members(store, manifest):
-        path = "/" + ti.name.strip("/").removeprefix("./")
+    for tar, ti, path in imagefs.members(store, manifest):
         if ti.isreg() and fnmatch.fnmatchcase(path, pattern):
             f = tar.extractfile(ti)
             out[path] = _classes(f, prefixes) if f else set()

@@ -80,11 +80,13 @@ class PipSource(Spec):
                      if line and not line.startswith("#")]
         return sorted(pins)
 
-    def _wanted(self, ctx: BuildContext | None = None) -> str:
+    def _wanted(self, ctx: BuildContext | None = None,
+                base_pins: list[str] | None = None) -> str:
         material: dict[str, Any] = {"requirements": sorted(r.lower() for r in self.requirements),
                                     "python": self.python_version, "platform": self.platform}
         if self.on_top_of:
-            material["on_top_of"] = self._base_pins(ctx)
+            material["on_top_of"] = base_pins if base_pins is not None else \
+                self._base_pins(ctx)
         return key_of(material)
 
     def _pip_args(self) -> list[str]:
@@ -106,12 +108,13 @@ class PipSource(Spec):
     def resolve(self, ctx: BuildContext) -> str:
         """Resolve the full set with pip and write the lock file."""
         index = self.index_url or ctx.index_url
+        base_pins = self._base_pins(ctx)
         report = ctx.store.tmp_dir / f"{os.getpid()}-pip-report.json"
         cmd = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check",
                "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
                str(report), f"--index-url={index}", "--target", "/nonexistent",
-               *self._pip_args(), *self.requirements, *self._base_pins(ctx)]
-        given = {_canonical(p.split("==")[0]) for p in self._base_pins(ctx)}
+               *self._pip_args(), *self.requirements, *base_pins]
+        given = {_canonical(p.split("==")[0]) for p in base_pins}
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
@@ -120,7 +123,7 @@ class PipSource(Spec):
                         if _canonical(i["metadata"]["name"]) not in given]
         finally:
             report.unlink(missing_ok=True)
-        lines = [LOCK_HEADER, f"# requirements: {self._wanted(ctx)}",
+        lines = [LOCK_HEADER, f"# requirements: {self._wanted(ctx, base_pins)}",
                  f"# python {self.python_version}, {self.platform}"]
         lines += [f"# on top of {rel}" for rel in self.on_top_of]
         for item in sorted(installs, key=lambda i: i["metadata"]["name"].lower()):
