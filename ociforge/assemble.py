@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .digests import canonical_json
-from .layers import LayerBuilder
-from .recipes import ImageDef, Project
+from .recipes import ImageDef
 from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
 
 
@@ -98,13 +97,9 @@ class AssembledImage:
         }
 
 
-def assemble(store: Store, project: Project, name: str, builder: LayerBuilder,
-             compression: str | None = None) -> AssembledImage:
-    """Build missing layers, write config + manifest, tag `name` in the store."""
-    image = project.image(name)
-    encoding = compression or image.compression
-    records = [builder.ensure(ln, project.layer(ln), encoding) for ln in image.layers]
-    sde = builder.ctx.sde
+def assemble_image(store: Store, name: str, image: ImageDef, records: list[dict[str, Any]],
+                   sde: int, encoding: str) -> AssembledImage:
+    """Write config + manifest for layers already stored, and tag `name` in the store."""
     config = build_config(image, records, sde)
     cfg_bytes = canonical_json(config)
     cfg_desc = Descriptor(MT_CONFIG, store.put_bytes(cfg_bytes), len(cfg_bytes))

@@ -12,67 +12,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from .cli_common import Ctx, fail, human_size, output_options, pass_ctx
 from .errors import OciforgeError
-
-
-class Ctx:
-    def __init__(self, store: Path | None, project: Path, as_json: bool, quiet: bool,
-                 index_url: str | None) -> None:
-        self.store_path = store
-        self.project_root = project
-        self.json = as_json
-        self.quiet = quiet
-        self.index_url = index_url
-        self.maven_repos: list[str] | None = None
-
-    def store(self):  # type: ignore[no-untyped-def]
-        from .store import Store, default_store_path
-
-        return Store(self.store_path or default_store_path())
-
-    def project(self):  # type: ignore[no-untyped-def]
-        from .recipes import Project
-
-        return Project.load(self.project_root)
-
-    def emit(self, data: Any, human: str | None = None) -> None:
-        if self.json:
-            click.echo(json.dumps(data, indent=2, sort_keys=True))
-        elif human is not None and not self.quiet:
-            click.echo(human)
-
-    def reporter(self):  # type: ignore[no-untyped-def]
-        from .progress import Reporter
-
-        return Reporter(enabled=None if not (self.json or self.quiet) else False)
-
-
-pass_ctx = click.make_pass_decorator(Ctx)
-
-
-def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value:
-        click_ctx.ensure_object(Ctx).json = True
-
-
-def output_options(f: Any) -> Any:
-    """`--json` accepted after the subcommand too (`ociforge assemble X --json`)."""
-    return click.option("--json", "_json", is_flag=True, expose_value=False,
-                        callback=_set_json, is_eager=False,
-                        help="Machine-readable output on stdout.")(f)
-
-
-def _fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
-    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if ctx is not None and ctx.json:
-        click.echo(json.dumps({"error": msg, "exit_code": err.exit_code}))
-    click.echo(f"ociforge: error: {msg}", err=True)
-    sys.exit(err.exit_code)
-
 
 with_option = click.option(
     "--with", "with_", metavar="FEATURE[,FEATURE…]",
@@ -98,8 +43,7 @@ with_option = click.option(
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
         quiet: bool, index_url: str | None, maven_repos: tuple[str, ...]) -> None:
     """Daemonless, reproducible OCI image assembly."""
-    click_ctx.obj = Ctx(store, project, as_json, quiet, index_url)
-    click_ctx.obj.maven_repos = list(maven_repos) or None
+    click_ctx.obj = Ctx(store, project, as_json, quiet, index_url, tuple(maven_repos))
 
 
 @cli.command()
@@ -122,35 +66,16 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
              with_: str | None) -> None:
     """Assemble images: build missing layers, write manifests, tag them in the store."""
     started = time.monotonic()
-    project = ctx.project()
-    for swap in swaps:
-        old, sep, new = swap.partition("=")
-        if not sep:
-            raise click.UsageError(f"--swap-layer takes OLD=NEW, got {swap!r}")
-        project.swap_layer(old, new)
-    selected = _select(project, names, all_, with_)
-    store = ctx.store()
-    with ctx.reporter() as rep, store.writer_lock():
-        results, builder = _build(ctx, store, project, selected, compression, rep)
-        outputs: dict[str, Any] = {}
-        if archive or oci_layout:
-            from .outputs import load_images
-
-            refs = load_images(store, selected)
-            total = sum(d.size for r in refs for d in [r.manifest, *r.blobs()])
-            if archive:
-                from .outputs.archive import write_archive
-
-                size = write_archive(store, refs, archive,
-                                     progress=lambda n: rep.advance("archive", n, total))
-                outputs["archive"] = {"path": str(archive), "size": size}
-            if oci_layout:
-                from .outputs.layout import export_layout
-
-                export_layout(store, refs, oci_layout,
-                              progress=lambda n: rep.advance("oci-layout", n, total))
-                outputs["oci_layout"] = {"path": str(oci_layout)}
-    stats = builder.stats
+    with ctx.reporter() as rep:
+        session = ctx.session(rep, swaps=swaps, with_=with_)
+        selected = _select(session, names, all_)
+        with session.store.writer_lock():
+            results = session.assemble(selected, compression)
+            outputs = session.export(
+                selected, archive=archive, oci_layout=oci_layout,
+                progress=lambda what, n, total: rep.advance(what, n, total)) \
+                if archive or oci_layout else {}
+    stats = session.stats
     report = {
         "images": [r.to_json() for r in results],
         "layers": {"built": stats.built, "reused": stats.reused,
@@ -158,56 +83,20 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
         "outputs": outputs,
         "seconds": round(time.monotonic() - started, 3),
     }
-    lines = [f"{r.name:<32} {r.manifest.digest[:19]}  {_size(r.to_json()['size']):>9}  "
+    lines = [f"{r.name:<32} {r.manifest.digest[:19]}  {human_size(r.to_json()['size']):>9}  "
              f"{r.reference}" for r in results]
     lines.append(f"layers: {len(stats.built)} built, {len(stats.reused)} cached, "
                  f"{len(stats.transcoded)} recompressed; {report['seconds']} s")
     for key, out in outputs.items():
-        lines.append(f"{key}: {out['path']}" + (f" ({_size(out['size'])})" if "size" in out
-                                                else ""))
+        lines.append(f"{key}: {out['path']}" + (f" ({human_size(out['size'])})"
+                                                if "size" in out else ""))
     ctx.emit(report, "\n".join(lines))
 
 
-def _select(project: Any, names: tuple[str, ...], all_: bool, with_: str | None) -> list[str]:
-    """Image names from arguments: aliases resolved, `--with` features added."""
-    selected = list(project.images) if all_ else [project.resolve(n) for n in names]
-    if not selected:
+def _select(session: Any, names: tuple[str, ...], all_: bool) -> list[str]:
+    if not names and not all_:
         raise click.UsageError("name at least one image, or use --all")
-    if with_:
-        features = [f.strip() for f in with_.split(",") if f.strip()]
-        selected = [project.with_features(n, features) for n in selected]
-    return list(dict.fromkeys(selected))
-
-
-def _build_context(ctx: Ctx, store: Any, project: Any) -> Any:
-    from .sources.base import DEFAULT_INDEX_URL, BuildContext
-    from .tartree import source_date_epoch
-
-    return BuildContext(store=store, project_root=project.root, sde=source_date_epoch(),
-                        index_url=ctx.index_url or DEFAULT_INDEX_URL,
-                        maven_repos=ctx.maven_repos)
-
-
-def _layer_builder(ctx: Ctx, store: Any, project: Any, rep: Any) -> Any:
-    from .layers import LayerBuilder
-
-    return LayerBuilder(_build_context(ctx, store, project),
-                        progress=lambda name, done, total:
-                        rep.update(f"layer {name}", done, total))
-
-
-def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression: str | None,
-           rep: Any) -> tuple[list[Any], Any]:
-    """Assemble `selected` (building missing layers); returns results and the builder."""
-    from .assemble import assemble as assemble_one
-
-    for n in selected:
-        project.image(n)  # unknown names fail before any work
-    builder = _layer_builder(ctx, store, project, rep)
-    for n in selected:  # resolve every input first: bad pins fail before any build
-        for layer_name in project.image(n).layers:
-            builder.key(layer_name, project.layer(layer_name))
-    return [assemble_one(store, project, n, builder, compression) for n in selected], builder
+    return list(session.select(names, all_))
 
 
 @cli.command("test")
@@ -234,15 +123,14 @@ def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
     from .checks import report as rpt
     from .checks.runner import CheckRun
 
-    project = ctx.project()
-    selected = _select(project, names, all_, with_)
-    store = ctx.store()
     report_dir.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
     with ctx.reporter() as rep:
-        with store.writer_lock():
-            _build(ctx, store, project, selected, None, rep)
-        run = CheckRun(store, project, report_dir, runtime=not no_runtime,
+        session = ctx.session(rep, with_=with_)
+        selected = _select(session, names, all_)
+        with session.store.writer_lock():
+            session.assemble(selected)
+        run = CheckRun(session.store, session.project, report_dir, runtime=not no_runtime,
                        containerd_address=containerd_address, only=list(only) or None,
                        progress=lambda msg: rep.console.log(msg) if not (ctx.json or ctx.quiet)
                        else None)
@@ -266,15 +154,6 @@ def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
         sys.exit(9)
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
-
-
 @cli.group()
 def layers() -> None:
     """Cached layers."""
@@ -290,7 +169,7 @@ def layers_ls(ctx: Ctx) -> None:
     data = [{"name": r["name"], "input_key": r["input_key"], "diff_id": r["diff_id"],
              "size": r["size"], "files": r["files"], "source": r["source_kind"],
              "blobs": r["blobs"], "provenance": r.get("provenance", {})} for r in recs]
-    lines = [f"{r['name']:<28} {r['diff_id'][:19]}  {_size(r['size']):>9}  {r['files']:>7} "
+    lines = [f"{r['name']:<28} {r['diff_id'][:19]}  {human_size(r['size']):>9}  {r['files']:>7} "
              f"files  {r['source']:<8} {','.join(sorted(r['blobs']))}" for r in data]
     ctx.emit(data, "\n".join(lines) if lines else "no cached layers")
 
@@ -304,17 +183,15 @@ def layers_ls(ctx: Ctx) -> None:
 def layers_build(ctx: Ctx, names: tuple[str, ...], compression: str) -> None:
     """Build layers into the store without assembling an image (e.g. to warm a CI
     cache with the networked ones)."""
-    project = ctx.project()
-    defs = {n: project.layer(n) for n in names}
-    store = ctx.store()
-    with ctx.reporter() as rep, store.writer_lock():
-        builder = _layer_builder(ctx, store, project, rep)
-        for n, d in defs.items():
-            builder.key(n, d)
-        records = [builder.ensure(n, d, compression) for n, d in defs.items()]
+    with ctx.reporter() as rep:
+        session = ctx.session(rep)
+        for n in names:
+            session.project.layer(n)  # unknown names fail before any work
+        with session.store.writer_lock():
+            records = session.build_layers(names, compression)
     data = [{"name": r["name"], "diff_id": r["diff_id"], "size": r["size"],
-             "built": r["name"] in builder.stats.built} for r in records]
-    ctx.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {_size(d['size']):>9}  "
+             "built": r["name"] in session.stats.built} for r in records]
+    ctx.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
                              f"{'built' if d['built'] else 'cached'}" for d in data))
 
 
@@ -330,7 +207,7 @@ def images_ls(ctx: Ctx) -> None:
     """List images the recipes define, with their layers and store digest if assembled."""
     project = ctx.project()
     tags = ctx.store().tags()
-    data = []
+    data: list[dict[str, Any]] = []
     for name, image in project.images.items():
         entry = tags.get(name)
         data.append({"name": name, "layers": image.layers, "features": image.features,
@@ -371,12 +248,12 @@ def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
             "size": sum(d["size"] for d in manifest["layers"])}
     lines = [f"{name}  {img.reference}", f"manifest  {img.manifest.digest}",
              f"config    {data['config_digest']}", f"platform  {data['platform']}",
-             f"created   {data['created']}", f"size      {_size(data['size'])}"]
+             f"created   {data['created']}", f"size      {human_size(data['size'])}"]
     for k, v in data["config"].items():
         lines.append(f"{k:<10}{json.dumps(v)}")
     for layer in layers_out:
         lines.append(f"  {layer['name'] or '?':<26} {layer['digest'][:19]}  "
-                     f"{_size(layer['size']):>9}")
+                     f"{human_size(layer['size']):>9}")
     ctx.emit(data, "\n".join(lines))
 
 
@@ -404,19 +281,12 @@ def catalog(ctx: Ctx, output: Path) -> None:
 @pass_ctx
 def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
     """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
-    from .sources.maven import MavenSource
-    from .sources.pip import PipSource
-
-    project = ctx.project()
-    build_ctx = _build_context(ctx, ctx.store(), project)
-    names = list(layer_names) or list(project.layers)
-    done = []
-    for name in names:
-        for src in project.layer(name).all_sources():
-            if isinstance(src, PipSource | MavenSource):
-                text = src.resolve(build_ctx)
-                pins = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-                done.append({"layer": name, "lock": src.lock, "packages": len(pins)})
+    session = ctx.session()
+    names = list(layer_names) or list(session.project.layers)
+    for n in names:
+        session.project.layer(n)  # unknown names fail before any work
+    done = [{"layer": r.layer, "lock": r.lock.path, "packages": r.lock.entries,
+             "changed": r.lock.changed} for r in session.lock(names, update=True)]
     ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages)"
                              for d in done) or "no pip layers")
 
@@ -444,7 +314,7 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
     from .maintenance import fsck
 
     report = fsck(ctx.store(), repair=not no_repair)
-    lines = [f"checked {report.checked} blobs ({_size(report.bytes_checked)})"]
+    lines = [f"checked {report.checked} blobs ({human_size(report.bytes_checked)})"]
     lines += [f"corrupt: {c['digest']} (hashes to {c['actual']})"
               + (f" -> {c['quarantined_to']}" if "quarantined_to" in c else "")
               for c in report.corrupt]
@@ -471,7 +341,7 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
     report = gc(ctx.store(), prune_layers=prune_layers, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     ctx.emit(report.to_json(),
-             f"{verb} {report.removed_blobs} blobs ({_size(report.freed_bytes)}), "
+             f"{verb} {report.removed_blobs} blobs ({human_size(report.freed_bytes)}), "
              f"{report.removed_records} layer records, {report.removed_tmp} temporary files; "
              f"kept {report.kept_blobs} blobs")
 
@@ -491,18 +361,18 @@ def main() -> None:
         click.echo("ociforge: interrupted", err=True)
         sys.exit(130)
     except OciforgeError as e:
-        _fail(_json_ctx(), e)
+        fail(_json_ctx(), e)
     except Exception as e:
         if os.environ.get("OCIFORGE_DEBUG"):
             raise
         err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
                             "(set OCIFORGE_DEBUG=1 for the traceback)")
-        _fail(_json_ctx(), err)
+        fail(_json_ctx(), err)
 
 
 def _json_ctx() -> Ctx | None:
     if "--json" in sys.argv[1:]:
-        return Ctx(None, Path("."), True, False, None)
+        return Ctx(as_json=True)
     return None
 
 

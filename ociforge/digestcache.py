@@ -21,13 +21,14 @@ RACY_NS = 2_000_000_000
 
 
 class DigestCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        """`path`: where the entries persist (None: this process only)."""
         self.path = path
         self.dirty = False
         self.hits = 0
         self.entries: dict[str, list[object]] = {}
         try:
-            data = json.loads(path.read_bytes())
+            data = json.loads(path.read_bytes()) if path is not None else None
             if isinstance(data, dict):
                 self.entries = data
         except (OSError, ValueError):
@@ -50,7 +51,7 @@ class DigestCache:
         return digest
 
     def save(self) -> None:
-        if self.dirty:
+        if self.dirty and self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, json.dumps(self.entries, separators=(",", ":")).encode())
             self.dirty = False

@@ -37,6 +37,10 @@ class FetchError(OciforgeError):
     exit_code = 6
 
 
+class LockError(RecipeError):
+    """A lock file is missing, stale or unreadable where a key needs it."""
+
+
 class BuildError(OciforgeError):
     """Building a layer failed for a reason other than the above."""
 

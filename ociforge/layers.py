@@ -1,8 +1,10 @@
-"""Layer records and input keys: a stored layer is never rebuilt.
+"""Input keys and the layer cache: a stored layer is never rebuilt.
 
 input key = digest(canonical JSON of {format version, SOURCE_DATE_EPOCH, owner,
 the source's key material}). The key material holds the digests of every input
-(file contents, archive pins), so changing one input changes only that layer's key.
+(file contents, archive pins, lock files), so changing one input changes only that
+layer's key. Keys are computed by the build session (after every lock is settled);
+`LayerBuilder` turns a key into a stored layer, building only on a cache miss.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import LAYER_FORMAT_VERSION, __version__
@@ -27,6 +30,7 @@ from .digests import key_of
 from .errors import BuildError, OciforgeError, StoreCorruptError
 from .recipes import LayerDef
 from .sources.base import BuildContext
+from .store import Store
 from .tartree import Tree, write_tar
 
 Progress = Callable[[str, int, int | None], None]  # (layer name, bytes done, total)
@@ -41,6 +45,13 @@ def input_key(layer: LayerDef, ctx: BuildContext) -> str:
     })
 
 
+def _workdir(staging: Path, index: int) -> Path:
+    """A fresh scratch directory for one source of a layer being built."""
+    path = staging / str(index)
+    path.mkdir(parents=True)
+    return path
+
+
 @dataclass
 class BuildStats:
     built: list[str] = field(default_factory=list)
@@ -51,20 +62,12 @@ class BuildStats:
 class LayerBuilder:
     """Builds layers on demand, through the store's cache of layer records."""
 
-    def __init__(self, ctx: BuildContext, progress: Progress | None = None) -> None:
+    def __init__(self, store: Store, ctx: BuildContext, progress: Progress | None = None
+                 ) -> None:
+        self.store = store
         self.ctx = ctx
-        self.store = ctx.store
         self.progress = progress
         self.stats = BuildStats()
-        self._keys: dict[str, str] = {}
-
-    def key(self, name: str, layer: LayerDef) -> str:
-        """The layer's input key, computed once per run (it may hash files or resolve
-        a lock, so every key is settled before any layer is built)."""
-        if name not in self._keys:
-            self._keys[name] = input_key(layer, self.ctx)
-            self.ctx.digests.save()
-        return self._keys[name]
 
     def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:
         if not rec or encoding not in rec.get("blobs", {}):
@@ -77,9 +80,9 @@ class LayerBuilder:
         self.store.check_blob_size(blob["digest"], blob["size"])
         return True
 
-    def ensure(self, name: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
-        """The record of `layer` with a blob in `encoding`, building only if needed."""
-        key = self.key(name, layer)
+    def ensure(self, name: str, layer: LayerDef, key: str, encoding: str) -> dict[str, Any]:
+        """The record of `layer` (input key `key`) with a blob in `encoding`, building
+        only if needed."""
         rec = self._lookup(key, encoding)
         if rec is not None:
             self.stats.reused.append(name)
@@ -113,13 +116,12 @@ class LayerBuilder:
 
     def _build(self, name: str, key: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
         staging = self.store.tmp_dir / f"{os.getpid()}-stage-{secrets.token_hex(6)}"
-        self.ctx.staging = staging
         started = time.monotonic()
         try:
             tree = Tree(owner=layer.owner)
             try:
-                provenance = {"sources": [s.populate(tree, self.ctx)
-                                          for s in layer.all_sources()]}
+                provenance = {"sources": [s.populate(tree, self.ctx, _workdir(staging, i))
+                                          for i, s in enumerate(layer.all_sources())]}
             except OciforgeError:
                 raise
             except OSError as e:
@@ -142,7 +144,6 @@ class LayerBuilder:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            self.ctx.staging = None
         return {
             "name": name,
             "input_key": key,

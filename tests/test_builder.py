@@ -17,6 +17,7 @@ from ociforge.engines import BuildRequest, Engine, build_command, engine_env, fi
 from ociforge.errors import BuildError, RecipeError
 from ociforge.layers import input_key
 from ociforge.recipes import LayerDef, Project
+from ociforge.session import BuildSession
 from ociforge.sources import BuilderSource
 from ociforge.sources.base import BuildContext
 from ociforge.store import Store
@@ -110,7 +111,7 @@ def test_docker_command(tmp_path: Path) -> None:
 
 
 def _ctx(root: Path) -> BuildContext:
-    return BuildContext(store=Store(root / "store"), project_root=root / "proj", sde=0)
+    return BuildContext(project_root=root / "proj", sde=0)
 
 
 def _layer(**source: object) -> LayerDef:
@@ -183,9 +184,14 @@ def test_spec_errors(tmp_path: Path) -> None:
 
 def test_base_image_must_be_defined_or_stored(tmp_path: Path) -> None:
     _context(tmp_path)
-    (tmp_path / "proj" / "layers").mkdir()
+    write(tmp_path / "proj" / "layers" / "b.yaml",
+          "source: {kind: builder, context: ctx, base_images: {BASE: jdk}}\n")
+    session = BuildSession(Store(tmp_path / "store"), Project.load(tmp_path / "proj"))
     with pytest.raises(RecipeError, match="base image 'jdk' is neither defined by the recipes"):
-        input_key(_layer(base_images={"BASE": "jdk"}), _ctx(tmp_path))
+        session.keys(["b"])
+    # A source reaches base images only through the session's port: never undeclared ones.
+    with pytest.raises(RecipeError, match="base image 'jdk' was not declared"):
+        input_key(_layer(base_images={"BASE": "jdk"}), session.ctx)
 
 
 # -- output checks ----------------------------------------------------------------------

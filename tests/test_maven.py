@@ -7,6 +7,7 @@ coordinates of the Spark add-ons; Maven Central is never contacted.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -22,7 +23,7 @@ import pytest
 from maven_repo import make_jar, publish
 from pydantic import ValidationError
 
-from ociforge.errors import AuthError, RecipeError
+from ociforge.errors import AuthError, LockError, RecipeError
 from ociforge.maven_settings import mirror_of_matches, parse_settings
 from ociforge.sources.base import BuildContext
 from ociforge.sources.maven import (
@@ -35,7 +36,6 @@ from ociforge.sources.maven import (
     render_lock,
     update_lock,
 )
-from ociforge.store import Store
 
 from conftest import run_cli, store_is_empty, write
 from httpserver import serve
@@ -236,21 +236,21 @@ def test_settings_mirrors_and_servers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_repository_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ctx = BuildContext(store=Store(tmp_path / "s"), project_root=tmp_path, sde=0)
+    ctx = BuildContext(project_root=tmp_path)
     empty = parse_settings("<settings/>")
 
-    def urls(declared: list[Any], settings: Any = empty) -> list[str]:
+    def urls(declared: list[Any], settings: Any = empty, flag: tuple[str, ...] = ()
+             ) -> list[str]:
         spec = MavenSource.model_validate({"kind": "maven", "lock": "l", "artifacts": [HADOOP_AWS],
                                            "repositories": declared})
-        return [r.url for r in effective_repositories(spec.repositories, ctx, settings)]
+        flagged = dataclasses.replace(ctx, maven_repos=flag)  # the CLI's --maven-repo
+        return [r.url for r in effective_repositories(spec.repositories, flagged, settings)]
 
     assert urls([]) == ["https://repo1.maven.org/maven2"]
     monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", "http://127.0.0.1:1/a/, mirror=http://127.0.0.1:2")
     assert urls([]) == ["http://127.0.0.1:1/a", "http://127.0.0.1:2"]
     assert urls(["https://recipe.example/m2"]) == ["https://recipe.example/m2"]
-    ctx.maven_repos = ["http://127.0.0.1:3"]  # type: ignore[attr-defined]  # the CLI flag
-    assert urls([]) == ["http://127.0.0.1:3"]
-    del ctx.maven_repos  # type: ignore[attr-defined]
+    assert urls([], flag=("http://127.0.0.1:3",)) == ["http://127.0.0.1:3"]
     # A settings.xml mirror stands in for what its mirrorOf covers, env-given or not.
     monkeypatch.setenv("CORP_PW", SECRET)
     corp = parse_settings(SETTINGS.format(user=USER, url="https://nexus.example/maven",
@@ -468,10 +468,13 @@ def test_lock_command_repins_and_keeps_other_entries(tmp_path: Path) -> None:
     proj = tmp_path / "p"
     lock = proj / "layers" / "locks" / "maven.lock"
     update_lock(lock, {AWS_BUNDLE: LockEntry("b" * 64, "https://repo1.maven.org/maven2")})
-    ctx = BuildContext(store=Store(tmp_path / "s"), project_root=proj, sde=0)
+    ctx = BuildContext(project_root=proj)
     with serve(repo) as url:
         src = MavenSource.model_validate({"kind": "maven", "lock": "layers/locks/maven.lock",
                                           "artifacts": [HADOOP_AWS], "repositories": [url]})
+        with pytest.raises(LockError, match=f"maven.lock has no pin for {HADOOP_AWS}"):
+            src.key_material(ctx)  # pure: never resolves
+        assert src.lock(ctx)[0].changed
         first = src.key_material(ctx)
         new = publish(repo, HADOOP_AWS, data=make_jar(HADOOP_AWS, salt="2"))
         text = src.resolve(ctx)

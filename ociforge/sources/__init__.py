@@ -1,7 +1,5 @@
-"""Layer sources, one module per kind, behind one small interface:
-
-    key_material(ctx) -> dict   what the layer's bytes depend on (no network)
-    populate(tree, ctx) -> dict fill the tree; return provenance for SBOMs
+"""Layer sources, one module per kind, all implementing `base.Source`: `lock` (may use
+the network, writes lock files), `key_material` (pure), `populate` (fills a tree).
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .archive import ArchiveSource
-from .base import BuildContext
+from .base import BuildContext, ImagePort, LockResult, Source
 from .builder import BuilderSource
 from .debian import DebianSource
 from .files import FilesSource
@@ -26,4 +24,5 @@ SourceSpec = Annotated[
 ]
 
 __all__ = ["ArchiveSource", "BuildContext", "BuilderSource", "DebianSource", "FilesSource",
-           "MavenSource", "PipSource", "PypiSource", "SourceSpec"]
+           "ImagePort", "LockResult", "MavenSource", "PipSource", "PypiSource", "Source",
+           "SourceSpec"]

@@ -12,7 +12,7 @@ from ..archives import import_archive
 from ..digests import sha256_file
 from ..fetch import fetch, is_url, verify_local
 from ..tartree import Tree
-from .base import BuildContext, PathMapSpec, Sha256, Sha512, Spec
+from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
 
 def redact(url: str) -> str:
@@ -26,7 +26,7 @@ def redact(url: str) -> str:
     return url
 
 
-class ArchiveSource(Spec):
+class ArchiveSource(SourceBase):
     kind: Literal["archive"]
     url: str
     sha256: Sha256 | None = None
@@ -59,15 +59,17 @@ class ArchiveSource(Spec):
             return fetch(self.url, self.pins(), session=ctx.session)
         return verify_local(ctx.project_path(self.url), self.pins())
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         path = self.obtain(ctx)
-        return import_into(tree, ctx, path, self.paths, self.preserve_owners,
+        return import_into(tree, ctx, workdir, path, self.paths, self.preserve_owners,
                            {"url": redact(self.url), **self.pins()})
 
 
-def import_into(tree: Tree, ctx: BuildContext, path: Path, paths: list[PathMapSpec],
-                preserve_owners: bool, provenance: dict[str, Any]) -> dict[str, Any]:
-    stats = import_archive(path, tree, ctx.scratch("archive"), sde=ctx.sde,
+def import_into(tree: Tree, ctx: BuildContext, workdir: Path, path: Path,
+                paths: list[PathMapSpec], preserve_owners: bool,
+                provenance: dict[str, Any]) -> dict[str, Any]:
+    """Import an archive's mapped members, staging file data under `workdir`."""
+    stats = import_archive(path, tree, workdir / "archive", sde=ctx.sde,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
                            preserve_owners=preserve_owners)
     if "sha256" not in provenance:

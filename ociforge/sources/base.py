@@ -1,64 +1,112 @@
-"""What every layer source shares: the build context and small spec helpers."""
+"""What every layer source shares: the source contract, the build context, spec helpers.
+
+A source goes through three phases, each with its own rule:
+
+    lock(ctx, update)          may use the network; writes the source's lock file(s)
+    key_material(ctx) -> dict  pure: reads the recipe, the checkout and lock files;
+                               no network, no subprocess, no writes
+    populate(tree, ctx, workdir) -> dict
+                               fills the layer's tree (network and tools allowed);
+                               returns provenance for SBOMs
+
+The build session runs every lock, then every key, then builds only the layers whose
+key is not cached, so a bad pin fails before anything is built. Base images (for
+`builder` sources) reach a source only through the context's `images` port.
+"""
 
 from __future__ import annotations
 
 import re
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..archives import PathMap
 from ..digestcache import DigestCache
-from ..store import Store
+from ..errors import RecipeError
 
 if TYPE_CHECKING:
     import requests
 
+    from ..tartree import Tree
+
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
 
-@dataclass
+class ImagePort(Protocol):
+    """Images a source may build on (a `builder`'s `FROM`), served by the build session:
+    the session assembles them before any key is computed, so `digest` is a lookup."""
+
+    def digest(self, name: str) -> str:
+        """The manifest digest of image `name`."""
+        ...
+
+    def export(self, name: str, dest: Path) -> str:
+        """Write image `name` as an OCI archive at `dest`; returns its manifest digest."""
+        ...
+
+
+class NoImages:
+    """The port of a context that serves no images (tests, `layers build` of plain layers)."""
+
+    def digest(self, name: str) -> str:
+        raise RecipeError(f"base image {name!r}: this build has no images to build on")
+
+    def export(self, name: str, dest: Path) -> str:
+        return self.digest(name)
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """What `lock` did to one lock file: `entries` pins it holds, whether it changed."""
+
+    path: str
+    entries: int
+    changed: bool
+
+
+@dataclass(frozen=True)
 class BuildContext:
-    """Everything a source may consult while resolving or building."""
+    """Everything a source may consult, the same for every layer of a run (frozen:
+    a layer's scratch space is the `workdir` given to `populate`, not state here)."""
 
-    store: Store
     project_root: Path
-    sde: int
-    staging: Path | None = None
+    sde: int = 0
+    scratch_root: Path = Path("/tmp")  # lock-phase temporary files (a pip report)
+    digests: DigestCache = field(default_factory=DigestCache)
     index_url: str = DEFAULT_INDEX_URL
-    maven_repos: list[str] | None = None  # --maven-repo; the maven source's default list
-    _session: Any = None
-    _digests: Any = None
+    maven_repos: tuple[str, ...] = ()  # --maven-repo; the maven source's default list
+    images: ImagePort = field(default_factory=NoImages)
 
-    @property
-    def digests(self) -> DigestCache:
-        """Digests of checkout files, remembered in the store by stat signature."""
-        if self._digests is None:
-            self._digests = DigestCache(self.store.meta_dir / "file-digests.json")
-        return self._digests
-
-    @property
+    @cached_property
     def session(self) -> requests.Session:
         """HTTP session, created on first use (requests is slow to import)."""
-        if self._session is None:
-            from requests import Session
+        from requests import Session
 
-            self._session = Session()
-        return self._session
-
-    def scratch(self, prefix: str) -> Path:
-        """A fresh directory under this build's staging area (removed after the build)."""
-        assert self.staging is not None, "staging is set by the layer builder"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=prefix + "-", dir=self.staging))
+        return Session()
 
     def project_path(self, rel: str) -> Path:
         """A path named in a recipe, relative to the project root."""
         p = Path(rel)
         return p if p.is_absolute() else self.project_root / p
+
+
+@runtime_checkable
+class Source(Protocol):
+    """The contract every layer source implements (see the module docstring)."""
+
+    kind: str
+
+    def needs_images(self) -> list[str]: ...
+
+    def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]: ...
+
+    def key_material(self, ctx: BuildContext) -> dict[str, Any]: ...
+
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]: ...
 
 
 def _parse_owner(v: Any) -> Any:
@@ -90,6 +138,18 @@ Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceBase(Spec):
+    """A source's recipe fields, with the phases most sources do not need."""
+
+    def needs_images(self) -> list[str]:
+        """Images this source builds on; the session assembles them first."""
+        return []
+
+    def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
+        """Settle this source's lock files (nothing to lock by default)."""
+        return []
 
 
 class PathMapSpec(Spec):

@@ -34,8 +34,7 @@ from ..errors import BuildError, RecipeError
 from ..store import cache_home
 from ..tartree import Tree, normalize_path
 from .archive import import_into
-from .base import BuildContext, PathMapSpec, Spec
-from .builder_bases import export_base, resolve_base
+from .base import BuildContext, PathMapSpec, SourceBase
 
 ArgName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -88,7 +87,7 @@ def _secrets(values: list[str]) -> list[str]:
     return out
 
 
-class BuilderSource(Spec):
+class BuilderSource(SourceBase):
     kind: Literal["builder"]
     context: str
     dockerfile: str = "Dockerfile"  # relative to the context
@@ -117,6 +116,9 @@ class BuilderSource(Spec):
 
     # -- inputs ----------------------------------------------------------------------
 
+    def needs_images(self) -> list[str]:
+        return [name for _, name in sorted(self.base_images.items())]
+
     def context_dir(self, ctx: BuildContext) -> Path:
         path = ctx.project_path(self.context)
         if not path.is_dir():
@@ -139,7 +141,7 @@ class BuilderSource(Spec):
             "build_args": dict(sorted(self.build_args.items())),
             "target": self.target,
             "platform": self.platform or host_platform(),
-            "base_images": {arg: resolve_base(ctx, name)
+            "base_images": {arg: ctx.images.digest(name)
                             for arg, name in sorted(self.base_images.items())},
             "expect": [normalize_path(p) for p in self.expect],
             "paths": [p.key() for p in self.paths],
@@ -148,10 +150,10 @@ class BuilderSource(Spec):
 
     # -- build -----------------------------------------------------------------------
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         dockerfile = self.dockerfile_path(ctx)
         engine = find_engine(self.engine)
-        work = ctx.scratch("builder").resolve()
+        work = workdir.resolve()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         log = cache_home() / "logs" / f"builder-{stamp}-{os.getpid()}.log"
         passed = {n: os.environ[n] for n in self.pass_env if os.environ.get(n)}
@@ -162,14 +164,15 @@ class BuilderSource(Spec):
         bases = {}
         try:
             for arg, name in sorted(self.base_images.items()):
-                archive, digest = export_base(ctx, name, work / f"base-{arg}.tar")
+                archive = work / f"base-{arg}.tar"
+                digest = ctx.images.export(name, archive)
                 req.build_args[arg] = base_reference(engine, archive, req, log)
                 bases[arg] = {"image": name, "manifest_digest": digest}
             run_build(engine, req, log)
         finally:
             cleanup(engine, req, log)
         self.check_output(req.output)
-        stats = import_into(tree, ctx, req.output, self.paths, self.preserve_owners,
+        stats = import_into(tree, ctx, work, req.output, self.paths, self.preserve_owners,
                             {"engine": engine.name})
         return {**stats, "context": self.context, "dockerfile": self.dockerfile,
                 "build_args": dict(sorted(self.build_args.items())), "target": self.target,

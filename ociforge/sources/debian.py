@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -23,7 +23,7 @@ from ..archives import import_archive
 from ..errors import BuildError
 from ..jks import pem_certificates, write_jks
 from ..tartree import FILE, SYMLINK, Entry, Tree
-from .base import BuildContext, Spec
+from .base import BuildContext, SourceBase, Spec
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CACERTS = "etc/ssl/certs/java/cacerts"
@@ -45,7 +45,7 @@ class DebianUser(Spec):
     shell: str = "/bin/bash"
 
 
-class DebianSource(Spec):
+class DebianSource(SourceBase):
     kind: Literal["debian"]
     suite: str = "bookworm"
     variant: Literal["extract", "custom", "essential", "apt", "minbase", "required"] = "apt"
@@ -98,22 +98,21 @@ class DebianSource(Spec):
         cmd += [self.suite, output, mirror]
         return cmd
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         if shutil.which("mmdebstrap") is None:
             raise BuildError("the debian source needs mmdebstrap: apt-get install mmdebstrap "
                              "(as a non-root user also uidmap, with subuid/subgid ranges)")
-        staging = ctx.scratch("debian")
-        out = staging / "rootfs.tar"
+        out = workdir / "rootfs.tar"
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(ctx.sde), "LC_ALL": "C.UTF-8"}
         proc = subprocess.run(self.command(str(out)), env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, check=False)
         if proc.returncode != 0:
             raise BuildError(self._explain(proc.stdout))
-        import_archive(out, tree, staging / "rootfs", maps=[], sde=ctx.sde,
+        import_archive(out, tree, workdir / "rootfs", maps=[], sde=ctx.sde,
                        preserve_owners=True)
         out.unlink()
         stripped = strip_setuid_bits(tree) if self.strip_setuid else []
-        rewritten = rewrite_java_cacerts(tree, staging / "cacerts", ctx.sde)
+        rewritten = rewrite_java_cacerts(tree, workdir / "cacerts", ctx.sde)
         return {"suite": self.suite, "mirror": self.mirror_url(), "snapshot": self.snapshot,
                 "java_cacerts_rewritten": rewritten, "setuid_stripped": stripped,
                 "packages": dpkg_packages(tree)}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RecipeError
 from ..tartree import FILE, Tree
-from .base import BuildContext, Mode, Owner, Spec
+from .base import BuildContext, Mode, Owner, SourceBase, Spec
 
 
 def _excluding(patterns: list[str]) -> Callable[[str], bool]:
@@ -35,13 +36,18 @@ class SymlinkItem(Spec):
     target: str
 
 
-class FilesSource(Spec):
+class FilesSource(SourceBase):
     kind: Literal["files"]
     files: list[FileItem] = []
     dirs: list[DirItem] = []
     symlinks: list[SymlinkItem] = []
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
+        self._fill(tree, ctx)
+        return {"files": [{"src": i.src, "dest": i.dest} for i in self.files]}
+
+    def _fill(self, tree: Tree, ctx: BuildContext) -> None:
+        """The layer's entries, files referenced on disk (nothing is copied)."""
         for d in self.dirs:
             tree.add_dir(d.path, d.mode or 0o755, d.owner)
         for item in self.files:
@@ -53,12 +59,11 @@ class FilesSource(Spec):
                                include=_excluding(item.exclude) if item.exclude else None)
         for s in self.symlinks:
             tree.add_symlink(s.path, s.target)
-        return {"files": [{"src": i.src, "dest": i.dest} for i in self.files]}
 
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         """The layer's content itself: every entry's metadata and file digest."""
         tree = Tree(owner=(0, 0))
-        self.populate(tree, ctx)
+        self._fill(tree, ctx)
         entries = []
         for path in sorted(tree.entries):
             e = tree.entries[path]

@@ -25,14 +25,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ..errors import AuthError, FetchError, IntegrityError, RecipeError
+from ..errors import AuthError, FetchError, IntegrityError, LockError, RecipeError
 from ..fetch import RETRIES, TIMEOUT, USER_AGENT, downloads_dir, fetch, verify_local
 from ..maven_settings import Settings, load_settings
 from ..registry.credentials import Credentials
 from ..registry.reference import is_loopback
 from ..store import atomic_write
 from ..tartree import Tree
-from .base import BuildContext, Spec
+from .base import BuildContext, LockResult, SourceBase, Spec
 
 if TYPE_CHECKING:
     import requests
@@ -224,7 +224,7 @@ def effective_repositories(declared: list[RepositorySpec], ctx: BuildContext,
     if declared:
         base = [(r.id, r.url, "recipe") for r in declared]
     else:
-        flagged = getattr(ctx, "maven_repos", None) or []
+        flagged = ctx.maven_repos
         env = os.environ.get(REPOS_ENV, "")
         entries = _env_entries(list(flagged) if flagged else [env])
         base = ([(i, u, "env") for i, u in entries] if entries
@@ -479,17 +479,17 @@ class _Resolver:
     def lock_mismatch(self, coord: Coordinate, repo: Repository, pinned: str,
                       got: str) -> IntegrityError:
         return IntegrityError(f"{coord}: the file from {repo.url} has sha256 {got}, but "
-                              f"{self.source.lock} pins sha256 {pinned}; if the change is "
-                              "expected, re-pin with `ociforge lock`")
+                              f"{self.source.lock_file} pins sha256 {pinned}; if the change "
+                              "is expected, re-pin with `ociforge lock`")
 
 
 # -- the source ----------------------------------------------------------------------
 
 
-class MavenSource(Spec):
+class MavenSource(SourceBase):
     kind: Literal["maven"]
     artifacts: list[Annotated[str, AfterValidator(_coordinate)]] = Field(min_length=1)
-    lock: str
+    lock_file: str = Field(alias="lock")  # the lock file, relative to the project
     dest: str = "/opt/spark/jars"
     repositories: list[RepositorySpec] = []
     transitive: bool = False
@@ -522,7 +522,7 @@ class MavenSource(Spec):
         return [Coordinate.parse(a) for a in self.artifacts]
 
     def lock_path(self, ctx: BuildContext) -> Path:
-        return ctx.project_path(self.lock)
+        return ctx.project_path(self.lock_file)
 
     def _resolved(self, ctx: BuildContext, fn: Callable[[_Resolver], T]) -> T:
         resolver = _Resolver(self, ctx)
@@ -531,10 +531,16 @@ class MavenSource(Spec):
         finally:
             resolver.close()
 
-    def pins(self, ctx: BuildContext) -> dict[str, LockEntry]:
-        """This source's lock entries; coordinates the lock lacks are resolved (the
-        only step that needs the network) and written to it, all or none."""
+    def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
+        """Pin the coordinates the lock lacks (all of them with `update`): the only
+        step that needs the network. Written to the lock all or none."""
         path = self.lock_path(ctx)
+        if update:
+            before = read_lock(path)
+            self.resolve(ctx)
+            after = read_lock(path)
+            changed = any(before.get(str(c)) != after.get(str(c)) for c in self.coordinates())
+            return [LockResult(self.lock_file, len(self.coordinates()), changed)]
         entries = read_lock(path)
         missing = [c for c in self.coordinates() if str(c) not in entries]
         if missing:
@@ -545,7 +551,16 @@ class MavenSource(Spec):
                     out[str(c)] = LockEntry(file.name, repo.url)
                 return out
 
-            entries = update_lock(path, self._resolved(ctx, resolve))
+            update_lock(path, self._resolved(ctx, resolve))
+        return [LockResult(self.lock_file, len(self.coordinates()), bool(missing))]
+
+    def pins(self, ctx: BuildContext) -> dict[str, LockEntry]:
+        """This source's lock entries, as the lock phase left them (never resolves)."""
+        entries = read_lock(self.lock_path(ctx))
+        missing = [str(c) for c in self.coordinates() if str(c) not in entries]
+        if missing:
+            raise LockError(f"{self.lock_file} has no pin for {', '.join(missing)}: "
+                            "run `ociforge lock`")
         return {str(c): entries[str(c)] for c in self.coordinates()}
 
     def resolve(self, ctx: BuildContext) -> str:
@@ -575,7 +590,7 @@ class MavenSource(Spec):
                 "artifacts": [[str(c), c.filename, pins[str(c)].sha256]
                               for c in self.coordinates()]}
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         pins = self.pins(ctx)
         resolver: _Resolver | None = None
         artifacts = []
@@ -593,4 +608,4 @@ class MavenSource(Spec):
         finally:
             if resolver is not None:
                 resolver.close()
-        return {"lock": self.lock, "dest": self.dest, "artifacts": artifacts}
+        return {"lock": self.lock_file, "dest": self.dest, "artifacts": artifacts}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urldefrag, urljoin
 
@@ -15,7 +16,7 @@ from ..errors import FetchError, IntegrityError
 from ..fetch import TIMEOUT, downloads_dir, fetch
 from ..tartree import Tree
 from .archive import import_into, redact
-from .base import BuildContext, PathMapSpec, Sha256, Spec
+from .base import BuildContext, PathMapSpec, Sha256, SourceBase
 
 if TYPE_CHECKING:
     import requests
@@ -73,7 +74,7 @@ def find_file_url(index_url: str, package: str, filename: str,
     raise FetchError(f"{filename} is not among the files of {package!r} on {redact(index_url)}")
 
 
-class PypiSource(Spec):
+class PypiSource(SourceBase):
     kind: Literal["pypi"]
     package: str
     version: str
@@ -85,7 +86,7 @@ class PypiSource(Spec):
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         return {"kind": "pypi", "sha256": self.sha256, "paths": [p.key() for p in self.paths]}
 
-    def populate(self, tree: Tree, ctx: BuildContext) -> dict[str, Any]:
+    def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         cached = downloads_dir() / self.sha256
         index = self.index_url or ctx.index_url
         url = "(cache)"
@@ -97,4 +98,4 @@ class PypiSource(Spec):
         path = fetch(url, {"sha256": self.sha256}, session=ctx.session)
         prov = {"package": self.package, "version": self.version, "filename": self.filename,
                 "sha256": self.sha256, "index": redact(index)}
-        return import_into(tree, ctx, path, self.paths, False, prov)
+        return import_into(tree, ctx, workdir, path, self.paths, False, prov)

@@ -1,0 +1,110 @@
+"""What every `ociforge` command shares: the group's context object, `--json`, sizes,
+and the one way an error reaches the user.
+
+A module of its own so that cli.py (which may run as `__main__`, making a second
+import of it a different module), cli_registry.py and cli_sbom.py all use the same
+objects.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from .errors import OciforgeError
+
+if TYPE_CHECKING:
+    from .progress import Reporter
+    from .recipes import Project
+    from .session import BuildSession
+    from .store import Store
+
+
+class Ctx:
+    """Global options, and the store, project and session they select."""
+
+    def __init__(self, store: Path | None = None, project: Path = Path("."),
+                 as_json: bool = False, quiet: bool = False, index_url: str | None = None,
+                 maven_repos: tuple[str, ...] = ()) -> None:
+        self.store_path = store
+        self.project_root = project
+        self.json = as_json
+        self.quiet = quiet
+        self.index_url = index_url
+        self.maven_repos = maven_repos
+
+    def store(self) -> Store:
+        from .store import Store, default_store_path
+
+        return Store(self.store_path or default_store_path())
+
+    def project(self) -> Project:
+        from .recipes import Project
+
+        return Project.load(self.project_root)
+
+    def session(self, rep: Reporter | None = None, *, swaps: tuple[str, ...] = (),
+                with_: str | None = None) -> BuildSession:
+        """A build session over this store and project, with the run's options."""
+        from .session import BuildSession, SessionOptions
+
+        pairs = []
+        for swap in swaps:
+            old, sep, new = swap.partition("=")
+            if not sep:
+                raise click.UsageError(f"--swap-layer takes OLD=NEW, got {swap!r}")
+            pairs.append((old, new))
+        features = tuple(f.strip() for f in (with_ or "").split(",") if f.strip())
+        options = SessionOptions(index_url=self.index_url, maven_repos=self.maven_repos,
+                                 swaps=tuple(pairs), features=features)
+        progress = (lambda name, done, total: rep.update(f"layer {name}", done, total)) \
+            if rep is not None else None
+        return BuildSession(self.store(), self.project(), options, progress)
+
+    def emit(self, data: Any, human: str | None = None) -> None:
+        if self.json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
+        elif human is not None and not self.quiet:
+            click.echo(human)
+
+    def reporter(self) -> Reporter:
+        from .progress import Reporter
+
+        return Reporter(enabled=None if not (self.json or self.quiet) else False)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        click_ctx.ensure_object(Ctx).json = True
+
+
+def output_options(f: Any) -> Any:
+    """`--json` accepted after the subcommand too (`ociforge assemble X --json`)."""
+    return click.option("--json", "_json", is_flag=True, expose_value=False,
+                        callback=_set_json, is_eager=False,
+                        help="Machine-readable output on stdout.")(f)
+
+
+def human_size(n: float) -> str:
+    """`1.2 MB`: decimal units, as registries and `docker images` show sizes."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
+    """One line on stderr (and a JSON object with `--json`), the error's exit code."""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if ctx is not None and ctx.json:
+        click.echo(json.dumps({"error": msg, "exit_code": err.exit_code}))
+    click.echo(f"ociforge: error: {msg}", err=True)
+    sys.exit(err.exit_code)

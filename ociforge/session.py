@@ -1,0 +1,230 @@
+"""The build session: one run of ociforge, from image names to stored images and outputs.
+
+    resolve names → settle locks → compute keys → ensure layers → assemble → export
+
+The CLI parses arguments and calls a session; everything a run decides (swapped
+layers, `--with` features, the index and Maven repositories, SOURCE_DATE_EPOCH)
+lives here once and applies to every image the run touches, base images of
+`builder` layers included. Sources never call back into the session: a `builder`
+source reaches its base images through the context's image port (`_Images`), and
+the session assembles those images before it computes any key that names them, so
+`key_material` stays a pure function of the recipe, the checkout and the locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .assemble import AssembledImage, assemble_image
+from .digestcache import DigestCache
+from .errors import LockError, RecipeError
+from .layers import BuildStats, LayerBuilder, Progress, input_key
+from .outputs import load_images
+from .recipes import Project
+from .sources.base import DEFAULT_INDEX_URL, BuildContext, LockResult
+from .store import Store
+from .tartree import source_date_epoch
+
+ByteProgress = Callable[[str, int, int | None], None]  # (output, bytes, total)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a run decides once, for every image it touches."""
+
+    index_url: str | None = None          # --index-url: `pypi`/`pip` sources
+    maven_repos: tuple[str, ...] = ()      # --maven-repo: `maven` sources without a list
+    swaps: tuple[tuple[str, str], ...] = ()  # --swap-layer OLD=NEW
+    features: tuple[str, ...] = ()         # --with
+    sde: int | None = None                 # SOURCE_DATE_EPOCH (default: the environment's)
+
+
+@dataclass(frozen=True)
+class LockReport:
+    layer: str
+    lock: LockResult
+
+
+class BuildSession:
+    """Owns one run's project view, build context, keys and layer builder."""
+
+    def __init__(self, store: Store, project: Project,
+                 options: SessionOptions | None = None,
+                 progress: Progress | None = None) -> None:
+        self.store = store
+        self.project = project
+        self.options = options or SessionOptions()
+        for old, new in self.options.swaps:
+            project.swap_layer(old, new)
+        self.ctx = BuildContext(
+            project_root=project.root,
+            sde=self.options.sde if self.options.sde is not None else source_date_epoch(),
+            scratch_root=store.tmp_dir,
+            digests=DigestCache(store.meta_dir / "file-digests.json"),
+            index_url=self.options.index_url or DEFAULT_INDEX_URL,
+            maven_repos=self.options.maven_repos,
+            images=_Images(self))
+        self.builder = LayerBuilder(store, self.ctx, progress)
+        self._locked: set[str] = set()
+        self._keys: dict[str, str] = {}
+        self._bases: dict[str, tuple[str, str]] = {}  # base → (tagged name, digest)
+        self._chain: tuple[str, ...] = ()     # base images being prepared (cycle check)
+
+    @property
+    def stats(self) -> BuildStats:
+        return self.builder.stats
+
+    # -- names ------------------------------------------------------------------------
+
+    def select(self, names: Iterable[str], all_: bool = False) -> list[str]:
+        """Image names from arguments: aliases resolved, the run's features added;
+        an unknown name fails here, before any work."""
+        project = self.project
+        selected = list(project.images) if all_ else [project.resolve(n) for n in names]
+        if self.options.features:
+            selected = [self._with_features(n) for n in selected]
+        return list(dict.fromkeys(selected))
+
+    def _with_features(self, name: str) -> str:
+        return self.project.with_features(name, list(self.options.features))
+
+    def layers_of(self, images: Iterable[str]) -> list[str]:
+        """The layers of these images, each once, in order of first use."""
+        return list(dict.fromkeys(ln for n in images for ln in self.project.image(n).layers))
+
+    # -- locks and keys -----------------------------------------------------------------
+
+    def lock(self, layers: Iterable[str], update: bool = False) -> list[LockReport]:
+        """Settle the lock files of these layers (re-resolve them all with `update`)."""
+        out = []
+        for name in layers:
+            for src in self.project.layer(name).all_sources():
+                out += [LockReport(name, r) for r in src.lock(self.ctx, update)]
+            self._locked.add(name)
+        return out
+
+    def keys(self, layers: Iterable[str]) -> dict[str, str]:
+        """Input keys of these layers: every lock settled first, then every key (base
+        images of `builder` layers assembled before the keys that name them), so a
+        bad pin or a missing lock fails before any layer is built."""
+        names = list(dict.fromkeys(layers))
+        self.lock([n for n in names if n not in self._locked])
+        out = {n: self._key(n) for n in names}
+        self.ctx.digests.save()
+        return out
+
+    def _key(self, name: str) -> str:
+        if name not in self._keys:
+            layer = self.project.layer(name)
+            for src in layer.all_sources():
+                for base in src.needs_images():
+                    self._prepare_base(base)
+            try:
+                self._keys[name] = input_key(layer, self.ctx)
+            except LockError as e:
+                raise LockError(f"layer {name}: {e}") from None
+        return self._keys[name]
+
+    # -- layers and images --------------------------------------------------------------
+
+    def build_layers(self, layers: Iterable[str], compression: str) -> list[dict[str, Any]]:
+        """Store these layers (building what is not cached) without assembling."""
+        keys = self.keys(layers)
+        return [self.builder.ensure(n, self.project.layer(n), key, compression)
+                for n, key in keys.items()]
+
+    def assemble(self, names: Iterable[str], compression: str | None = None
+                 ) -> list[AssembledImage]:
+        """Build missing layers, write config + manifest, tag each image in the store."""
+        names = list(names)
+        images = [self.project.image(n) for n in names]
+        keys = self.keys(ln for image in images for ln in image.layers)
+        out = []
+        for name, image in zip(names, images, strict=True):
+            encoding = compression or image.compression
+            records = [self.builder.ensure(ln, self.project.layer(ln), keys[ln], encoding)
+                       for ln in image.layers]
+            out.append(assemble_image(self.store, name, image, records, self.ctx.sde,
+                                      encoding))
+        return out
+
+    def export(self, names: list[str], *, archive: Path | None = None,
+               oci_layout: Path | None = None, progress: ByteProgress | None = None
+               ) -> dict[str, dict[str, Any]]:
+        """Write assembled images as an archive and/or an OCI layout directory."""
+        refs = load_images(self.store, names)
+        total = sum(d.size for r in refs for d in [r.manifest, *r.blobs()])
+
+        def tick(what: str) -> Callable[[int], None]:
+            return lambda n: progress(what, n, total) if progress else None
+
+        outputs: dict[str, dict[str, Any]] = {}
+        if archive:
+            from .outputs.archive import write_archive
+
+            size = write_archive(self.store, refs, archive, progress=tick("archive"))
+            outputs["archive"] = {"path": str(archive), "size": size}
+        if oci_layout:
+            from .outputs.layout import export_layout
+
+            export_layout(self.store, refs, oci_layout, progress=tick("oci-layout"))
+            outputs["oci_layout"] = {"path": str(oci_layout)}
+        return outputs
+
+    # -- base images (the context's image port) -------------------------------------------
+
+    def _prepare_base(self, name: str) -> None:
+        """Assemble base image `name` if the recipes define it (with this run's
+        swaps and features), else take it as tagged in the store."""
+        if name in self._bases:
+            return
+        if name in self._chain:
+            raise RecipeError(f"builder base image {name!r} depends on itself "
+                              f"({' -> '.join([*self._chain, name])})")
+        if name in self.project.images or name in self.project.aliases:
+            tagged = self._with_features(name) if self.options.features else \
+                self.project.resolve(name)
+            self._chain = (*self._chain, name)
+            try:
+                (image,) = self.assemble([tagged])
+            finally:
+                self._chain = self._chain[:-1]
+            self._bases[name] = (tagged, image.manifest.digest)
+        else:
+            entry = self.store.tags().get(name)
+            if entry is None:
+                raise RecipeError(f"builder base image {name!r} is neither defined by the "
+                                  f"recipes in {self.project.root} nor assembled in the store")
+            self._bases[name] = (name, str(entry["digest"]))
+
+    def prepared_base(self, name: str) -> tuple[str, str]:
+        """(name tagged in the store, manifest digest) of a base image this run prepared."""
+        if name not in self._bases:  # a source asked for an image it did not declare
+            raise RecipeError(f"base image {name!r} was not declared by the layer's source "
+                              "(needs_images)")
+        return self._bases[name]
+
+
+class _Images:
+    """The session's side of `ImagePort`: base images prepared by `BuildSession.keys`."""
+
+    def __init__(self, session: BuildSession) -> None:
+        self._session = session
+
+    def digest(self, name: str) -> str:
+        return self._session.prepared_base(name)[1]
+
+    def export(self, name: str, dest: Path) -> str:
+        from .outputs.archive import write_archive
+
+        tagged, digest = self._session.prepared_base(name)
+        store = self._session.store
+        (ref,) = load_images(store, [tagged])
+        if ref.manifest.digest != digest:
+            raise RecipeError(f"builder base image {name!r} changed in the store during "
+                              "the build")
+        write_archive(store, [ref], dest)
+        return digest
