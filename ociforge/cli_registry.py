@@ -10,32 +10,14 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
+from .cli_common import Ctx, human_size, output_options
 from .errors import OciforgeError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
-
-
-class _Ctx(Protocol):
-    json: bool
-    quiet: bool
-
-    def store(self) -> Any: ...
-    def emit(self, data: Any, human: str | None = None) -> None: ...
-    def reporter(self) -> Any: ...
-
-
-def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and click_ctx.obj is not None:
-        click_ctx.obj.json = True
-
-
-def _json_option(f: Any) -> Any:
-    return click.option("--json", "_json", is_flag=True, expose_value=False,
-                        callback=_set_json, help="Machine-readable report on stdout.")(f)
 
 
 def parse_size(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> int:
@@ -47,14 +29,6 @@ def parse_size(_ctx: click.Context | None, _param: click.Parameter | None, value
     if n < 1 << 16:
         raise click.BadParameter("at least 64k")
     return n
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 def _as_tag(name: str) -> str:
@@ -110,9 +84,9 @@ class _Clients:
 @click.option("--no-sbom", is_flag=True,
               help="Do not attach the image's SPDX SBOM (attached by default).")
 @_connection_options
-@_json_option
+@output_options
 @click.pass_obj
-def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
+def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
          chunk_size: int, no_sbom: bool, jobs: int, insecure: bool, ca_file: Path | None,
          retries: int) -> None:
     """Push images from the store to an OCI registry.
@@ -172,8 +146,8 @@ def push(ctx: _Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: t
     b = data["blobs"]
     rate = report.bytes_sent / report.seconds if report.seconds > 0 else 0
     lines.append(f"blobs: {b['pushed']} pushed, {b['present']} skipped as present, "
-                 f"{b['mounted']} mounted; {_human(report.bytes_sent)} sent in "
-                 f"{report.seconds:.1f} s ({_human(rate)}/s)"
+                 f"{b['mounted']} mounted; {human_size(report.bytes_sent)} sent in "
+                 f"{report.seconds:.1f} s ({human_size(rate)}/s)"
                  + (f"; {report.retries} retries" if report.retries else ""))
     ctx.emit(data, "\n".join(lines))
 
@@ -203,9 +177,9 @@ def _sbom_artifact(store: Any) -> Any:
 @click.option("--platform", default="linux/amd64", show_default=True,
               help="Which image of a multi-platform index to pull.")
 @_connection_options
-@_json_option
+@output_options
 @click.pass_obj
-def pull(ctx: _Ctx, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
+def pull(ctx: Ctx, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
          ca_file: Path | None, retries: int) -> None:
     """Pull an image from a registry into the store, verifying every digest."""
     from .registry import reference
@@ -224,7 +198,7 @@ def pull(ctx: _Ctx, ref: str, name: str | None, platform: str, jobs: int, insecu
                         ).pull(parsed, name, platform)
     ctx.emit(report.to_json(),
              f"{name}  {report.digest[:19]}  {report.fetched} blobs fetched "
-             f"({_human(report.bytes_fetched)}), {report.present} present; "
+             f"({human_size(report.bytes_fetched)}), {report.present} present; "
              f"{report.seconds:.1f} s")
 
 

@@ -7,24 +7,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Protocol
 
 import click
 
+from .cli_common import Ctx, output_options
 from .errors import OciforgeError
-
-
-class _Ctx(Protocol):
-    json: bool
-    quiet: bool
-
-    def store(self) -> Any: ...
-    def emit(self, data: Any, human: str | None = None) -> None: ...
-
-
-def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    if value and click_ctx.obj is not None:
-        click_ctx.obj.json = True
 
 
 @click.command()
@@ -33,10 +20,9 @@ def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) ->
               show_default=True, help="SPDX 2.3 JSON or CycloneDX 1.5 JSON.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the document here (default: stdout).")
-@click.option("--json", "_json", is_flag=True, expose_value=False, callback=_set_json,
-              help="With -o: a machine-readable report on stdout.")
+@output_options
 @click.pass_obj
-def sbom(ctx: _Ctx, name: str, fmt: str, output: Path | None) -> None:
+def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
     """Write the SBOM of an assembled image: Debian packages, Python packages, Maven
     artifacts, the Spark distribution and its jars, repository files, each with a purl.
 
