@@ -5,9 +5,14 @@ options, and what one layer build leaves behind."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
+from maven_repo import standin_repository
+from project_copy import copy_project
 
 from ociforge.assemble import assemble_image
 from ociforge.errors import FetchError, RecipeError
@@ -18,6 +23,7 @@ from ociforge.sources.base import BuildContext
 from ociforge.store import Store
 
 from conftest import make_hello_project, store_is_empty, write
+from httpserver import serve
 
 BUILDER = "FROM scratch\nARG BASE\nCOPY a.txt /a.txt\n"
 
@@ -168,3 +174,47 @@ def test_assemble_image_is_a_function_of_records_and_recipe(tmp_path: Path) -> N
     later = assemble_image(store, "hello", image, records, 1_700_000_001, "gzip")
     assert later.manifest.digest != one.manifest.digest
     assert store.tags()["hello"]["digest"] == later.manifest.digest
+
+
+# -- every key of the matrix, with the network and subprocesses gone -----------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_matrix_keys_are_pure_once_locks_exist(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`key_material` is a pure function: with locks in place, every key of every image
+    of the matrix is computed with sockets and process creation failing, and no file of
+    the project changes. Maven locks come from stand-in jars on 127.0.0.1 (Maven Central
+    is not reachable from the test), in a copy of the project."""
+    proj = copy_project(tmp_path / "proj", "tools.yaml")
+    monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
+    monkeypatch.delenv("OCIFORGE_MAVEN_REPOS", raising=False)
+    standin_repository(tmp_path / "repo", proj)
+    with serve(tmp_path / "repo") as url:
+        locking = BuildSession(Store(tmp_path / "store"), Project.load(proj),
+                               SessionOptions(sde=0, maven_repos=(f"standins={url}",)))
+        images = locking.select([], all_=True)
+        assert len(images) >= 30
+        layers = locking.layers_of(images)
+        assert any(r.lock.changed for r in locking.lock(layers))  # maven locks written
+    before = _snapshot(proj)
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("key_material used the network or started a process")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "posix_spawn", refuse)
+    offline = BuildSession(Store(tmp_path / "store"), Project.load(proj),
+                           SessionOptions(sde=0, index_url="http://127.0.0.1:9/simple"))
+    keys = offline.keys(offline.layers_of(offline.select([], all_=True)))
+    assert set(keys) == set(layers) and len(set(keys.values())) == len(layers)
+    assert offline.stats.built == [] and _snapshot(proj) == before
+    # The same keys as the run that wrote the locks would have computed.
+    assert keys == locking.keys(layers)
