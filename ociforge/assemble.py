@@ -101,7 +101,7 @@ class AssembledImage:
 def assemble(store: Store, project: Project, name: str, builder: LayerBuilder,
              compression: str | None = None) -> AssembledImage:
     """Build missing layers, write config + manifest, tag `name` in the store."""
-    image = project.image(name)
+    image = project.resolve(name)
     encoding = compression or image.compression
     records = [builder.ensure(ln, project.layer(ln), encoding) for ln in image.layers]
     sde = builder.ctx.sde

@@ -170,12 +170,12 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
 
 def _select(project: Any, names: tuple[str, ...], all_: bool, with_: str | None) -> list[str]:
     """Image names from arguments: aliases resolved, `--with` features added."""
-    selected = list(project.images) if all_ else [project.resolve(n) for n in names]
+    selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
     if not selected:
         raise click.UsageError("name at least one image, or use --all")
     if with_:
         features = [f.strip() for f in with_.split(",") if f.strip()]
-        selected = [project.with_features(n, features) for n in selected]
+        selected = [project.with_features(n, features).name for n in selected]
     return list(dict.fromkeys(selected))
 
 
@@ -202,10 +202,10 @@ def _build(ctx: Ctx, store: Any, project: Any, selected: list[str], compression:
     from .assemble import assemble as assemble_one
 
     for n in selected:
-        project.image(n)  # unknown names fail before any work
+        project.resolve(n)  # unknown names fail before any work
     builder = _layer_builder(ctx, store, project, rep)
     for n in selected:  # resolve every input first: bad pins fail before any build
-        for layer_name in project.image(n).layers:
+        for layer_name in project.resolve(n).layers:
             builder.key(layer_name, project.layer(layer_name))
     return [assemble_one(store, project, n, builder, compression) for n in selected], builder
 

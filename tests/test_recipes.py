@@ -78,4 +78,4 @@ def test_integer_mode_refused(tmp_path: Path) -> None:
 def test_unknown_image_suggests(tmp_path: Path) -> None:
     proj = Project.load(_project(tmp_path))
     with pytest.raises(RecipeError, match=r"unknown image 'imgg' \(did you mean 'img'\?\)"):
-        proj.image("imgg")
+        proj.resolve("imgg")

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from ..archives import PathMap
 from ..digestcache import DigestCache
+from ..spec import Spec
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -86,10 +87,6 @@ Owner = Annotated[tuple[int, int], BeforeValidator(_parse_owner)]
 Mode = Annotated[int | None, BeforeValidator(_parse_mode)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PathMapSpec(Spec):
