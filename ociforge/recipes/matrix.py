@@ -32,18 +32,20 @@ class MatrixDef(Spec):
 def fill(value: Any, variables: dict[str, str], where: Where) -> Any:
     """Replace `{var}` in every string of `value`; an unknown name is a recipe error
     at `where` (the field `value` came from)."""
-    if isinstance(value, str):
-        def repl(m: re.Match[str]) -> str:
-            if m.group(1) not in variables:
-                raise where.error(f"unknown placeholder {m.group(0)} "
-                                  f"(known: {', '.join(sorted(variables))})")
-            return variables[m.group(1)]
-        return _VAR.sub(repl, value)
-    if isinstance(value, list):
-        return [fill(v, variables, where) for v in value]
-    if isinstance(value, dict):
-        return {k: fill(v, variables, where.at(k)) for k, v in value.items()}
-    return value
+    def walk(value: Any, keys: tuple[str, ...]) -> Any:
+        if isinstance(value, str):
+            def repl(m: re.Match[str]) -> str:
+                if m.group(1) not in variables:
+                    raise where.at(*keys).error(f"unknown placeholder {m.group(0)} "
+                                                f"(known: {', '.join(sorted(variables))})")
+                return variables[m.group(1)]
+            return _VAR.sub(repl, value) if "{" in value else value
+        if isinstance(value, list):
+            return [walk(v, keys) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v, (*keys, str(k))) for k, v in value.items()}
+        return value
+    return walk(value, ())
 
 
 def _axis_value(where: Where, raw: dict[str, Any] | None

@@ -146,8 +146,8 @@ class Project:
         layers = spec.layers
         for old, new in self._swaps:
             layers = [new if ln == old else ln for ln in layers]
-        data = {**spec.model_dump(exclude={"base"}), "layers": layers, "name": name}
-        return validate(ImageDef, data, where)
+        fields = {k: v for k, v in spec if k != "base"}
+        return validate(ImageDef, {**fields, "layers": layers, "name": name}, where)
 
     def _check_references(self) -> None:
         for name, cs in self.checks.items():
