@@ -83,17 +83,17 @@ class BuildSession:
         """Image names from arguments: aliases resolved, the run's features added;
         an unknown name fails here, before any work."""
         project = self.project
-        selected = list(project.images) if all_ else [project.resolve(n) for n in names]
+        selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
         if self.options.features:
             selected = [self._with_features(n) for n in selected]
         return list(dict.fromkeys(selected))
 
     def _with_features(self, name: str) -> str:
-        return self.project.with_features(name, list(self.options.features))
+        return self.project.with_features(name, list(self.options.features)).name
 
     def layers_of(self, images: Iterable[str]) -> list[str]:
         """The layers of these images, each once, in order of first use."""
-        return list(dict.fromkeys(ln for n in images for ln in self.project.image(n).layers))
+        return list(dict.fromkeys(ln for n in images for ln in self.project.resolve(n).layers))
 
     # -- locks and keys -----------------------------------------------------------------
 
@@ -139,15 +139,14 @@ class BuildSession:
     def assemble(self, names: Iterable[str], compression: str | None = None
                  ) -> list[AssembledImage]:
         """Build missing layers, write config + manifest, tag each image in the store."""
-        names = list(names)
-        images = [self.project.image(n) for n in names]
+        images = [self.project.resolve(n) for n in names]
         keys = self.keys(ln for image in images for ln in image.layers)
         out = []
-        for name, image in zip(names, images, strict=True):
+        for image in images:
             encoding = compression or image.compression
             records = [self.builder.ensure(ln, self.project.layer(ln), keys[ln], encoding)
                        for ln in image.layers]
-            out.append(assemble_image(self.store, name, image, records, self.ctx.sde,
+            out.append(assemble_image(self.store, image.name, image, records, self.ctx.sde,
                                       encoding))
         return out
 
@@ -186,7 +185,7 @@ class BuildSession:
                               f"({' -> '.join([*self._chain, name])})")
         if name in self.project.images or name in self.project.aliases:
             tagged = self._with_features(name) if self.options.features else \
-                self.project.resolve(name)
+                self.project.resolve(name).name
             self._chain = (*self._chain, name)
             try:
                 (image,) = self.assemble([tagged])

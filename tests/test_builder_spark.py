@@ -164,7 +164,7 @@ def test_layer_definitions_for_every_version() -> None:
         assert {"MAVEN_MIRROR", "MAVEN_OPTS"} <= set(src.pass_env)
         assert [p.to for p in src.paths] == ["/opt/spark"]
         project.swap_layer(f"spark-dist-{v}", f"spark-dist-built-{v}")
-        assert f"spark-dist-built-{v}" in project.image(f"spark-{v}").layers
+        assert f"spark-dist-built-{v}" in project.resolve(f"spark-{v}").layers
 
 
 # -- the real Dockerfile, real buildah, stand-in tools ----------------------------------

@@ -83,7 +83,7 @@ def test_baseline_images_hold_no_maven_layer() -> None:
 
     project = Project.load(PROJECT)
     for v in VERSIONS:
-        for layer in project.image(f"spark-{v}").layers:
+        for layer in project.resolve(f"spark-{v}").layers:
             assert "maven" not in project.layer(layer).kind, layer
 
 
@@ -104,8 +104,8 @@ def test_features_compose_and_name_what_is_inside() -> None:
     from ociforge.recipes import Project
 
     project = Project.load(PROJECT)
-    name = project.with_features("spark-4.1.1-baseline", ["celeborn", "s3a", "connect"])
-    image = project.image(name)
+    image = project.with_features("spark-4.1.1-baseline", ["celeborn", "s3a", "connect"])
+    name = image.name
     # Canonical order, whatever the order asked; connect is built into 4.1.
     assert name == "spark-4.1.1-s3a-celeborn-connect"
     assert image.tag == "4.1.1-s3a-celeborn-connect"
@@ -113,17 +113,19 @@ def test_features_compose_and_name_what_is_inside() -> None:
     assert image.config.labels["io.ociforge.features"] == "s3a,celeborn,connect"
     assert image.config.labels["org.opencontainers.image.title"] == name
     # On 3.5, connect is a Maven jar plus the Python client.
-    name = project.with_features("spark-3.5.8", ["connect"])
-    assert project.image(name).layers[5:] == ["connect-3.5.8", "python-connect-3.5"]
+    image = project.with_features("spark-3.5.8", ["connect"])
+    assert project.resolve(image.name) == image
+    assert image.layers[5:] == ["connect-3.5.8", "python-connect-3.5"]
     # iceberg brings s3a; asking for what the image has changes nothing.
-    assert project.with_features("spark-4.1.1", ["iceberg"]) == "spark-4.1.1-iceberg"
-    assert project.with_features("spark-4.1.1-iceberg", ["s3a"]) == "spark-4.1.1-iceberg"
+    assert project.with_features("spark-4.1.1", ["iceberg"]).name == "spark-4.1.1-iceberg"
+    assert project.with_features("spark-4.1.1-iceberg", ["s3a"]).name == "spark-4.1.1-iceberg"
     # The 4.1.0 GPU trap is labelled.
-    labels = project.image("spark-4.1.0-gpu").config.labels
+    labels = project.resolve("spark-4.1.0-gpu").config.labels
     assert "untested upstream" in labels["io.ociforge.rapids.shim-override"]
-    assert "io.ociforge.rapids.shim-override" not in project.image("spark-4.1.1-gpu").config.labels
-    assert project.image("jupyter-4.1.1").config.cmd == ["jupyter"]
-    assert "8888/tcp" in project.image("jupyter-4.1.1").config.ports
+    labels = project.resolve("spark-4.1.1-gpu").config.labels
+    assert "io.ociforge.rapids.shim-override" not in labels
+    assert project.resolve("jupyter-4.1.1").config.cmd == ["jupyter"]
+    assert "8888/tcp" in project.resolve("jupyter-4.1.1").config.ports
 
 
 def test_matrix_recipe_errors_name_file_and_field(tmp_path: Path) -> None:

@@ -78,4 +78,51 @@ def test_integer_mode_refused(tmp_path: Path) -> None:
 def test_unknown_image_suggests(tmp_path: Path) -> None:
     proj = Project.load(_project(tmp_path))
     with pytest.raises(RecipeError, match=r"unknown image 'imgg' \(did you mean 'img'\?\)"):
-        proj.image("imgg")
+        proj.resolve("imgg")
+
+
+# -- one error format, wherever the field is --------------------------------------------
+
+
+def test_nested_field_in_a_matrix_template_is_named(tmp_path: Path) -> None:
+    recipe = """\
+matrix:
+  m:
+    name: "img-{v}"
+    axes: {v: {"1": {}}}
+    image:
+      layers: [base]
+      config: {entrypoint: ["/bin/sh", [x]]}
+"""
+    msg = _error(_project(tmp_path, recipe=recipe))
+    assert msg == (f"{tmp_path}/recipes/r.yaml: field 'matrix.m.image (img-1).config."
+                   "entrypoint[1]': Input should be a valid string")
+
+
+def test_nested_field_in_an_inline_layer_source_is_named(tmp_path: Path) -> None:
+    recipe = """\
+layers:
+  extra:
+    source:
+      kind: files
+      files: [{src: a, dest: /a}, {src: b, dest: /b, mode: 755}]
+images:
+  img: {layers: [base, extra]}
+"""
+    msg = _error(_project(tmp_path, recipe=recipe))
+    assert msg == (f"{tmp_path}/recipes/r.yaml: field 'layers.extra.source.files.files[1]."
+                   "mode': Value error, write modes as quoted octal strings, e.g. '0755'")
+
+
+def test_missing_field_and_how_many_more(tmp_path: Path) -> None:
+    layer = "source:\n  kind: files\n  files: [{dest: /a, colour: red}]\n"
+    msg = _error(_project(tmp_path, layer=layer))
+    assert msg == (f"{tmp_path}/layers/base.yaml: field 'source.files.files[0].src': "
+                   "required field is missing (and 1 more)")
+
+
+def test_unknown_feature_in_a_base_image_names_the_field(tmp_path: Path) -> None:
+    recipe = "images:\n  a: {layers: [base]}\n  b: {base: a, features: [nope]}\n"
+    msg = _error(_project(tmp_path, recipe=recipe))
+    assert msg == (f"{tmp_path}/recipes/r.yaml: field 'images.b.features': unknown "
+                   "feature 'nope' (features: none)")

@@ -158,7 +158,7 @@ def test_assemble_image_is_a_function_of_records_and_recipe(tmp_path: Path) -> N
     store = Store(tmp_path / "store")
     ctx = BuildContext(project_root=proj, sde=0, scratch_root=store.tmp_dir)
     builder = LayerBuilder(store, ctx)
-    image = project.image("hello")
+    image = project.resolve("hello")
     records = [builder.ensure(n, project.layer(n), input_key(project.layer(n), ctx), "gzip")
                for n in image.layers]
     one = assemble_image(store, "hello", image, records, 1_700_000_000, "gzip")

@@ -16,16 +16,13 @@ import fnmatch
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
 from ..sources.base import Mode, Owner
+from ..spec import Spec
 
 
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileCheck(_M):
+class FileCheck(Spec):
     path: str
     exists: bool = True
     mode: Mode = None
@@ -34,7 +31,7 @@ class FileCheck(_M):
     executable: bool | None = None
 
 
-class MetadataCheck(_M):
+class MetadataCheck(Spec):
     user: str | None = None
     workdir: str | None = None
     entrypoint: list[str] | None = None
@@ -42,7 +39,7 @@ class MetadataCheck(_M):
     labels: dict[str, str] = {}
 
 
-class CommandCheck(_M):
+class CommandCheck(Spec):
     """A command run in containerd: as the image user, and (unless disabled) again as an
     arbitrary uid with gid 0, a read-only root and tmpfs on the writable paths."""
 
@@ -55,13 +52,13 @@ class CommandCheck(_M):
     timeout: int = 300
 
 
-class Probe(_M):
+class Probe(Spec):
     http: str | None = None      # GET this URL until it answers 200
     expect: str | None = None    # regex the body (or the probe command's output) must match
     command: list[str] | None = None  # or run this in a second container on the host network
 
 
-class ServerCheck(_M):
+class ServerCheck(Spec):
     """A long-running mode: started, polled until ready (bounded), probed, stopped."""
 
     name: str
@@ -72,14 +69,14 @@ class ServerCheck(_M):
     timeout: int = 180
 
 
-class DuplicateClassCheck(_M):
+class DuplicateClassCheck(Spec):
     """No class (under `packages`, e.g. software/amazon/awssdk/) in two jars."""
 
     jars: str = "/opt/spark/jars/*.jar"
     packages: list[str] = []
 
 
-class CheckSet(_M):
+class CheckSet(Spec):
     images: list[str] = []           # image-name patterns
     features: list[str] = []         # or: images that have any of these features
     files: list[FileCheck] = []

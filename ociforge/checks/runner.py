@@ -45,7 +45,7 @@ class CheckRun:
         self.workdir = Path(tempfile.mkdtemp(prefix="ocf-test-", dir="/tmp"))
 
     def checksets(self, name: str) -> list[CheckSet]:
-        features = self.project.image(name).features
+        features = self.project.resolve(name).features
         return [cs for set_name, cs in self.project.checks.items()
                 if cs.applies_to(name, features) and (not self.only or set_name in self.only)]
 

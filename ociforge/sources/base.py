@@ -22,11 +22,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, Field
 
 from ..archives import PathMap
 from ..digestcache import DigestCache
 from ..errors import RecipeError
+from ..spec import Spec
 
 if TYPE_CHECKING:
     import requests
@@ -134,10 +135,6 @@ Owner = Annotated[tuple[int, int], BeforeValidator(_parse_owner)]
 Mode = Annotated[int | None, BeforeValidator(_parse_mode)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceBase(Spec):

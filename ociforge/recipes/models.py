@@ -1,0 +1,125 @@
+"""The typed recipe data: layers, image declarations, and resolved images.
+
+An image is declared (`ImageSpec`, what a recipe or a matrix template says, perhaps
+on top of a `base:` image) and resolved (`ImageDef`: base merged in, features
+applied, under its canonical name). `merge_image` is the one rule for stacking a
+declaration on its base.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import field_validator, model_validator
+
+from ..sources import SourceSpec
+from ..sources.base import Owner
+from ..spec import Spec
+
+
+class LayerDef(Spec):
+    """One layer: a source, or several whose files are merged (later ones win)."""
+
+    description: str = ""
+    owner: Owner = (0, 0)
+    source: SourceSpec | None = None
+    sources: list[SourceSpec] = []
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LayerDef:
+        if (self.source is None) == (not self.sources):
+            raise ValueError("give either 'source' or a non-empty 'sources' list")
+        return self
+
+    def all_sources(self) -> list[Any]:
+        return [self.source] if self.source is not None else list(self.sources)
+
+    @property
+    def kind(self) -> str:
+        return "+".join(s.kind for s in self.all_sources())
+
+
+def tcp_port(port: str) -> str:
+    """`8080` -> `8080/tcp`; a port with a protocol stays as it is."""
+    port = str(port)
+    return port if "/" in port else f"{port}/tcp"
+
+
+class ImageConfig(Spec):
+    """The runtime config of an image (OCI image config `config` object)."""
+
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    env: dict[str, str] = {}
+    user: str | None = None
+    workdir: str | None = None
+    labels: dict[str, str] = {}
+    ports: list[str] = []
+    volumes: list[str] = []
+    stop_signal: str | None = None
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[str]) -> list[str]:
+        return [tcp_port(p) for p in v]
+
+
+class _Image(Spec):
+    """What a declared and a resolved image have in common."""
+
+    description: str = ""
+    layers: list[str] = []
+    features: list[str] = []           # add-ons (see `features:`), with what they require
+    vars: dict[str, str] = {}          # for feature templates: {line}, {version}, …
+    aliases: list[str] = []
+    config: ImageConfig = ImageConfig()
+    annotations: dict[str, str] = {}
+    repository: str | None = None
+    tag: str = "latest"
+    compression: Literal["gzip", "zstd", "none"] = "gzip"
+    platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
+
+
+class ImageSpec(_Image):
+    """An image as declared under `images:` or expanded from a matrix template."""
+
+    base: str | None = None            # start from this image (its layers, config, features)
+
+    @model_validator(mode="after")
+    def _has_layers(self) -> ImageSpec:
+        if not self.layers and self.base is None:
+            raise ValueError("give 'layers' (or a 'base' image to start from)")
+        return self
+
+
+class ImageDef(_Image):
+    """A resolved image: its base merged in and its features applied, under its
+    canonical name (an image's aliases resolve to it). Only `Project` makes these."""
+
+    name: str
+
+
+def _merge_config(base: ImageConfig, own: ImageConfig) -> ImageConfig:
+    update = {key: {**getattr(base, key), **getattr(own, key)} if key in ("env", "labels")
+              else getattr(own, key) for key in own.model_fields_set}
+    return base.model_copy(update=update)
+
+
+def merge_image(base: ImageSpec, own: ImageSpec) -> ImageSpec:
+    """`own` on top of `base` (itself already merged with its bases): features and
+    layers are appended, config, env, labels, annotations and vars merged key by key,
+    other fields that `own` sets replaced. Aliases are not inherited."""
+    fields: dict[str, Any] = {key: getattr(base, key)
+                              for key in base.model_fields_set - {"aliases", "base"}}
+    for key in own.model_fields_set:
+        value = getattr(own, key)
+        if key in ("layers", "features"):
+            have = fields.get(key, [])
+            fields[key] = [*have, *[v for v in value if v not in have]]
+        elif key == "config":
+            fields[key] = _merge_config(base.config, own.config)
+        elif key in ("annotations", "vars"):
+            fields[key] = {**fields.get(key, {}), **value}
+        else:
+            fields[key] = value
+    return ImageSpec.model_validate(fields)
