@@ -187,14 +187,20 @@ class _Metered(io.RawIOBase):
         b[:n] = data
         self.pos += n
         if self.pos > self._limits.max_size:
-            raise UnsafeArchiveError(
-                f"{self._label}: expands past {_size(self._limits.max_size)}, the source's "
-                "max_size (raise max_size in the recipe if the archive is trusted)")
+            raise too_big(self._label, self._limits, "")
         if self.pos > self.header_end:
             raise UnsafeArchiveError(
                 f"{self._label}: a member's headers (PAX records or GNU long names) pass "
                 f"{_size(HEADER_ALLOWANCE)} at offset {self.header_end - HEADER_ALLOWANCE}")
         return n
+
+
+def too_big(label: str, limits: Limits, where: str) -> UnsafeArchiveError:
+    """The one message for an archive past its max_size (`where`: at which member)."""
+    where = f" ({where})" if where else ""
+    return UnsafeArchiveError(f"{label}: expands past {_size(limits.max_size)}, the source's "
+                              f"max_size{where}; raise max_size in the recipe if the archive "
+                              "is trusted")
 
 
 def _size(n: int) -> str:
@@ -258,9 +264,9 @@ class _Importer:
         self._link_groups: dict[str, int] = {}
         self._dest_of: dict[str, list[str]] = {}  # member name → destinations in the tree
 
-    def count(self) -> None:
-        """One more member read; past `max_members` the archive is refused."""
-        self._seen += 1
+    def count(self, n: int = 1) -> None:
+        """`n` more members read; past `max_members` the archive is refused."""
+        self._seen += n
         if self._seen > self.limits.max_members:
             raise UnsafeArchiveError(
                 f"{self.label}: has more than {self.limits.max_members} members, the "
@@ -284,10 +290,7 @@ class _Importer:
 
     def _reserve(self, n: int, name: str) -> None:
         if self.stats.expanded + n > self.limits.max_size:
-            raise UnsafeArchiveError(
-                f"{self.label}: member {name!r} expands the archive past "
-                f"{_size(self.limits.max_size)}, the source's max_size (raise max_size "
-                "in the recipe if the archive is trusted)")
+            raise too_big(self.label, self.limits, f"at member {name!r}")
 
     def _destinations(self, name: str) -> list[str]:
         out = []
@@ -440,10 +443,9 @@ def _iter_zip(imp: _Importer, zf: zipfile.ZipFile) -> None:
     infos = zf.infolist()
     declared = sum(i.file_size for i in infos)
     if len(infos) > imp.limits.max_members:
-        imp._seen = imp.limits.max_members
-        imp.count()
+        imp.count(len(infos))
     if declared > imp.limits.max_size:
-        imp._reserve(declared, "(all members)")
+        raise too_big(imp.label, imp.limits, f"its members declare {declared} bytes")
     for info in infos:
         imp.count()
         if "\0" in info.orig_filename:  # zipfile cuts the name at the NUL

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import model_validator
+from pydantic import ByteSize, Field, model_validator
 
-from ..archives import import_archive
+from ..archives import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_SIZE, Limits, import_archive
 from ..digests import sha256_file
 from ..fetch import fetch, is_url, verify_local
+from ..spec import Spec
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
@@ -26,7 +27,19 @@ def redact(url: str) -> str:
     return url
 
 
-class ArchiveSource(SourceBase):
+class ArchiveCaps(Spec):
+    """How far a source's archive may expand (`max_size`: bytes, or "8GiB", "500MB")
+    and how many members it may have; past either the build stops, before the disk
+    fills. Not keyed: a cap decides whether a layer is built, never what it holds."""
+
+    max_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(DEFAULT_MAX_SIZE)
+    max_members: int = Field(DEFAULT_MAX_MEMBERS, gt=0)
+
+    def limits(self) -> Limits:
+        return Limits(int(self.max_size), self.max_members)
+
+
+class ArchiveSource(SourceBase, ArchiveCaps):
     kind: Literal["archive"]
     url: str
     sha256: Sha256 | None = None
@@ -62,16 +75,16 @@ class ArchiveSource(SourceBase):
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         path = self.obtain(ctx)
         return import_into(tree, ctx, workdir, path, self.paths, self.preserve_owners,
-                           {"url": redact(self.url), **self.pins()})
+                           {"url": redact(self.url), **self.pins()}, self.limits())
 
 
 def import_into(tree: Tree, ctx: BuildContext, workdir: Path, path: Path,
                 paths: list[PathMapSpec], preserve_owners: bool,
-                provenance: dict[str, Any]) -> dict[str, Any]:
+                provenance: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """Import an archive's mapped members, staging file data under `workdir`."""
     stats = import_archive(path, tree, workdir / "archive", sde=ctx.sde,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
-                           preserve_owners=preserve_owners)
+                           preserve_owners=preserve_owners, limits=limits)
     if "sha256" not in provenance:
         provenance["sha256"] = sha256_file(path)
     return {**provenance, "members": stats.members, "selected": stats.selected}

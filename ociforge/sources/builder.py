@@ -33,7 +33,7 @@ from ..engines import BuildRequest, base_reference, cleanup, find_engine, run_bu
 from ..errors import BuildError, RecipeError
 from ..store import cache_home
 from ..tartree import Tree, normalize_path
-from .archive import import_into
+from .archive import ArchiveCaps, import_into
 from .base import BuildContext, PathMapSpec, SourceBase
 
 ArgName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -87,7 +87,7 @@ def _secrets(values: list[str]) -> list[str]:
     return out
 
 
-class BuilderSource(SourceBase):
+class BuilderSource(SourceBase, ArchiveCaps):
     kind: Literal["builder"]
     context: str
     dockerfile: str = "Dockerfile"  # relative to the context
@@ -173,7 +173,7 @@ class BuilderSource(SourceBase):
             cleanup(engine, req, log)
         self.check_output(req.output)
         stats = import_into(tree, ctx, work, req.output, self.paths, self.preserve_owners,
-                            {"engine": engine.name})
+                            {"engine": engine.name}, self.limits())
         return {**stats, "context": self.context, "dockerfile": self.dockerfile,
                 "build_args": dict(sorted(self.build_args.items())), "target": self.target,
                 "base_images": bases}

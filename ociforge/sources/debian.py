@@ -23,6 +23,7 @@ from ..archives import import_archive
 from ..errors import BuildError
 from ..jks import pem_certificates, write_jks
 from ..tartree import FILE, SYMLINK, Entry, Tree
+from .archive import ArchiveCaps
 from .base import BuildContext, SourceBase, Spec
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -45,7 +46,7 @@ class DebianUser(Spec):
     shell: str = "/bin/bash"
 
 
-class DebianSource(SourceBase):
+class DebianSource(SourceBase, ArchiveCaps):
     kind: Literal["debian"]
     suite: str = "bookworm"
     variant: Literal["extract", "custom", "essential", "apt", "minbase", "required"] = "apt"
@@ -66,7 +67,8 @@ class DebianSource(SourceBase):
         # The mirror URL is where bytes come from, not what they are: not keyed. Fields
         # left at their defaults are not keyed either, so adding an optional field does
         # not invalidate every cached base (changing a default bumps the layer format).
-        data = self.model_dump(exclude={"mirror", "kind"}, exclude_defaults=True)
+        data = self.model_dump(exclude={"mirror", "kind", "max_size", "max_members"},
+                               exclude_defaults=True)
         data["packages"] = sorted(self.packages)
         return {"kind": "debian", **data}
 
@@ -109,7 +111,7 @@ class DebianSource(SourceBase):
         if proc.returncode != 0:
             raise BuildError(self._explain(proc.stdout))
         import_archive(out, tree, workdir / "rootfs", maps=[], sde=ctx.sde,
-                       preserve_owners=True)
+                       preserve_owners=True, limits=self.limits())
         out.unlink()
         stripped = strip_setuid_bits(tree) if self.strip_setuid else []
         rewritten = rewrite_java_cacerts(tree, workdir / "cacerts", ctx.sde)

@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin
 from ..errors import FetchError, IntegrityError
 from ..fetch import TIMEOUT, downloads_dir, fetch
 from ..tartree import Tree
-from .archive import import_into, redact
+from .archive import ArchiveCaps, import_into, redact
 from .base import BuildContext, PathMapSpec, Sha256, SourceBase
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def find_file_url(index_url: str, package: str, filename: str,
     raise FetchError(f"{filename} is not among the files of {package!r} on {redact(index_url)}")
 
 
-class PypiSource(SourceBase):
+class PypiSource(SourceBase, ArchiveCaps):
     kind: Literal["pypi"]
     package: str
     version: str
@@ -98,4 +98,4 @@ class PypiSource(SourceBase):
         path = fetch(url, {"sha256": self.sha256}, session=ctx.session)
         prov = {"package": self.package, "version": self.version, "filename": self.filename,
                 "sha256": self.sha256, "index": redact(index)}
-        return import_into(tree, ctx, workdir, path, self.paths, False, prov)
+        return import_into(tree, ctx, workdir, path, self.paths, False, prov, self.limits())
