@@ -363,7 +363,7 @@ class _Importer:
 
     def add(self, name: str, kind: str, mode: int, mtime: int, uid: int | None = None,
             gid: int | None = None, data: IO[bytes] | None = None, linkname: str = "",
-            hardlink_to: str = "", size: int = 0) -> None:
+            hardlink_to: str | None = None, size: int = 0) -> None:
         self.stats.members += 1
         if kind == SYMLINK:
             if "\0" in linkname:
@@ -375,7 +375,7 @@ class _Importer:
         mode = self.mode(mode, uid)
         uid, gid = self._owner(uid, gid)
         mtime = min(int(mtime), self.sde)
-        if kind == FILE and hardlink_to:
+        if kind == FILE and hardlink_to is not None:
             target, src = self._hardlink(name, hardlink_to)
             size = src.stat().st_size
             group = self._link_groups.setdefault(target, len(self._link_groups))
@@ -389,7 +389,7 @@ class _Importer:
             src, size = self._stage(data, name, size)
             inode = None
         self._kinds[name] = kind
-        if kind != FILE or hardlink_to:
+        if kind != FILE or hardlink_to is not None:
             self._staged.pop(name, None)
         for dest in dests:
             self.stats.selected += 1
