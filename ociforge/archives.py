@@ -509,10 +509,10 @@ def import_archive(archive: Path, tree: Tree, staging: Path, *, maps: list[PathM
     return imp.stats
 
 
-def iter_tar_names(path: Path) -> Iterator[str]:
+def iter_tar_names(path: Path, limits: Limits = Limits()) -> Iterator[str]:
     """Member names of a (possibly compressed) tar, for tests and inspection."""
     with open(path, "rb") as f, \
-            _open_tar(path, "tar", f, Limits()) as stream, \
+            _open_tar(path, "tar", f, limits) as stream, \
             tarfile.open(fileobj=stream, mode="r|") as tar:
         for ti in _iter_members(tar, stream):
             yield ti.name

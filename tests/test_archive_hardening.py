@@ -47,9 +47,12 @@ def tar_of(path: Path, members: list[dict[str, Any]], mode: str = "w") -> Path:
     return path
 
 
+DEFAULT_LIMITS = Limits()
+
+
 def imp(archive: Path, tmp: Path, maps: list[PathMap] | None = None, *,
         tree: Tree | None = None, preserve_owners: bool = False,
-        limits: Limits = Limits()) -> Tree:
+        limits: Limits = DEFAULT_LIMITS) -> Tree:
     tree = tree if tree is not None else Tree()
     import_archive(archive, tree, tmp / "staging", maps=maps or [], sde=2_000_000_000,
                    preserve_owners=preserve_owners, limits=limits)

@@ -181,7 +181,7 @@ class BuilderSource(SourceBase, ArchiveCaps):
     def check_output(self, output: Path) -> None:
         """A clear error for an empty output or one without the expected paths, before
         the path mapping reports something vaguer."""
-        names = {normalize_path(n) for n in iter_tar_names(output)} - {""}
+        names = {normalize_path(n) for n in iter_tar_names(output, self.limits())} - {""}
         if not names:
             stage = f"stage {self.target!r}" if self.target else "the last stage"
             raise BuildError(f"builder {self.context}: the build produced no files "
