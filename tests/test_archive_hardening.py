@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ociforge.archives import Limits, PathMap, import_archive
-from ociforge.errors import UnsafeArchiveError
+from ociforge.errors import BuildError, UnsafeArchiveError
 from ociforge.sources.archive import ArchiveSource
 from ociforge.sources.base import BuildContext
 from ociforge.tartree import DIR, FILE, Tree, write_tar
@@ -412,3 +412,22 @@ def test_size_cap_from_the_recipe_exits_4(tmp_path: Path, hello_project: Path) -
     assert ("bomb.tgz: expands past 1 MiB (1048576 bytes), the source's max_size (at "
             "member 'zeros'); raise max_size in the recipe if the archive is trusted") in r.err
     assert store_is_empty(tmp_path / "s")
+
+
+def test_a_chain_of_extended_headers_is_refused(tmp_path: Path) -> None:
+    """tarfile follows chained PAX headers recursively: thousands of them would end in
+    a RecursionError (an internal error) rather than a refusal."""
+    pax = tarfile.TarInfo("x")
+    pax.pax_headers = {"comment": "c"}
+    one = pax.tobuf(format=tarfile.PAX_FORMAT)[:1024]  # the PAX header and its record
+    arc = tmp_path / "chain.tar"
+    arc.write_bytes(one * 5000 + tarfile.TarInfo("f").tobuf(format=tarfile.PAX_FORMAT)
+                    + bytes(1024))
+    refused(arc, tmp_path, "a chain of thousands of extended headers")
+
+
+def test_a_deb_with_a_bad_ar_header_is_a_damaged_archive(tmp_path: Path) -> None:
+    deb = tmp_path / "bad.deb"
+    deb.write_bytes(b"!<arch>\n" + b"debian-binary   " + b" " * 32 + b"notanumber" + b"`\n")
+    with pytest.raises(BuildError, match=r"bad\.deb: damaged \.deb \(a bad ar member header\)"):
+        imp(deb, tmp_path)
