@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -346,7 +347,17 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
              f"kept {report.kept_blobs} blobs")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `finally` cleans up (temporary blobs,
+    staging directories, half-written outputs) before ociforge exits with 143."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -354,20 +365,30 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("ociforge: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("ociforge: interrupted", err=True)
-        sys.exit(130)
+    except (click.Abort, KeyboardInterrupt) as e:
+        terminated = isinstance(e, Terminated)
+        click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
+        sys.exit(143 if terminated else 130)
     except OciforgeError as e:
         fail(_json_ctx(), e)
+    except OSError as e:
+        if os.environ.get("OCIFORGE_DEBUG"):
+            raise
+        fail(_json_ctx(), host_error(e))
     except Exception as e:
         if os.environ.get("OCIFORGE_DEBUG"):
             raise
         err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
                             "(set OCIFORGE_DEBUG=1 for the traceback)")
         fail(_json_ctx(), err)
+
+
+def host_error(e: OSError) -> OciforgeError:
+    """A file-system condition (disk full, read-only, missing directory, permission)
+    as one line naming the path, exit 1: the machine's problem, not ociforge's."""
+    where = e.filename if e.filename is not None else ""
+    what = e.strerror or type(e).__name__
+    return OciforgeError(f"{where}: {what}" if where else what)
 
 
 def _json_ctx() -> Ctx | None:
