@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..archives import PathMap
 from ..digestcache import DigestCache
+from ..net.retry import DOWNLOAD_ATTEMPTS, RetryPolicy
 from ..store import Store
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ class BuildContext:
     staging: Path | None = None
     index_url: str = DEFAULT_INDEX_URL
     maven_repos: list[str] | None = None  # --maven-repo; the maven source's default list
+    # Every request of the build retries under this one policy; tests pass one whose
+    # `sleep` records instead of sleeping.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DOWNLOAD_ATTEMPTS))
     _session: Any = None
     _digests: Any = None
 
@@ -44,9 +48,9 @@ class BuildContext:
     def session(self) -> requests.Session:
         """HTTP session, created on first use (requests is slow to import)."""
         if self._session is None:
-            from requests import Session
+            from ..net.http import new_session
 
-            self._session = Session()
+            self._session = new_session()
         return self._session
 
     def scratch(self, prefix: str) -> Path:
