@@ -337,7 +337,7 @@ class _Resolver:
     def locate(self, coord: Coordinate) -> Repository:
         """The first repository that has the file; else an error naming every one."""
         tried: list[str] = []
-        auth_refused = False
+        auth_refused = busy = False
         for repo in self.repos:
             if repo.url in self.unreachable:
                 tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
@@ -352,6 +352,9 @@ class _Resolver:
             if r.ok or r.status_code in (405, 501):  # no HEAD support: let the GET decide
                 return repo
             note = f"HTTP {r.status_code}"
+            if self.ctx.retry.retryable_status(r.status_code):  # still busy: budget spent
+                busy = True
+                note += f" after {self.ctx.retry.attempts} attempts"
             if r.status_code in (401, 403):
                 auth_refused = True
                 note += (f", credentials from {repo.credentials.source} refused"
@@ -363,6 +366,9 @@ class _Resolver:
                             f"tried {listing}")
         if len(self.unreachable) == len(self.repos):
             raise FetchError(f"{coord}: no repository could be reached; tried {listing}")
+        if busy:
+            raise FetchError(f"{coord}: not resolved, no repository could serve it; "
+                             f"tried {listing}")
         raise FetchError(f"{coord}: not found in any repository; tried {listing}")
 
     def checksums(self, repo: Repository, coord: Coordinate) -> dict[str, tuple[str, str]]:
