@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from socketserver import BaseRequestHandler
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -20,8 +21,15 @@ def serve(root: Path, handler_class: type[SimpleHTTPRequestHandler] = _Quiet
           ) -> Iterator[str]:
     """Serve `root` on an ephemeral loopback port; yields the base URL. A handler
     subclass can add behaviour (auth, injected failures)."""
-    handler = functools.partial(handler_class, directory=str(root))
+    with run_server(functools.partial(handler_class, directory=str(root))) as url:
+        yield url
+
+
+@contextmanager
+def run_server(handler: Callable[..., BaseRequestHandler]) -> Iterator[str]:
+    """Any request handler on an ephemeral loopback port; yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

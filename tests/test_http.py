@@ -14,11 +14,10 @@ import email.utils
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from ociforge.sources.maven import MavenSource, read_lock
 from ociforge.sources.pypi import find_file_url
 from ociforge.store import MT_MANIFEST, Store
 
-from httpserver import Busy, busy, serve
+from httpserver import Busy, busy, run_server, serve
 
 HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.4.2"
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
@@ -170,13 +169,8 @@ class _Recorder(BaseHTTPRequestHandler):
 @contextmanager
 def recorder() -> Iterator[tuple[str, type[_Recorder]]]:
     handler = type("R", (_Recorder,), {"seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with run_server(handler) as url:
+        yield url, handler
 
 
 def test_credential_hook_answers_one_challenge_and_stays_with_its_host() -> None:
@@ -403,14 +397,8 @@ def registry() -> Iterator[tuple[str, type[_Registry]]]:
     handler = type("Reg", (_Registry,), {"blobs": {_digest(config): config,
                                                    _digest(layer): layer},
                                          "manifest": manifest, "log": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with run_server(handler) as url:
+        yield url.removeprefix("http://"), handler
 
 
 def test_registry_client_waits_for_a_busy_registry(registry: tuple[str, Any]) -> None:
