@@ -20,6 +20,7 @@ import requests
 from ..errors import AuthError, NetworkError
 from ..net.credentials import CredentialHook, Credentials, basic_header, is_loopback
 from ..net.http import new_session, request
+from ..net.redact import redact
 from ..net.retry import RetryPolicy
 
 TOKEN_TIMEOUT_S = 30
@@ -158,8 +159,9 @@ class Authenticator:
         if not realm:
             raise AuthError(f"{self.registry} sent a bearer challenge without a realm")
         host = urlsplit(realm).netloc
+        shown = redact(realm.split("?")[0])  # the token server, as printed
         if not realm.startswith("https://") and not (is_loopback(host) or self._insecure):
-            raise AuthError(f"token server {realm.split('?')[0]} is plain HTTP; refusing to "
+            raise AuthError(f"token server {shown} is plain HTTP; refusing to "
                             "send credentials there (use --insecure to allow)")
         creds = self.credentials()
         self.token_requests += 1
@@ -181,21 +183,21 @@ class Authenticator:
         except NetworkError as e:
             from . import RegistryError
 
-            raise RegistryError(f"token server {realm.split('?')[0]} unreachable: "
+            raise RegistryError(f"token server {shown} unreachable: "
                                 f"{e.reason}", url=realm) from None
         if resp.status_code in (401, 403):
             raise self._wrong_credentials(creds) if creds else self._no_credentials()
         if resp.status_code != 200:
             from . import RegistryError
 
-            raise RegistryError(f"token server {realm.split('?')[0]} answered "
+            raise RegistryError(f"token server {shown} answered "
                                 f"HTTP {resp.status_code}", url=realm, status=resp.status_code)
         try:
             body = resp.json()
             token = str(body.get("token") or body["access_token"])
             lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
         except (ValueError, KeyError, TypeError):
-            raise AuthError(f"token server {realm.split('?')[0]} sent no token") from None
+            raise AuthError(f"token server {shown} sent no token") from None
         return token, lifetime
 
     # -- errors --------------------------------------------------------------------
