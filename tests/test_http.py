@@ -448,3 +448,29 @@ def test_pull_resumes_a_broken_blob_under_the_policy(registry: tuple[str, Any],
         Puller(broken, RegistryClient(host, policy=policy), jobs=1).pull(
             parse(f"{host}/t/img:v1"), "img:v1")
     assert len(sleeps) == 2 and broken.tags() == {}
+
+
+def test_the_http_layer_imports_nothing_above_it() -> None:
+    """`ociforge.net` sits below everything that uses it (store, session, CLI, registry,
+    sources), and no source reaches into `registry/` for HTTP pieces any more."""
+    import ast
+
+    root = Path(__file__).parent.parent / "ociforge"
+
+    def imports(path: Path) -> set[str]:
+        pkg = ".".join(path.relative_to(root.parent).with_suffix("").parts[:-1])
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.rsplit(".", node.level - 1)[0] if node.level else ""
+                out.add(".".join(filter(None, [base, node.module or ""])))
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+        return out
+
+    above = ("ociforge.store", "ociforge.session", "ociforge.cli", "ociforge.registry",
+             "ociforge.sources")
+    for path in (root / "net").glob("*.py"):
+        assert not [m for m in imports(path) if m.startswith(above)], path
+    for path in (root / "sources").glob("*.py"):
+        assert not [m for m in imports(path) if m.startswith("ociforge.registry")], path
