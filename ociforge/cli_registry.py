@@ -53,7 +53,7 @@ class _Clients:
     """One client per registry, so tokens and connections are shared by all images."""
 
     def __init__(self, insecure: bool, ca_file: Path | None, retries: int, jobs: int) -> None:
-        from .registry.retry import RetryPolicy
+        from .net.retry import RetryPolicy
 
         self._policy = RetryPolicy(attempts=retries + 1)
         self._opts = (insecure, str(ca_file) if ca_file else None, jobs)

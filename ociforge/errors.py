@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .net.redact import redact
+
 
 class OciforgeError(Exception):
     """Base class. `exit_code` is what the CLI exits with."""
@@ -16,9 +18,27 @@ class RecipeError(OciforgeError):
 
 
 class IntegrityError(OciforgeError):
-    """Content did not match its pinned or recorded digest."""
+    """Content did not match its pinned or recorded digest. A digest mismatch carries
+    `subject`, `algorithm`, `expected` (lower-case hex) and `got`, so callers that add
+    context read fields instead of parsing the message."""
 
     exit_code = 4
+
+    def __init__(self, message: str, *, subject: str | None = None,
+                 algorithm: str | None = None, expected: str | None = None,
+                 got: str | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
+        self.algorithm = algorithm
+        self.expected = expected
+        self.got = got
+
+    @classmethod
+    def mismatch(cls, subject: str, algorithm: str, expected: str, got: str
+                 ) -> IntegrityError:
+        """`sha256 mismatch for <subject>: pinned <expected>, got <got>`."""
+        return cls(f"{algorithm} mismatch for {subject}: pinned {expected}, got {got}",
+                   subject=subject, algorithm=algorithm, expected=expected.lower(), got=got)
 
 
 class UnsafeArchiveError(IntegrityError):
@@ -32,9 +52,30 @@ class StoreCorruptError(OciforgeError):
 
 
 class FetchError(OciforgeError):
-    """A download from the network failed."""
+    """A download from the network failed. `url` (credentials removed) and `status`
+    (the HTTP status, None when there was no answer) say where and how."""
 
     exit_code = 6
+
+    def __init__(self, message: str, *, url: str | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = redact(url) if url is not None else None
+        self.status = status
+
+
+class NetworkError(FetchError):
+    """No usable answer: refused, reset, timed out, TLS failure; after the retry
+    budget where retrying made sense. `reason` is short and secret-free; `kind` is
+    its stable name (`refused`, `reset`, `dns`, `timeout`, `tls`, `tls-untrusted`,
+    `network`); `attempts` how many tries were made."""
+
+    def __init__(self, message: str, *, url: str | None = None, reason: str,
+                 kind: str = "network", attempts: int = 1) -> None:
+        super().__init__(message, url=url)
+        self.reason = reason
+        self.kind = kind
+        self.attempts = attempts
 
 
 class LockError(RecipeError):

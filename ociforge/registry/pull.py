@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..digests import sha256_bytes
-from ..errors import IntegrityError, OciforgeError, StoreCorruptError
+from ..errors import IntegrityError, NetworkError, OciforgeError, StoreCorruptError
+from ..net.http import retrying
 from ..store import Descriptor, Store
 from . import RegistryError
 from .client import RegistryClient
 from .reference import Reference
-from .retry import NETWORK_ERRORS
 from .tree import INDEX_TYPES
 
 Progress = Callable[[str, int, int], None]
@@ -109,35 +109,35 @@ class Puller:
         return report
 
     def _fetch(self, repo: str, blob: Descriptor) -> int:
-        """Download one blob into the store, resuming with a Range request after a drop."""
+        """Download one blob into the store, resuming with a Range request after a drop
+        (each attempt asks for what the writer lacks; `retrying` decides when to stop)."""
         label = blob.digest[7:19]
         writer = self.store.new_blob()
         fetched = 0
-        failures = 0
+
+        def attempt() -> None:
+            nonlocal writer, fetched
+            with self.client.get_blob(repo, blob.digest, offset=writer.size) as resp:
+                if writer.size and resp.status_code != 206:
+                    writer.abort()  # the registry ignored Range: start over
+                    writer = self.store.new_blob()
+                for chunk in resp.iter_content(READ_BLOCK):
+                    writer.write(chunk)
+                    fetched += len(chunk)
+                    if writer.size > blob.size:
+                        raise IntegrityError(f"blob {blob.digest} is larger than "
+                                             f"its descriptor says ({blob.size})")
+                    self.progress(label, writer.size, blob.size)
+            if writer.size != blob.size:
+                raise ConnectionError("Connection broken: the blob body ended early")
+
         try:
-            while True:
-                try:
-                    resp = self.client.get_blob(repo, blob.digest, offset=writer.size)
-                    with resp:
-                        if writer.size and resp.status_code != 206:
-                            writer.abort()  # the registry ignored Range: start over
-                            writer = self.store.new_blob()
-                        for chunk in resp.iter_content(READ_BLOCK):
-                            writer.write(chunk)
-                            fetched += len(chunk)
-                            if writer.size > blob.size:
-                                raise IntegrityError(f"blob {blob.digest} is larger than "
-                                                     f"its descriptor says ({blob.size})")
-                            self.progress(label, writer.size, blob.size)
-                    if writer.size == blob.size:
-                        break
-                    raise ConnectionError("blob body ended early")
-                except NETWORK_ERRORS:
-                    failures += 1
-                    if failures >= self.client.policy.attempts:
-                        raise RegistryError(f"downloading {repo}@{blob.digest[:19]} failed "
-                                            f"{failures} times") from None
-                    self.client.policy.wait(failures)
+            try:
+                retrying(self.client.policy, attempt, method="GET",
+                         url=self.client.url(f"/v2/{repo}/blobs/{blob.digest}"))
+            except NetworkError as e:
+                raise RegistryError(f"downloading {repo}@{blob.digest[:19]} failed "
+                                    f"{e.attempts} times ({e.reason})") from None
             try:
                 writer.commit(expected=blob.digest)
             except StoreCorruptError as e:

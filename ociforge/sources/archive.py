@@ -4,26 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import model_validator
 
 from ..archives import import_archive
 from ..digests import sha256_file
 from ..fetch import fetch, is_url, verify_local
+from ..net.redact import redact
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
-
-
-def redact(url: str) -> str:
-    """Drop credentials from a URL before it is recorded or printed."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
 
 
 class ArchiveSource(SourceBase):
@@ -56,7 +45,7 @@ class ArchiveSource(SourceBase):
 
     def obtain(self, ctx: BuildContext) -> Path:
         if is_url(self.url):
-            return fetch(self.url, self.pins(), session=ctx.session)
+            return fetch(self.url, self.pins(), session=ctx.session, policy=ctx.retry)
         return verify_local(ctx.project_path(self.url), self.pins())
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import BeforeValidator, Field
 from ..archives import PathMap
 from ..digestcache import DigestCache
 from ..errors import RecipeError
+from ..net.retry import DOWNLOAD_ATTEMPTS, RetryPolicy
 from ..spec import Spec
 
 if TYPE_CHECKING:
@@ -81,13 +82,16 @@ class BuildContext:
     index_url: str = DEFAULT_INDEX_URL
     maven_repos: tuple[str, ...] = ()  # --maven-repo; the maven source's default list
     images: ImagePort = field(default_factory=NoImages)
+    # Every request of the build retries under this one policy; tests pass one whose
+    # `sleep` records instead of sleeping.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DOWNLOAD_ATTEMPTS))
 
     @cached_property
     def session(self) -> requests.Session:
         """HTTP session, created on first use (requests is slow to import)."""
-        from requests import Session
+        from ..net.http import new_session
 
-        return Session()
+        return new_session()
 
     def project_path(self, rel: str) -> Path:
         """A path named in a recipe, relative to the project root."""

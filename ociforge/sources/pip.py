@@ -30,9 +30,9 @@ from pydantic import Field
 
 from ..digests import key_of
 from ..errors import BuildError, FetchError, LockError
+from ..net.redact import redact
 from ..store import atomic_write, cache_home
 from ..tartree import Tree
-from .archive import redact
 from .base import BuildContext, LockResult, SourceBase
 
 PIN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$"
