@@ -14,6 +14,7 @@ from typing import Any
 from .digests import canonical_json
 from .layers import LayerBuilder
 from .recipes import ImageDef, Project
+from .records import LayerRecord
 from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
 
 
@@ -25,7 +26,7 @@ def image_reference(name: str, image: ImageDef) -> str:
     return f"{image.repository or name}:{image.tag}"
 
 
-def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> dict[str, Any]:
+def build_config(image: ImageDef, records: list[LayerRecord], sde: int) -> dict[str, Any]:
     c = image.config
     cfg: dict[str, Any] = {}
     if c.user is not None:
@@ -53,23 +54,23 @@ def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> di
         "os": os_,
         "created": created,
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [r["diff_id"] for r in records]},
+        "rootfs": {"type": "layers", "diff_ids": [r.diff_id for r in records]},
         "history": [
             # Layer name and source kind only: the input key is ociforge's cache
             # bookkeeping and must not make the same content a different image.
-            {"created": created, "created_by": f"ociforge layer {r['name']} ({r['source_kind']})"}
+            {"created": created, "created_by": f"ociforge layer {r.name} ({r.source_kind})"}
             for r in records
         ],
     }
 
 
-def build_manifest(config_desc: Descriptor, records: list[dict[str, Any]], encoding: str,
+def build_manifest(config_desc: Descriptor, records: list[LayerRecord], encoding: str,
                    annotations: dict[str, str]) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MT_MANIFEST,
         "config": config_desc.to_json(),
-        "layers": [r["blobs"][encoding] for r in records],
+        "layers": [r.blob(encoding).to_json() for r in records],
     }
     if annotations:
         manifest["annotations"] = dict(sorted(annotations.items()))
@@ -82,7 +83,7 @@ class AssembledImage:
     reference: str
     manifest: Descriptor
     config: Descriptor
-    layers: list[dict[str, Any]]
+    layers: list[LayerRecord]
     encoding: str
 
     def to_json(self) -> dict[str, Any]:
@@ -92,9 +93,9 @@ class AssembledImage:
             "manifest_digest": self.manifest.digest,
             "config_digest": self.config.digest,
             "compression": self.encoding,
-            "size": sum(r["blobs"][self.encoding]["size"] for r in self.layers),
-            "layers": [{"name": r["name"], "diff_id": r["diff_id"],
-                        "digest": r["blobs"][self.encoding]["digest"]} for r in self.layers],
+            "size": sum(r.blob(self.encoding).size for r in self.layers),
+            "layers": [{"name": r.name, "diff_id": r.diff_id,
+                        "digest": r.blob(self.encoding).digest} for r in self.layers],
         }
 
 

@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..digests import sha256_bytes
+from ..digests import digest_bytes
 from ..errors import IntegrityError, OciforgeError, StoreCorruptError
-from ..store import Descriptor, Store
+from ..oci import Descriptor, document_kind
+from ..store import Store
 from . import RegistryError
 from .client import RegistryClient
 from .reference import Reference
 from .retry import NETWORK_ERRORS
-from .tree import INDEX_TYPES
 
 Progress = Callable[[str, int, int], None]
 READ_BLOCK = 1 << 20
@@ -63,7 +63,7 @@ class Puller:
 
     def _manifest(self, repo: str, ref: str, expect: str | None) -> tuple[bytes, str, str]:
         data, media_type, header = self.client.get_manifest(repo, ref)
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         if expect and digest != expect:
             raise IntegrityError(f"manifest {repo}@{expect} from {self.client.registry} "
                                  f"hashes to {digest}")
@@ -77,7 +77,7 @@ class Puller:
         repo = ref.repository
         data, media_type, digest = self._manifest(repo, ref.reference, ref.digest)
         chosen = None
-        if media_type in INDEX_TYPES or "manifests" in json.loads(data):
+        if document_kind(media_type, json.loads(data)) == "index":
             entries = json.loads(data).get("manifests", [])
             match = next((e for e in entries if _platform_matches(e, platform)), None)
             if match is None:

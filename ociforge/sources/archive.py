@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import model_validator
 
 from ..archives import import_archive
-from ..digests import sha256_file
+from ..digests import file_hexdigest
 from ..fetch import fetch, is_url, verify_local
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, Spec
@@ -71,5 +71,5 @@ def import_into(tree: Tree, ctx: BuildContext, path: Path, paths: list[PathMapSp
                            maps=[p.to_map() for p in paths], owner=tree.owner,
                            preserve_owners=preserve_owners)
     if "sha256" not in provenance:
-        provenance["sha256"] = sha256_file(path)
+        provenance["sha256"] = file_hexdigest(path)
     return {**provenance, "members": stats.members, "selected": stats.selected}

@@ -56,12 +56,11 @@ def _assemble(ctx: BuildContext, project: Project, name: str) -> str:
 
 def export_base(ctx: BuildContext, name: str, dest: Path) -> tuple[Path, str]:
     """Write base image `name` as an OCI archive at `dest`; returns (dest, digest)."""
-    from ..outputs import load_images
     from ..outputs.archive import write_archive
 
     digest = resolve_base(ctx, name)
-    (ref,) = load_images(ctx.store, [name])
-    if ref.manifest.digest != digest:
+    ref = ctx.store.image(name)
+    if ref.descriptor.digest != digest:
         raise RecipeError(f"builder base image {name!r} changed in the store during the build")
     write_archive(ctx.store, [ref], dest)
     return dest, digest
