@@ -89,8 +89,7 @@ class Puller:
             chosen = platform
             data, media_type, digest = self._manifest(repo, match["digest"], match["digest"])
         doc = json.loads(data)
-        blobs = [Descriptor(d.get("mediaType", ""), d["digest"], int(d["size"]))
-                 for d in [doc["config"], *doc.get("layers", [])]]
+        blobs = [Descriptor.from_json(d) for d in [doc["config"], *doc.get("layers", [])]]
         report = PullReport(name, str(ref), digest, media_type, chosen)
         with self.store.writer_lock():
             todo = [b for b in blobs if not self.store.has_blob(b.digest, b.size)]
