@@ -83,9 +83,8 @@ def ref(version: str, uid: bool = False) -> str:
 # -- what the images are ----------------------------------------------------------------
 
 def _manifest_and_config(name: str) -> tuple[dict, dict]:
-    store = Store(SPARK_STORE)
-    manifest = store.read_json(store.tags()[name]["digest"])
-    return manifest, store.read_json(manifest["config"]["digest"])
+    img = Store(SPARK_STORE).image(name)
+    return img.manifest, img.config
 
 
 def test_layers_are_shared_across_versions(archives: dict[str, Path]) -> None:
