@@ -13,7 +13,7 @@ from image_readers import assert_readers_agree
 
 from ociforge.compression import compression_params
 from ociforge.digests import digest_bytes
-from ociforge.errors import ImageNotInStoreError, StoreCorruptError
+from ociforge.errors import ImageNotInStoreError, OciforgeError, StoreCorruptError
 from ociforge.image import StoredLayer
 from ociforge.maintenance import gc
 from ociforge.oci import MT_INDEX, MT_MANIFEST, Descriptor
@@ -208,6 +208,8 @@ def test_one_walk_for_gc_and_push_whatever_the_index_entry_says(tmp_path: Path) 
     assert [b.digest for b in tree.blobs] == [config, layer]
     assert s.referenced_blobs(include_records=False) == {i.digest, m.digest, config, layer}
     assert gc(s).removed_blobs == 0
+    with pytest.raises(OciforgeError, match="'multi' is an index of several platforms"):
+        s.image("multi")
 
 
 # -- every reader names the same record -----------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..digests import digest_bytes
 from ..errors import IntegrityError, OciforgeError, StoreCorruptError
+from ..image import default_reference
 from ..oci import Descriptor, document_kind
 from ..store import Store
 from . import RegistryError
@@ -100,8 +101,7 @@ class Puller:
             report.fetched = len(todo)
             self.store.put_bytes(data)
             self.store.tag(name, Descriptor(media_type, digest, len(data)),
-                           {"io.ociforge.reference": f"{name}"
-                            if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest",
+                           {"io.ociforge.reference": default_reference(name),
                             "io.ociforge.source": str(ref.with_tag(ref.tag or "latest")
                                                       if not ref.digest else ref)})
         report.seconds = time.monotonic() - started
