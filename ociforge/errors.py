@@ -11,6 +11,14 @@ class OciforgeError(Exception):
     exit_code = 1
 
 
+class ImageNotInStoreError(OciforgeError):
+    """An image name that nothing is tagged as in the store."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"image {name!r} is not in the store; run `ociforge assemble {name}`")
+        self.name = name
+
+
 class RecipeError(OciforgeError):
     """A recipe or layer definition is malformed or refers to something unknown."""
 

@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..digests import sha256_bytes
+from ..digests import digest_bytes
 from ..errors import IntegrityError, NetworkError, OciforgeError, StoreCorruptError
+from ..image import default_reference
 from ..net.http import retrying
-from ..store import Descriptor, Store
+from ..oci import Descriptor, document_kind
+from ..store import Store
 from . import RegistryError
 from .client import RegistryClient
 from .reference import Reference
-from .tree import INDEX_TYPES
 
 Progress = Callable[[str, int, int], None]
 READ_BLOCK = 1 << 20
@@ -63,7 +64,7 @@ class Puller:
 
     def _manifest(self, repo: str, ref: str, expect: str | None) -> tuple[bytes, str, str]:
         data, media_type, header = self.client.get_manifest(repo, ref)
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         if expect and digest != expect:
             raise IntegrityError(f"manifest {repo}@{expect} from {self.client.registry} "
                                  f"hashes to {digest}")
@@ -77,7 +78,7 @@ class Puller:
         repo = ref.repository
         data, media_type, digest = self._manifest(repo, ref.reference, ref.digest)
         chosen = None
-        if media_type in INDEX_TYPES or "manifests" in json.loads(data):
+        if document_kind(media_type, json.loads(data)) == "index":
             entries = json.loads(data).get("manifests", [])
             match = next((e for e in entries if _platform_matches(e, platform)), None)
             if match is None:
@@ -89,8 +90,7 @@ class Puller:
             chosen = platform
             data, media_type, digest = self._manifest(repo, match["digest"], match["digest"])
         doc = json.loads(data)
-        blobs = [Descriptor(d.get("mediaType", ""), d["digest"], int(d["size"]))
-                 for d in [doc["config"], *doc.get("layers", [])]]
+        blobs = [Descriptor.from_json(d) for d in [doc["config"], *doc.get("layers", [])]]
         report = PullReport(name, str(ref), digest, media_type, chosen)
         with self.store.writer_lock():
             todo = [b for b in blobs if not self.store.has_blob(b.digest, b.size)]
@@ -101,8 +101,7 @@ class Puller:
             report.fetched = len(todo)
             self.store.put_bytes(data)
             self.store.tag(name, Descriptor(media_type, digest, len(data)),
-                           {"io.ociforge.reference": f"{name}"
-                            if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest",
+                           {"io.ociforge.reference": default_reference(name),
                             "io.ociforge.source": str(ref.with_tag(ref.tag or "latest")
                                                       if not ref.digest else ref)})
         report.seconds = time.monotonic() - started

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from ..archives import import_archive
-from ..digests import sha256_file
+from ..digests import file_hexdigest
 from ..fetch import fetch, is_url, verify_local
 from ..net.redact import redact
 from ..tartree import Tree
@@ -62,5 +62,5 @@ def import_into(tree: Tree, ctx: BuildContext, workdir: Path, path: Path,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
                            preserve_owners=preserve_owners)
     if "sha256" not in provenance:
-        provenance["sha256"] = sha256_file(path)
+        provenance["sha256"] = file_hexdigest(path)
     return {**provenance, "members": stats.members, "selected": stats.selected}

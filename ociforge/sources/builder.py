@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 
 from ..archives import iter_tar_names
-from ..digests import key_of, sha256_file
+from ..digests import file_hexdigest, key_of
 from ..engines import BuildRequest, base_reference, cleanup, find_engine, run_build
 from ..errors import BuildError, RecipeError
 from ..store import cache_home
@@ -46,7 +46,7 @@ def host_platform() -> str:
 
 
 def context_entries(root: Path, exclude: list[str],
-                    digest: Callable[[Path], str] = sha256_file) -> list[list[Any]]:
+                    digest: Callable[[Path], str] = file_hexdigest) -> list[list[Any]]:
     """[path, kind, mode, link target, sha256] of every context file, sorted. Modes are
     normalised like the `files` source (0755 if any exec bit, else 0644), so the
     checkout's umask does not change the key; an excluded directory is not entered."""
@@ -137,7 +137,7 @@ class BuilderSource(SourceBase):
         return {
             "kind": "builder", "v": 1,
             "context": key_of(entries),
-            "dockerfile": sha256_file(self.dockerfile_path(ctx)),
+            "dockerfile": file_hexdigest(self.dockerfile_path(ctx)),
             "build_args": dict(sorted(self.build_args.items())),
             "target": self.target,
             "platform": self.platform or host_platform(),
