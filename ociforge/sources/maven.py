@@ -30,6 +30,7 @@ from ..fetch import RETRIES, TIMEOUT, USER_AGENT, downloads_dir, fetch, verify_l
 from ..maven_settings import Settings, load_settings
 from ..registry.credentials import Credentials
 from ..registry.reference import is_loopback
+from ..spec import ProjectPath
 from ..store import atomic_write
 from ..tartree import Tree
 from .base import BuildContext, LockResult, SourceBase, Spec
@@ -489,7 +490,7 @@ class _Resolver:
 class MavenSource(SourceBase):
     kind: Literal["maven"]
     artifacts: list[Annotated[str, AfterValidator(_coordinate)]] = Field(min_length=1)
-    lock_file: str = Field(alias="lock")  # the lock file, relative to the project
+    lock_file: ProjectPath = Field(alias="lock")  # the lock file, relative to the project
     dest: str = "/opt/spark/jars"
     repositories: list[RepositorySpec] = []
     transitive: bool = False
