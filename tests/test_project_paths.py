@@ -128,7 +128,8 @@ def test_symlinks_are_copied_as_symlinks_not_followed(tmp_path: Path, project: P
 
 # -- every other path a recipe reads from the checkout ---------------------------------
 
-PIN = "0" * 64
+PIN = "'" + "0" * 64 + "'"
+MAVEN = "kind: maven, artifacts: ['g:a:1'], repositories: ['http://127.0.0.1:9/m2']"
 LAYERS = {
     "archive url": ("source: {kind: archive, url: ../outside/a.tgz, sha256: " + PIN + "}\n",
                     "source.archive.url", "'../outside/a.tgz' leads outside"),
@@ -144,7 +145,7 @@ LAYERS = {
     "pip on_top_of": ("source: {kind: pip, requirements: [a==1], lock: p.lock, "
                       "on_top_of: [ok.lock, /etc/passwd]}\n",
                       "source.pip.on_top_of[1]", "'/etc/passwd' is an absolute path"),
-    "maven lock": ("source: {kind: maven, artifacts: ['g:a:1'], lock: ../outside/m.lock}\n",
+    "maven lock": ("source: {" + MAVEN + ", lock: ../outside/m.lock}\n",
                    "source.maven.lock", "'../outside/m.lock' leads outside"),
 }
 
@@ -162,7 +163,7 @@ def test_lock_file_symlinked_outside_is_neither_read_nor_written(
         tmp_path: Path, project: Path, outside: Path) -> None:
     (project / "locks").symlink_to(outside)
     layer = write(project / "layers" / "data.yaml",
-                  "source: {kind: maven, artifacts: ['g:a:1'], lock: locks/m.lock}\n")
+                  "source: {" + MAVEN + ", lock: locks/m.lock}\n")
     line = _refused(project, tmp_path / "s", "lock", "data")
     assert line.endswith(f"{layer}: field 'source.maven.lock': 'locks/m.lock' leads "
                          f"outside the project directory through a symlink "
