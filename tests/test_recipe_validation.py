@@ -4,6 +4,7 @@ the field (and for YAML, the line), nothing built."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -128,11 +129,29 @@ def test_feature_port_out_of_range(tmp_path: Path) -> None:
     assert line.endswith(f"{recipe}: field 'features.web.ports[1]': '70000' {NOT_A_PORT}")
 
 
+def test_check_ready_port_out_of_range(tmp_path: Path) -> None:
+    root, recipe = _project(tmp_path / "p", """\
+        images:
+          img: {layers: [base]}
+        checks:
+          web:
+            images: [img]
+            servers: [{name: s, args: [sh], ready_port: 70000, probe: {http: "http://x/"}}]
+        """)
+    line = _refused(tmp_path, root)
+    assert line.endswith(f"{recipe}: field 'checks.web.servers[0].ready_port': 70000 is not "
+                         "a port (1 to 65535, or '{port}')")
+
+
 def test_valid_ports_are_normalised(tmp_path: Path) -> None:
     root, _ = _project(tmp_path / "p", "images:\n  img:\n    layers: [base]\n"
                                        "    config: {ports: ['8080', '8443/tcp', '53/udp']}\n")
-    r = run_cli("images", "ls", "--json", store=tmp_path / "s", project=root)
+    store = tmp_path / "s"
+    r = run_cli("assemble", "img", "--json", store=store, project=root)
     assert r.rc == 0, r.err
+    digest = r.json()["images"][0]["config_digest"].split(":")[1]
+    config = json.loads((store / "blobs" / "sha256" / digest).read_text())["config"]
+    assert sorted(config["ExposedPorts"]) == ["53/udp", "8080/tcp", "8443/tcp"]
 
 
 # -- duplicate keys: YAML would keep the last one, silently -----------------------------
