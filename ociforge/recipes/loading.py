@@ -31,7 +31,6 @@ SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # largest file holds a few thousand).
 MAX_NODES = 1_000_000
 _MERGE = "tag:yaml.org,2002:merge"
-_STR = "tag:yaml.org,2002:str"
 
 # pydantic's wording for the two commonest mistakes, said the way a recipe author reads it.
 _MESSAGES = {"extra_forbidden": "unknown field", "missing": "required field is missing"}
@@ -141,7 +140,7 @@ class RecipeLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
         super().__init__(stream)
         self._anchors = "&" in stream
         self._root: Node | None = None
-        self._checked: set[int] = set()
+        self._own: dict[int, list[tuple[Node, Node]]] = {}  # mapping -> pairs written in it
 
     def get_single_node(self) -> Node | None:
         root: Node | None = super().get_single_node()
@@ -153,18 +152,23 @@ class RecipeLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
         return root
 
     def flatten_mapping(self, node: MappingNode) -> None:
-        # Here, before merge keys (`<<: *base`) are folded in: only keys written
-        # in this mapping are compared, and keys that override merged ones are fine.
-        if id(node) not in self._checked:
-            self._checked.add(id(node))
-            keys = [k for k, _ in node.value if k.tag != _MERGE]
-            # The common case at a glance: plain string keys, all different.
-            if not (len({k.value for k in keys}) == len(keys)
-                    and all(k.tag == _STR for k in keys)):
-                self._refuse_duplicates(node, keys)
+        own = node.value
         super().flatten_mapping(node)
+        # PyYAML deletes the merge keys (`<<: *base`) from the parsed list in place and
+        # gives the node a new one when it merges: the parsed list now holds exactly
+        # the pairs written in this mapping (the first time it is flattened).
+        self._own.setdefault(id(node), own)
 
-    def _refuse_duplicates(self, node: MappingNode, keys: list[Node]) -> None:
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        own = self._own[id(node)]  # flatten_mapping has run (the safe constructor calls it)
+        # Nothing merged: one entry per pair, unless a key repeats. Something merged:
+        # keys written here may override merged ones, so compare only those.
+        if own is not node.value or len(mapping) < len(own):
+            self._check_duplicates(node, [k for k, _ in own])
+        return mapping
+
+    def _check_duplicates(self, node: MappingNode, keys: list[Node]) -> None:
         """Compare keys as YAML reads them (`1` and `0x1` are one key)."""
         first: dict[Any, Node] = {}
         for key_node in keys:
