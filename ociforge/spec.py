@@ -52,9 +52,10 @@ def inside_project(root: Path, rel: str, *, follow_last: bool = True) -> Path:
     _lexical(rel)
     path = root / rel
     real_root = _realpath(str(root))
-    parts = Path(os.path.normpath(rel)).parts if ".." not in Path(rel).parts else None
-    last = len(parts) - (0 if follow_last else 1) if parts else 0
-    real = _real_below(real_root, parts[:last]) if parts is not None else None
+    parts = Path(rel).parts  # without `.` components
+    real = None
+    if ".." not in parts:
+        real = _real_below(real_root, parts if follow_last else parts[:-1])
     if real is None:  # a symlink or `..` on the way: the general (slower) resolution
         try:
             if follow_last or path.name in ("", ".", ".."):
@@ -71,6 +72,7 @@ def inside_project(root: Path, rel: str, *, follow_last: bool = True) -> Path:
 
 @functools.lru_cache(maxsize=16)
 def _realpath(root: str) -> str:
+    """The project root, resolved once per run (it does not move while one runs)."""
     return os.path.realpath(root)
 
 
