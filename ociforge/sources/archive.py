@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import model_validator
+from pydantic import AfterValidator, ValidationInfo, model_validator
 
 from ..archives import import_archive
 from ..digests import file_hexdigest
 from ..fetch import fetch, is_url, verify_local
 from ..net.redact import redact
+from ..spec import check_project_path
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
 
+def _url_or_project_path(value: str, info: ValidationInfo) -> str:
+    """An HTTP(S) URL, or a local archive: then a path inside the project."""
+    return value if is_url(value) else check_project_path(value, info)
+
+
 class ArchiveSource(SourceBase):
     kind: Literal["archive"]
-    url: str
+    url: Annotated[str, AfterValidator(_url_or_project_path)]
     sha256: Sha256 | None = None
     sha512: Sha512 | None = None
     paths: list[PathMapSpec] = []

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..archives import iter_tar_names
 from ..digests import file_hexdigest, key_of
 from ..engines import BuildRequest, base_reference, cleanup, find_engine, run_build
 from ..errors import BuildError, RecipeError
+from ..spec import ProjectPath, check_project_path
 from ..store import cache_home
 from ..tartree import Tree, normalize_path
 from .archive import import_into
@@ -89,8 +90,8 @@ def _secrets(values: list[str]) -> list[str]:
 
 class BuilderSource(SourceBase):
     kind: Literal["builder"]
-    context: str
-    dockerfile: str = "Dockerfile"  # relative to the context
+    context: ProjectPath
+    dockerfile: str = "Dockerfile"  # relative to the context; inside the project
     build_args: dict[ArgName, str] = {}
     # Build args passed from ociforge's own environment when set there, and not keyed.
     pass_env: list[ArgName] = []
@@ -114,6 +115,16 @@ class BuilderSource(SourceBase):
                              "build_args, pass_env and base_images")
         return self
 
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile_inside(cls, v: str, info: ValidationInfo) -> str:
+        if "context" in info.data:  # else the context's own error is reported
+            check_project_path(os.path.join(info.data["context"], v), info)
+        return v
+
+    def _dockerfile_rel(self) -> str:
+        return os.path.join(self.context, self.dockerfile)
+
     # -- inputs ----------------------------------------------------------------------
 
     def needs_images(self) -> list[str]:
@@ -127,7 +138,8 @@ class BuilderSource(SourceBase):
         return path
 
     def dockerfile_path(self, ctx: BuildContext) -> Path:
-        path = self.context_dir(ctx) / self.dockerfile
+        self.context_dir(ctx)
+        path = ctx.project_path(self._dockerfile_rel())
         if not path.is_file():
             raise RecipeError(f"builder source: {self.context}/{self.dockerfile} does not exist")
         return path

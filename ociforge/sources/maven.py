@@ -29,6 +29,7 @@ from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkEr
 from ..fetch import downloads_dir, fetch, verify_local
 from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..spec import ProjectPath
 from ..store import atomic_write
 from ..tartree import Tree
 from .base import BuildContext, LockResult, SourceBase, Spec
@@ -443,7 +444,7 @@ class _Resolver:
 class MavenSource(SourceBase):
     kind: Literal["maven"]
     artifacts: list[Annotated[str, AfterValidator(_coordinate)]] = Field(min_length=1)
-    lock_file: str = Field(alias="lock")  # the lock file, relative to the project
+    lock_file: ProjectPath = Field(alias="lock")  # the lock file, relative to the project
     dest: str = "/opt/spark/jars"
     repositories: list[RepositorySpec] = []
     transitive: bool = False
