@@ -362,7 +362,7 @@ class Store:
         tags = self.tags()
         for name in names:
             if name not in tags:
-                raise ImageNotInStoreError(name)
+                raise ImageNotInStoreError(name, tags)
         picker = self._record_picker()
         return [load_image(self, name, tags[name], picker) for name in names]
 
