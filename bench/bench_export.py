@@ -6,7 +6,7 @@ then each contender writes the same image to a fresh file:
 
 - `ociforge assemble big --archive OUT` (process: checks the layer cache, which for
   `files` layers re-hashes their source files, then writes the archive);
-- `write_archive(store, load_images(store, ["big"]), OUT)` (the export alone);
+- `write_archive(store, store.images(["big"]), OUT)` (the export alone);
 - `skopeo copy oci:L:latest docker-archive:OUT:big:latest` from an OCI layout that
   `ociforge assemble big --oci-layout L` wrote (hard links into the store).
   docker-archive stores layers uncompressed, so skopeo also gunzips every layer;
@@ -45,7 +45,6 @@ from project import (
     write_project,
 )
 
-from ociforge.outputs import load_images
 from ociforge.outputs.archive import write_archive
 from ociforge.store import Store
 
@@ -88,8 +87,8 @@ def _project(work: Path, tree: Path, noise: Path) -> Path:
 
 def _image_bytes(store: Path, name: str) -> int:
     s = Store(store)
-    (img,) = load_images(s, [name])
-    return img.manifest.size + sum(d.size for d in img.blobs())
+    img = s.image(name)
+    return img.descriptor.size + sum(d.size for d in img.blobs())
 
 
 @contextlib.contextmanager
@@ -113,7 +112,7 @@ def _contenders(img: Images, out: Path) -> list[Contender]:
 
     def lib() -> None:
         store = Store(img.store)
-        write_archive(store, load_images(store, ["big"]), out)
+        write_archive(store, store.images(["big"]), out)
 
     def skopeo(dest: str) -> None:
         run(["skopeo", "copy", f"oci:{img.layout}:latest", dest])

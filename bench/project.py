@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,41 @@ def write_project(root: Path, layers: dict[str, LayerSpec],
     (root / "layers").mkdir(parents=True, exist_ok=True)
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     for name, spec in layers.items():
-        (root / "layers" / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+        source = dict(spec["source"])
+        if source["kind"] == "files":
+            source["files"] = [{**item, "src": _bring(root, item["src"], f"{name}-{i}")}
+                               for i, item in enumerate(source["files"])]
+        elif source["kind"] == "archive":
+            source["url"] = _bring(root, source["url"], f"{name}-{Path(source['url']).name}")
+        (root / "layers" / f"{name}.yaml").write_text(yaml.safe_dump({**spec,
+                                                                      "source": source}))
     (root / "recipes" / "bench.yaml").write_text(yaml.safe_dump({"images": images}))
     return root
+
+
+def _bring(root: Path, src: str, name: str) -> str:
+    """`src` as a path inside the project (ociforge reads nothing outside it): hard
+    links under `data/` (the same inodes, so the same bytes, modes and mtimes), or a
+    copy where the data is on another filesystem."""
+    path = Path(src)
+    if path.is_relative_to(root):
+        return str(path.relative_to(root))
+    dest = root / "data" / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        shutil.copytree(path, dest, copy_function=_link_or_copy, symlinks=True)
+    else:
+        _link_or_copy(str(path), str(dest))
+    return str(dest.relative_to(root))
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM):
+            raise
+        shutil.copy2(src, dest)
 
 
 def ociforge(store: Path, project: Path, *args: str) -> list[str]:

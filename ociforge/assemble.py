@@ -13,6 +13,7 @@ from typing import Any
 
 from .digests import canonical_json
 from .recipes import ImageDef
+from .records import LayerRecord
 from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
 
 
@@ -24,7 +25,7 @@ def image_reference(name: str, image: ImageDef) -> str:
     return f"{image.repository or name}:{image.tag}"
 
 
-def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> dict[str, Any]:
+def build_config(image: ImageDef, records: list[LayerRecord], sde: int) -> dict[str, Any]:
     c = image.config
     cfg: dict[str, Any] = {}
     if c.user is not None:
@@ -52,23 +53,23 @@ def build_config(image: ImageDef, records: list[dict[str, Any]], sde: int) -> di
         "os": os_,
         "created": created,
         "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": [r["diff_id"] for r in records]},
+        "rootfs": {"type": "layers", "diff_ids": [r.diff_id for r in records]},
         "history": [
             # Layer name and source kind only: the input key is ociforge's cache
             # bookkeeping and must not make the same content a different image.
-            {"created": created, "created_by": f"ociforge layer {r['name']} ({r['source_kind']})"}
+            {"created": created, "created_by": f"ociforge layer {r.name} ({r.source_kind})"}
             for r in records
         ],
     }
 
 
-def build_manifest(config_desc: Descriptor, records: list[dict[str, Any]], encoding: str,
+def build_manifest(config_desc: Descriptor, records: list[LayerRecord], compression: str,
                    annotations: dict[str, str]) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MT_MANIFEST,
         "config": config_desc.to_json(),
-        "layers": [r["blobs"][encoding] for r in records],
+        "layers": [r.blob(compression).to_json() for r in records],
     }
     if annotations:
         manifest["annotations"] = dict(sorted(annotations.items()))
@@ -81,8 +82,8 @@ class AssembledImage:
     reference: str
     manifest: Descriptor
     config: Descriptor
-    layers: list[dict[str, Any]]
-    encoding: str
+    layers: list[LayerRecord]
+    compression: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,23 +91,23 @@ class AssembledImage:
             "reference": self.reference,
             "manifest_digest": self.manifest.digest,
             "config_digest": self.config.digest,
-            "compression": self.encoding,
-            "size": sum(r["blobs"][self.encoding]["size"] for r in self.layers),
-            "layers": [{"name": r["name"], "diff_id": r["diff_id"],
-                        "digest": r["blobs"][self.encoding]["digest"]} for r in self.layers],
+            "compression": self.compression,
+            "size": sum(r.blob(self.compression).size for r in self.layers),
+            "layers": [{"name": r.name, "diff_id": r.diff_id,
+                        "digest": r.blob(self.compression).digest} for r in self.layers],
         }
 
 
-def assemble_image(store: Store, name: str, image: ImageDef, records: list[dict[str, Any]],
-                   sde: int, encoding: str) -> AssembledImage:
+def assemble_image(store: Store, name: str, image: ImageDef, records: list[LayerRecord],
+                   sde: int, compression: str) -> AssembledImage:
     """Write config + manifest for layers already stored, and tag `name` in the store."""
     config = build_config(image, records, sde)
     cfg_bytes = canonical_json(config)
     cfg_desc = Descriptor(MT_CONFIG, store.put_bytes(cfg_bytes), len(cfg_bytes))
     annotations = {"org.opencontainers.image.created": rfc3339(sde), **image.annotations}
-    manifest = build_manifest(cfg_desc, records, encoding, annotations)
+    manifest = build_manifest(cfg_desc, records, compression, annotations)
     man_bytes = canonical_json(manifest)
     man_desc = Descriptor(MT_MANIFEST, store.put_bytes(man_bytes), len(man_bytes))
     reference = image_reference(name, image)
     store.tag(name, man_desc, {"io.ociforge.reference": reference})
-    return AssembledImage(name, reference, man_desc, cfg_desc, records, encoding)
+    return AssembledImage(name, reference, man_desc, cfg_desc, records, compression)

@@ -7,9 +7,9 @@ the sizes and digests in docs/images.md are measured facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .recipes import Project
+from .records import LayerRecord
 from .registry.reference import is_loopback
 from .store import Store
 
@@ -47,13 +47,13 @@ def mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def _standin(rec: dict[str, Any]) -> bool:
+def _standin(rec: LayerRecord | None) -> bool:
     """A layer whose Maven artifacts came from a repository on this machine's loopback
     (the test suite's stand-in jars): its size says nothing about the real jars."""
     from urllib.parse import urlsplit
 
-    for src in rec.get("provenance", {}).get("sources", []):
-        for art in src.get("artifacts", []) if isinstance(src, dict) else []:
+    for _kind, src in rec.sources() if rec else []:
+        for art in src.get("artifacts", []):
             repository = art.get("repository", "") if isinstance(art, dict) else ""
             host = urlsplit(str(repository)).hostname or ""
             if host and is_loopback(host):
@@ -64,24 +64,14 @@ def _standin(rec: dict[str, Any]) -> bool:
 def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
     """Rows for the images that are assembled; names of those that are not."""
     tags = store.tags()
-    by_diff: dict[str, dict[str, Any]] = {}
-    for rec in store.iter_records():
-        by_diff.setdefault(rec["diff_id"], rec)
-    rows, missing = [], []
-    for name in project.images:
-        entry = tags.get(name)
-        if entry is None:
-            missing.append(name)
-            continue
-        manifest = store.read_json(entry["digest"])
-        config = store.read_json(manifest["config"]["digest"])
-        layers = []
-        for desc, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True):
-            rec = by_diff.get(diff_id, {})
-            layers.append(LayerRow(rec.get("name", "?"), desc["digest"], desc["size"],
-                                   rec.get("size", 0), rec.get("files", 0), _standin(rec)))
-        ref = entry.get("annotations", {}).get("io.ociforge.reference", name)
-        rows.append(ImageRow(name, ref, entry["digest"], layers))
+    missing = [name for name in project.images if name not in tags]
+    rows = []
+    for img in store.images([name for name in project.images if name in tags]):
+        layers = [LayerRow(layer.name or "?", layer.descriptor.digest, layer.descriptor.size,
+                           layer.record.size if layer.record else 0,
+                           layer.record.files if layer.record else 0, _standin(layer.record))
+                  for layer in img.layers]
+        rows.append(ImageRow(img.name, img.reference, img.descriptor.digest, layers))
     return rows, missing
 
 

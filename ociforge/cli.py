@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -165,10 +166,11 @@ def layers() -> None:
 def layers_ls(ctx: Ctx) -> None:
     """List cached layer records: name, diff_id, size, source, blobs."""
     store = ctx.store()
-    recs = sorted(store.iter_records(), key=lambda r: (r["name"], r.get("built_at", 0)))
-    data = [{"name": r["name"], "input_key": r["input_key"], "diff_id": r["diff_id"],
-             "size": r["size"], "files": r["files"], "source": r["source_kind"],
-             "blobs": r["blobs"], "provenance": r.get("provenance", {})} for r in recs]
+    recs = sorted(store.iter_records(), key=lambda r: (r.name, r.built_at))
+    data: list[dict[str, Any]] = [{"name": r.name, "input_key": r.input_key, "diff_id": r.diff_id,
+             "size": r.size, "files": r.files, "source": r.source_kind,
+             "blobs": {c: b.to_json() for c, b in r.blobs.items()},
+             "provenance": r.provenance} for r in recs]
     lines = [f"{r['name']:<28} {r['diff_id'][:19]}  {human_size(r['size']):>9}  {r['files']:>7} "
              f"files  {r['source']:<8} {','.join(sorted(r['blobs']))}" for r in data]
     ctx.emit(data, "\n".join(lines) if lines else "no cached layers")
@@ -189,8 +191,8 @@ def layers_build(ctx: Ctx, names: tuple[str, ...], compression: str) -> None:
             session.project.layer(n)  # unknown names fail before any work
         with session.store.writer_lock():
             records = session.build_layers(names, compression)
-    data = [{"name": r["name"], "diff_id": r["diff_id"], "size": r["size"],
-             "built": r["name"] in session.stats.built} for r in records]
+    data: list[dict[str, Any]] = [{"name": r.name, "diff_id": r.diff_id, "size": r.size,
+                                   "built": r.name in session.stats.built} for r in records]
     ctx.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
                              f"{'built' if d['built'] else 'cached'}" for d in data))
 
@@ -225,28 +227,22 @@ def images_ls(ctx: Ctx) -> None:
 @pass_ctx
 def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
     """Show an assembled image: digest, config, layers and their provenance."""
-    from .outputs import load_images
-
-    store = ctx.store()
-    (img,) = load_images(store, [name])
-    manifest = img.manifest_json
-    config = store.read_json(manifest["config"]["digest"])
+    img = ctx.store().image(name)
+    config = img.config
     if raw:
-        click.echo(json.dumps(manifest if raw == "manifest" else config, indent=2))
+        click.echo(json.dumps(img.manifest if raw == "manifest" else config, indent=2))
         return
-    records = {r["diff_id"]: r for r in store.iter_records()}
-    layers_out = []
-    for desc, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True):
-        rec = records.get(diff_id, {})
-        layers_out.append({"name": rec.get("name"), "digest": desc["digest"],
-                           "size": desc["size"], "mediaType": desc["mediaType"],
-                           "diff_id": diff_id, "provenance": rec.get("provenance")})
-    data = {"name": name, "reference": img.reference, "manifest_digest": img.manifest.digest,
-            "config_digest": manifest["config"]["digest"], "created": config.get("created"),
-            "platform": f"{config['os']}/{config['architecture']}",
-            "config": config.get("config", {}), "layers": layers_out,
-            "size": sum(d["size"] for d in manifest["layers"])}
-    lines = [f"{name}  {img.reference}", f"manifest  {img.manifest.digest}",
+    layers_out: list[dict[str, Any]] = [{"name": layer.name, "digest": layer.descriptor.digest,
+                   "size": layer.descriptor.size, "mediaType": layer.descriptor.media_type,
+                   "diff_id": layer.diff_id,
+                   "provenance": layer.record.provenance if layer.record else None}
+                  for layer in img.layers]
+    data: dict[str, Any] = {
+        "name": name, "reference": img.reference, "manifest_digest": img.descriptor.digest,
+        "config_digest": img.config_descriptor.digest, "created": config.get("created"),
+        "platform": img.platform, "config": config.get("config", {}),
+        "layers": layers_out, "size": img.size}
+    lines = [f"{name}  {img.reference}", f"manifest  {img.descriptor.digest}",
              f"config    {data['config_digest']}", f"platform  {data['platform']}",
              f"created   {data['created']}", f"size      {human_size(data['size'])}"]
     for k, v in data["config"].items():
@@ -346,7 +342,17 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
              f"kept {report.kept_blobs} blobs")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every `finally` cleans up (temporary blobs,
+    staging directories, half-written outputs) before ociforge exits with 143."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -354,20 +360,31 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.Abort:
-        click.echo("ociforge: interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("ociforge: interrupted", err=True)
-        sys.exit(130)
+    except (click.Abort, KeyboardInterrupt) as e:
+        # click turns a KeyboardInterrupt into Abort, keeping it as the context.
+        terminated = isinstance(e, Terminated) or isinstance(e.__context__, Terminated)
+        click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
+        sys.exit(143 if terminated else 130)
     except OciforgeError as e:
         fail(_json_ctx(), e)
+    except OSError as e:
+        if os.environ.get("OCIFORGE_DEBUG"):
+            raise
+        fail(_json_ctx(), host_error(e))
     except Exception as e:
         if os.environ.get("OCIFORGE_DEBUG"):
             raise
         err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
                             "(set OCIFORGE_DEBUG=1 for the traceback)")
         fail(_json_ctx(), err)
+
+
+def host_error(e: OSError) -> OciforgeError:
+    """A file-system condition (disk full, read-only, missing directory, permission)
+    as one line naming the path, exit 1: the machine's problem, not ociforge's."""
+    where = e.filename if e.filename is not None else ""
+    what = e.strerror or type(e).__name__
+    return OciforgeError(f"{where}: {what}" if where else what)
 
 
 def _json_ctx() -> Ctx | None:

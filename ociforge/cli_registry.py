@@ -53,7 +53,7 @@ class _Clients:
     """One client per registry, so tokens and connections are shared by all images."""
 
     def __init__(self, insecure: bool, ca_file: Path | None, retries: int, jobs: int) -> None:
-        from .registry.retry import RetryPolicy
+        from .net.retry import RetryPolicy
 
         self._policy = RetryPolicy(attempts=retries + 1)
         self._opts = (insecure, str(ca_file) if ca_file else None, jobs)
@@ -98,9 +98,10 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
     credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
     """
+    from .errors import ImageNotInStoreError
+    from .oci import Descriptor
     from .registry import reference
     from .registry.push import Pusher, PushRequest
-    from .store import Descriptor
 
     store = ctx.store()
     tags = store.tags()
@@ -109,8 +110,7 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         raise click.UsageError("name at least one image, or use --all")
     missing = [n for n in selected if n not in tags]
     if missing:
-        raise OciforgeError(f"image {missing[0]!r} is not in the store; run "
-                            f"`ociforge assemble {missing[0]}`")
+        raise ImageNotInStoreError(missing[0], tags)
     target = reference.parse(dest)
     if target.digest:
         raise click.UsageError("--to takes a tag, not a digest")
@@ -126,10 +126,8 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         for t in extra_tags:
             if not reference.is_valid_tag(t):
                 raise click.UsageError(f"invalid tag {t!r}")
-        entry = tags[name]
-        requests.append(PushRequest(
-            name, Descriptor(entry.get("mediaType", ""), entry["digest"], entry["size"]),
-            target, list(dict.fromkeys([first, *extra_tags]))))
+        requests.append(PushRequest(name, Descriptor.from_json(tags[name]), target,
+                                    list(dict.fromkeys([first, *extra_tags]))))
     clients = _Clients(insecure, ca_file, retries, jobs)
     with ctx.reporter() as rep:
         pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,

@@ -29,7 +29,7 @@ def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
     Built from what ociforge recorded when it built each layer, not by scanning; the
     same image gives the same bytes. `ociforge push` attaches the SPDX document.
     """
-    from .digests import sha256_bytes
+    from .digests import digest_bytes
     from .sbom import generate, media_type
 
     inv, data = generate(ctx.store(), name, fmt)
@@ -37,7 +37,7 @@ def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
         raise OciforgeError(f"image {name!r} has no layer ociforge built (a pulled image?): "
                             "there is no provenance to describe it from")
     report = {"name": name, "format": fmt, "media_type": media_type(fmt),
-              "manifest_digest": inv.manifest_digest, "digest": sha256_bytes(data),
+              "manifest_digest": inv.manifest_digest, "digest": digest_bytes(data),
               "size": len(data), "packages": len(inv.components), "files": len(inv.files),
               "undescribed_layers": inv.unknown_layers,
               "path": str(output) if output else None}

@@ -1,8 +1,13 @@
 """One pass over a layer's tar stream: diff_id, compressed blob(s) and their digests.
 
 The tar writer writes into a `LayerEncoder`; every byte is hashed once for the
-diff_id and fed to one compressor per requested encoding, whose output is hashed
+diff_id and fed to one compressor per requested compression, whose output is hashed
 and written straight into a store temp file. No temporary full copy exists.
+
+Words: a layer's *compression* is gzip, zstd or none (the CLI's `--compression`).
+Layer records on disk keep the older key `encoding_params` for the same thing.
+This module knows the store only as `BlobStore` (a Protocol), so the layer record
+and image model can import it while the store imports them.
 
 gzip: python-isal's threaded igzip (pigz-like independent 1 MiB blocks, each with
 the previous 32 KiB as dictionary). Its bytes depend on the data, level and block
@@ -24,14 +29,14 @@ import zstandard
 from isal import igzip_threaded
 
 from .errors import OciforgeError
-from .store import BlobWriter, Store
+from .oci import Descriptor
 
 MEDIA_TYPES = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
     "none": "application/vnd.oci.image.layer.v1.tar",
 }
-ENCODINGS = tuple(MEDIA_TYPES)
+COMPRESSIONS = tuple(MEDIA_TYPES)
 GZIP_LEVEL = 1  # isal levels are 0-3; 1 is between zlib -1 and -6 in ratio, far faster
 GZIP_BLOCK = 1 << 20
 ZSTD_JOB_SIZE = 2 << 20
@@ -47,34 +52,48 @@ def _zstd_level() -> int:
 ZSTD_LEVEL = _zstd_level()  # 3, as containerd and docker use; 1 for faster builds
 
 
-def encoding_params(encoding: str) -> str:
+def compression_params(compression: str) -> str:
     """Everything besides the data that decides a blob's bytes. Layer records keep it
     per blob, so a blob made with other settings or library versions is recompressed,
     never served as if it were the same."""
-    if encoding == "gzip":
+    if compression == "gzip":
         return f"isal-{isal.__version__}/level-{GZIP_LEVEL}/block-{GZIP_BLOCK}"
-    if encoding == "zstd":
+    if compression == "zstd":
         return f"zstandard-{zstandard.__version__}/level-{ZSTD_LEVEL}/job-{ZSTD_JOB_SIZE}"
     return "tar"
 
 
 # Records written before parameters were recorded: gzip and plain tar were made with
 # today's settings; zstd used another job size and must be recompressed.
-LEGACY_PARAMS = {"gzip": encoding_params("gzip"), "none": "tar"}
+LEGACY_PARAMS = {"gzip": compression_params("gzip"), "none": "tar"}
 
 
 def worker_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-class _Sink(Protocol):
+class BlobSink(Protocol):
+    """A blob being written (the store's BlobWriter): hashed, committed or aborted."""
+
+    size: int
+
     def write(self, data: bytes | memoryview) -> int: ...
+
+    def commit(self, expected: str | None = None) -> str: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where compressed blobs go (the store)."""
+
+    def new_blob(self) -> BlobSink: ...
 
 
 class _BlobFile:
-    """File-like adapter so compressors can write into a BlobWriter."""
+    """File-like adapter so compressors can write into a blob being written."""
 
-    def __init__(self, blob: BlobWriter) -> None:
+    def __init__(self, blob: BlobSink) -> None:
         self.blob = blob
 
     def write(self, data: bytes | memoryview) -> int:
@@ -96,16 +115,17 @@ class _BlobFile:
 
 @dataclass(frozen=True)
 class EncodedBlob:
-    encoding: str
+    compression: str
     digest: str
     size: int
 
     @property
     def media_type(self) -> str:
-        return MEDIA_TYPES[self.encoding]
+        return MEDIA_TYPES[self.compression]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "size": self.size, "mediaType": self.media_type}
+    @property
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size)
 
 
 @dataclass(frozen=True)
@@ -116,13 +136,13 @@ class EncodedLayer:
 
 
 class _Encoder:
-    def __init__(self, encoding: str, store: Store) -> None:
-        self.encoding = encoding
+    def __init__(self, compression: str, store: BlobStore) -> None:
+        self.compression = compression
         self.blob = store.new_blob()
         self._raw = _BlobFile(self.blob)
         self._stream: Any
         self._pending = bytearray()
-        if encoding == "gzip":
+        if compression == "gzip":
             # Block boundaries decide the bytes, so blocks are cut here at exact
             # multiples of GZIP_BLOCK and handed to the unbuffered writer (`.raw`);
             # the BufferedWriter in front of it would cut them by write sizes.
@@ -130,7 +150,7 @@ class _Encoder:
                 self._raw, "wb", compresslevel=GZIP_LEVEL, threads=worker_threads(),
                 block_size=GZIP_BLOCK)
             self._stream = self._buffered.raw
-        elif encoding == "zstd":
+        elif compression == "zstd":
             # A fixed job size bounds memory (python-zstandard's buffers otherwise grow
             # with the thread count: ~240 MB at 8 threads) and, like the level, fixes
             # the output bytes whatever the number of threads.
@@ -139,13 +159,14 @@ class _Encoder:
                 write_checksum=0, write_content_size=0)
             cctx = zstandard.ZstdCompressor(compression_params=params)
             self._stream = cctx.stream_writer(self._raw, closefd=False)  # type: ignore[arg-type]
-        elif encoding == "none":
+        elif compression == "none":
             self._stream = self._raw
         else:
-            raise ValueError(f"unknown compression {encoding!r}; choose one of {ENCODINGS}")
+            raise ValueError(f"unknown compression {compression!r}; choose one of "
+                             f"{COMPRESSIONS}")
 
     def write(self, data: bytes | memoryview) -> None:
-        if self.encoding != "gzip":
+        if self.compression != "gzip":
             self._stream.write(data)
             return
         pending = self._pending
@@ -159,18 +180,18 @@ class _Encoder:
             del pending[:whole]
 
     def finish(self) -> EncodedBlob:
-        if self.encoding == "gzip":
+        if self.compression == "gzip":
             if self._pending:
                 self._stream.write(bytes(self._pending))
             self._buffered.close()
         elif self._stream is not self._raw:
             self._stream.close()
         digest = self.blob.commit()
-        return EncodedBlob(self.encoding, digest, self.blob.size)
+        return EncodedBlob(self.compression, digest, self.blob.size)
 
     def abort(self) -> None:
         try:
-            if self.encoding == "gzip":
+            if self.compression == "gzip":
                 self._buffered.close()
             elif self._stream is not self._raw:
                 self._stream.close()
@@ -182,15 +203,15 @@ class _Encoder:
 class LayerEncoder:
     """A write-only stream that turns tar bytes into stored, digested blobs."""
 
-    def __init__(self, store: Store, encodings: list[str] | tuple[str, ...]) -> None:
-        if not encodings:
-            raise ValueError("at least one encoding is needed")
+    def __init__(self, store: BlobStore, compressions: list[str] | tuple[str, ...]) -> None:
+        if not compressions:
+            raise ValueError("at least one compression is needed")
         self._diff = hashlib.sha256()
         self.size = 0
         self._encoders: list[_Encoder] = []
         try:
-            for enc in dict.fromkeys(encodings):
-                self._encoders.append(_Encoder(enc, store))
+            for compression in dict.fromkeys(compressions):
+                self._encoders.append(_Encoder(compression, store))
         except BaseException:
             self.abort()
             raise
@@ -210,7 +231,7 @@ class LayerEncoder:
         blobs = {}
         try:
             for enc in self._encoders:
-                blobs[enc.encoding] = enc.finish()
+                blobs[enc.compression] = enc.finish()
         except BaseException:
             self.abort()
             raise
@@ -221,21 +242,23 @@ class LayerEncoder:
             enc.abort()
 
 
-def decompressing_reader(fileobj: Any, encoding: str) -> BinaryIO:
-    """Read a stored layer blob back as its uncompressed tar stream."""
-    if encoding == "gzip":
+def decompressing_reader(fileobj: Any, compression: str) -> BinaryIO:
+    """A layer blob's bytes as its uncompressed tar stream. Readers use
+    `image.open_uncompressed` (which also checks the digests), not this."""
+    if compression == "gzip":
         from isal import igzip
 
         return igzip.IGzipFile(fileobj=fileobj, mode="rb")  # type: ignore[return-value]
-    if encoding == "zstd":
+    if compression == "zstd":
         return zstandard.ZstdDecompressor().stream_reader(fileobj)  # type: ignore[return-value]
     return fileobj
 
 
-def encoding_of(media_type: str) -> str:
-    for enc, mt in MEDIA_TYPES.items():
+def compression_of(media_type: str) -> str:
+    """gzip, zstd or none, from a layer's media type (OCI's or Docker's)."""
+    for compression, mt in MEDIA_TYPES.items():
         if mt == media_type:
-            return enc
+            return compression
     if media_type.endswith("+gzip") or media_type.endswith(".tar.gzip"):
         return "gzip"
     if media_type.endswith("+zstd"):

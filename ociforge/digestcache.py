@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from .digests import sha256_file
+from .digests import file_hexdigest
 from .store import atomic_write
 
 RACY_NS = 2_000_000_000
@@ -43,7 +43,7 @@ class DigestCache:
         if entry is not None and entry[0] == sig:
             self.hits += 1
             return str(entry[1])
-        digest = sha256_file(path)
+        digest = file_hexdigest(path)
         now = time.time_ns()
         if now - st.st_mtime_ns > RACY_NS and now - st.st_ctime_ns > RACY_NS:
             self.entries[key] = [sig, digest]

@@ -17,12 +17,14 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def sha256_bytes(data: bytes) -> str:
+def digest_bytes(data: bytes) -> str:
+    """The OCI digest of `data`: `sha256:<hex>`."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path | str, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, streamed (memory stays flat whatever its size)."""
+def file_hexdigest(path: Path | str, algorithm: str = "sha256") -> str:
+    """The bare hex digest of a file (no `sha256:` prefix; `algorithm` may be sha1,
+    sha512, …), streamed: memory stays flat whatever its size."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK):
@@ -43,4 +45,4 @@ def digest_hex(digest: str) -> str:
 
 def key_of(definition: Any) -> str:
     """Input key: digest of the canonical JSON of a definition."""
-    return sha256_bytes(canonical_json(definition))
+    return digest_bytes(canonical_json(definition))

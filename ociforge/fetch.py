@@ -10,21 +10,20 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from .errors import FetchError, IntegrityError
+from .net.redact import redact
+from .net.retry import DOWNLOAD_ATTEMPTS, RetryPolicy
 from .store import cache_home
 
 if TYPE_CHECKING:
     import requests
 
-TIMEOUT = (10, 60)
-RETRIES = 3
-USER_AGENT = "ociforge/0.1 (+https://github.com/ociforge)"
+    from .net.credentials import CredentialHook
 
 
 def downloads_dir() -> Path:
@@ -41,7 +40,7 @@ def _check(hashes: dict[str, hashlib._Hash], pins: dict[str, str], what: str) ->
     for algo, expected in pins.items():
         got = hashes[algo].hexdigest()
         if got != expected.lower():
-            raise IntegrityError(f"{algo} mismatch for {what}: pinned {expected}, got {got}")
+            raise IntegrityError.mismatch(what, algo, expected, got)
 
 
 def verify_local(path: Path, pins: dict[str, str]) -> Path:
@@ -58,40 +57,41 @@ def verify_local(path: Path, pins: dict[str, str]) -> Path:
 
 
 def fetch(url: str, pins: dict[str, str], *, session: requests.Session | None = None,
+          policy: RetryPolicy | None = None, auth: CredentialHook | None = None,
           progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Return a cached, verified copy of `url`. `pins` maps sha256/sha512 to hex."""
+    """Return a cached, verified copy of `url`. `pins` maps sha256/sha512 to hex.
+
+    Retried under `policy` (default: DOWNLOAD_ATTEMPTS): the request as any other, and
+    the whole download again when its body breaks off half-way."""
     if not pins:
-        raise IntegrityError(f"{url}: refusing an unpinned download (give sha256 or sha512)")
+        raise IntegrityError(f"{redact(url)}: refusing an unpinned download "
+                             "(give sha256 or sha512)")
     cached = downloads_dir() / pins["sha256"] if "sha256" in pins else None
     if cached is not None and cached.exists():
         return cached
-    import requests  # here, not at module level: warm runs never download
+    from .net.http import new_session, retrying  # here: warm runs never download
 
-    sess = session or requests.Session()
-    last: Exception | None = None
-    for attempt in range(RETRIES):
-        try:
-            return _download(sess, url, pins, progress)
-        except (requests.ConnectionError, requests.Timeout) as e:
-            last = e
-        except requests.HTTPError as e:
-            status = e.response.status_code if e.response is not None else 0
-            if status < 500 and status not in (408, 429):
-                raise FetchError(f"GET {url}: HTTP {status}") from None
-            last = e
-        time.sleep(min(8.0, 0.5 * 2**attempt))
-    raise FetchError(f"GET {url} failed after {RETRIES} attempts: {last}")
+    sess = session or new_session()
+    pol = policy or RetryPolicy(DOWNLOAD_ATTEMPTS)
+    return retrying(pol, lambda: _download(sess, pol, auth, url, pins, progress),
+                    method="GET", url=url)
 
 
-def _download(sess: requests.Session, url: str, pins: dict[str, str],
+def _download(sess: requests.Session, policy: RetryPolicy, auth: CredentialHook | None,
+              url: str, pins: dict[str, str],
               progress: Callable[[int, int | None], None] | None) -> Path:
+    from .net.http import request
+
     d = downloads_dir()
     tmp = d.parent / f"{os.getpid()}-{secrets.token_hex(6)}.part"
     hashes = {algo: hashlib.new(algo) for algo in {"sha256", *pins}}
     try:
-        with sess.get(url, stream=True, timeout=TIMEOUT,
-                      headers={"User-Agent": USER_AGENT}) as r:
-            r.raise_for_status()
+        with request(sess, "GET", url, policy=policy, auth=auth, stream=True) as r:
+            if not r.ok:
+                spent = f" (after {policy.attempts} attempts)" \
+                    if policy.retryable_status(r.status_code) else ""
+                raise FetchError(f"GET {redact(url)}: HTTP {r.status_code}{spent}", url=url,
+                                 status=r.status_code)
             total = int(r.headers["Content-Length"]) if "Content-Length" in r.headers else None
             with open(tmp, "wb") as out:
                 for chunk in r.iter_content(1 << 20):
@@ -102,7 +102,7 @@ def _download(sess: requests.Session, url: str, pins: dict[str, str],
                         progress(len(chunk), total)
                 out.flush()
                 os.fsync(out.fileno())
-        _check(hashes, pins, url)
+        _check(hashes, pins, redact(url))
         final = d / hashes["sha256"].hexdigest()
         os.replace(tmp, final)
         return final

@@ -16,19 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import LAYER_FORMAT_VERSION, __version__
-from .compression import (
-    LEGACY_PARAMS,
-    LayerEncoder,
-    decompressing_reader,
-    encoding_of,
-    encoding_params,
-)
+from .compression import LayerEncoder, compression_params
 from .digests import key_of
 from .errors import BuildError, OciforgeError, StoreCorruptError
+from .image import open_uncompressed
 from .recipes import LayerDef
+from .records import LayerRecord
 from .sources.base import BuildContext
 from .store import Store
 from .tartree import Tree, write_tar
@@ -69,52 +64,49 @@ class LayerBuilder:
         self.progress = progress
         self.stats = BuildStats()
 
-    def _usable(self, rec: dict[str, Any] | None, encoding: str) -> bool:
-        if not rec or encoding not in rec.get("blobs", {}):
+    def _usable(self, rec: LayerRecord | None, compression: str) -> bool:
+        if rec is None or not rec.has_params_for(compression):
             return False
-        made_with = rec.get("encoding_params", {}).get(encoding, LEGACY_PARAMS.get(encoding))
-        if made_with != encoding_params(encoding):
-            return False
-        blob = rec["blobs"][encoding]
+        blob = rec.blob(compression)
         # Existence and size on every hit; a full re-hash happens when the blob is read.
-        self.store.check_blob_size(blob["digest"], blob["size"])
+        self.store.check_blob_size(blob.digest, blob.size)
         return True
 
-    def ensure(self, name: str, layer: LayerDef, key: str, encoding: str) -> dict[str, Any]:
-        """The record of `layer` (input key `key`) with a blob in `encoding`, building
+    def ensure(self, name: str, layer: LayerDef, key: str, compression: str) -> LayerRecord:
+        """The record of `layer` (input key `key`) with a blob in `compression`, building
         only if needed."""
-        rec = self._lookup(key, encoding)
+        rec = self._lookup(key, compression)
         if rec is not None:
             self.stats.reused.append(name)
             return rec
         with self.store.build_lock(key):
-            rec = self._lookup(key, encoding)  # another process may have built it meanwhile
+            rec = self._lookup(key, compression)  # another process may have built it meanwhile
             if rec is not None:
                 self.stats.reused.append(name)
                 return rec
             existing = self.store.read_record(key)
             if existing and self._has_any_blob(existing):
-                rec = self._transcode(existing, encoding)
+                rec = self._transcode(existing, compression)
                 self.stats.transcoded.append(name)
             else:
-                rec = self._build(name, key, layer, encoding)
+                rec = self._build(name, key, layer, compression)
                 self.stats.built.append(name)
-            self.store.write_record(key, rec)
+            self.store.write_record(rec)
             return rec
 
-    def _lookup(self, key: str, encoding: str) -> dict[str, Any] | None:
+    def _lookup(self, key: str, compression: str) -> LayerRecord | None:
         rec = self.store.read_record(key)
         try:
-            return rec if self._usable(rec, encoding) else None
+            return rec if self._usable(rec, compression) else None
         except StoreCorruptError:
             # Blob gone or damaged since the record was written: rebuild the layer.
             self.store.drop_record(key)
             return None
 
-    def _has_any_blob(self, rec: dict[str, Any]) -> bool:
-        return any(self.store.has_blob(b["digest"], b["size"]) for b in rec["blobs"].values())
+    def _has_any_blob(self, rec: LayerRecord) -> bool:
+        return any(self.store.has_blob(b.digest, b.size) for b in rec.blobs.values())
 
-    def _build(self, name: str, key: str, layer: LayerDef, encoding: str) -> dict[str, Any]:
+    def _build(self, name: str, key: str, layer: LayerDef, compression: str) -> LayerRecord:
         staging = self.store.tmp_dir / f"{os.getpid()}-stage-{secrets.token_hex(6)}"
         started = time.monotonic()
         try:
@@ -135,7 +127,7 @@ class LayerBuilder:
                 if self.progress:
                     self.progress(name, done, total)
 
-            encoder = LayerEncoder(self.store, [encoding])
+            encoder = LayerEncoder(self.store, [compression])
             try:
                 files = write_tar(tree, encoder, self.ctx.sde, tick)  # type: ignore[arg-type]
                 encoded = encoder.finish()
@@ -144,41 +136,26 @@ class LayerBuilder:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return {
-            "name": name,
-            "input_key": key,
-            "diff_id": encoded.diff_id,
-            "size": encoded.size,
-            "files": files,
-            "blobs": {enc: b.to_json() for enc, b in encoded.blobs.items()},
-            "encoding_params": {enc: encoding_params(enc) for enc in encoded.blobs},
-            "source_kind": layer.kind,
-            "provenance": provenance,
-            "built_by": f"ociforge {__version__}",
-            "built_at": int(time.time()),
-            "build_seconds": round(time.monotonic() - started, 3),
-        }
+        return LayerRecord(
+            name=name, input_key=key, diff_id=encoded.diff_id, size=encoded.size,
+            files=files, source_kind=layer.kind,
+            blobs={c: b.descriptor for c, b in encoded.blobs.items()},
+            params={c: compression_params(c) for c in encoded.blobs},
+            provenance_json=LayerRecord.provenance_text(provenance),
+            built_by=f"ociforge {__version__}", built_at=int(time.time()),
+            build_seconds=round(time.monotonic() - started, 3))
 
-    def _transcode(self, rec: dict[str, Any], encoding: str) -> dict[str, Any]:
-        """Add an encoding to a stored layer by recompressing it (no source rebuild)."""
-        src_enc, blob = next((e, b) for e, b in rec["blobs"].items()
-                             if self.store.has_blob(b["digest"], b["size"]))
-        encoder = LayerEncoder(self.store, [encoding])
+    def _transcode(self, rec: LayerRecord, compression: str) -> LayerRecord:
+        """Add a compression to a stored layer by recompressing it (no source rebuild);
+        the stored blob's digest and the record's diff_id are checked on the way."""
+        blob = next(b for b in rec.blobs.values() if self.store.has_blob(b.digest, b.size))
+        encoder = LayerEncoder(self.store, [compression])
         try:
-            with self.store.open_blob(blob["digest"]) as raw:
-                reader = decompressing_reader(raw, encoding_of(blob["mediaType"]) or src_enc)
-                while chunk := reader.read(1 << 20):
+            with open_uncompressed(self.store, blob, rec.diff_id) as tar:
+                while chunk := tar.read(1 << 20):
                     encoder.write(chunk)
-                raw.read()  # reach EOF so the verifying reader checks the digest
             encoded = encoder.finish()
         except BaseException:
             encoder.abort()
             raise
-        if encoded.diff_id != rec["diff_id"]:
-            raise StoreCorruptError(f"layer {rec['name']}: recompressed content has diff_id "
-                                    f"{encoded.diff_id}, recorded {rec['diff_id']}")
-        new = dict(rec)
-        new["blobs"] = {**rec["blobs"], encoding: encoded.blobs[encoding].to_json()}
-        new["encoding_params"] = {**rec.get("encoding_params", {}),
-                                  encoding: encoding_params(encoding)}
-        return new
+        return rec.with_blob(compression, encoded.blobs[compression].descriptor)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .digests import digest_hex
+from .oci import Descriptor, walk
 from .store import Store, hash_file_matches, remove_path
 
 
@@ -46,31 +47,27 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
                     entry["quarantined_to"] = str(dest)
                 report.corrupt.append(entry)
         for rec in list(store.iter_records()):
-            missing = [b["digest"] for b in rec.get("blobs", {}).values()
-                       if not store.has_blob(b["digest"], b["size"])]
-            if missing:
-                report.dropped_records.append(f"{rec.get('name')} ({rec['input_key']})")
+            if not all(store.has_blob(b.digest, b.size) for b in rec.blobs.values()):
+                report.dropped_records.append(f"{rec.name} ({rec.input_key})")
                 if repair:
-                    store.drop_record(rec["input_key"])
-        for name, entry in store.tags().items():
-            if not store.has_blob(entry["digest"]):
-                report.dangling_tags.append(name)
-                continue
-            try:
-                manifest = store.read_json(entry["digest"])
-            except Exception:
-                report.dangling_tags.append(name)
-                continue
-            for d in [manifest.get("config", {}), *manifest.get("layers", [])]:
-                if d and not store.has_blob(d["digest"]):
-                    report.dangling_tags.append(name)
-                    break
+                    store.drop_record(rec.input_key)
+        report.dangling_tags += [name for name, entry in store.tags().items()
+                                 if not _complete(store, entry)]
         stale = store.stale_tmp_files()
         report.stale_tmp = len(stale)
         if repair:
             for p in stale:
                 remove_path(p)
     return report
+
+
+def _complete(store: Store, entry: dict[str, Any]) -> bool:
+    """Whether every blob a tag reaches is in the store (and its documents read)."""
+    try:
+        return all(store.has_blob(node.descriptor.digest)
+                   for node in walk([Descriptor.from_json(entry)], store.read_bytes))
+    except Exception:  # a document missing, corrupt or not JSON; a malformed entry
+        return False
 
 
 @dataclass
@@ -93,10 +90,10 @@ def gc(store: Store, prune_layers: bool = False, dry_run: bool = False) -> GcRep
         if prune_layers:
             used = store.referenced_blobs(include_records=False)
             for rec in list(store.iter_records()):
-                if not any(b["digest"] in used for b in rec.get("blobs", {}).values()):
+                if not any(b.digest in used for b in rec.blobs.values()):
                     report.removed_records += 1
                     if not dry_run:
-                        store.drop_record(rec["input_key"])
+                        store.drop_record(rec.input_key)
         keep = store.referenced_blobs(include_records=True)
         for digest in store.iter_blobs():
             if digest in keep:
@@ -118,7 +115,7 @@ def gc(store: Store, prune_layers: bool = False, dry_run: bool = False) -> GcRep
 
 def _drop_stale_scans(store: Store) -> None:
     """SBOM layer scans (`ociforge/sbom/<diff_id>-*.json`) of layers no record has."""
-    live = {r.get("diff_id", "").partition(":")[2] for r in store.iter_records()}
+    live = {r.diff_id.partition(":")[2] for r in store.iter_records()}
     for p in sorted((store.meta_dir / "sbom").glob("*.json")):
         if p.name.split("-", 1)[0] not in live:
             p.unlink(missing_ok=True)

@@ -17,8 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import AuthError, RecipeError
-from .registry.credentials import Credentials
-from .registry.reference import is_loopback
+from .net.credentials import Credentials, is_loopback
 
 SETTINGS_ENV = "OCIFORGE_MAVEN_SETTINGS"
 _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -22,8 +22,8 @@ from .assemble import AssembledImage, assemble_image
 from .digestcache import DigestCache
 from .errors import LockError, RecipeError
 from .layers import BuildStats, LayerBuilder, Progress, input_key
-from .outputs import load_images
 from .recipes import Project
+from .records import LayerRecord
 from .sources.base import DEFAULT_INDEX_URL, BuildContext, LockResult
 from .store import Store
 from .tartree import source_date_epoch
@@ -130,7 +130,7 @@ class BuildSession:
 
     # -- layers and images --------------------------------------------------------------
 
-    def build_layers(self, layers: Iterable[str], compression: str) -> list[dict[str, Any]]:
+    def build_layers(self, layers: Iterable[str], compression: str) -> list[LayerRecord]:
         """Store these layers (building what is not cached) without assembling."""
         keys = self.keys(layers)
         return [self.builder.ensure(n, self.project.layer(n), key, compression)
@@ -143,19 +143,19 @@ class BuildSession:
         keys = self.keys(ln for image in images for ln in image.layers)
         out = []
         for image in images:
-            encoding = compression or image.compression
-            records = [self.builder.ensure(ln, self.project.layer(ln), keys[ln], encoding)
+            chosen = compression or image.compression
+            records = [self.builder.ensure(ln, self.project.layer(ln), keys[ln], chosen)
                        for ln in image.layers]
             out.append(assemble_image(self.store, image.name, image, records, self.ctx.sde,
-                                      encoding))
+                                      chosen))
         return out
 
     def export(self, names: list[str], *, archive: Path | None = None,
                oci_layout: Path | None = None, progress: ByteProgress | None = None
                ) -> dict[str, dict[str, Any]]:
         """Write assembled images as an archive and/or an OCI layout directory."""
-        refs = load_images(self.store, names)
-        total = sum(d.size for r in refs for d in [r.manifest, *r.blobs()])
+        refs = self.store.images(names)
+        total = sum(d.size for r in refs for d in [r.descriptor, *r.blobs()])
 
         def tick(what: str) -> Callable[[int], None]:
             return lambda n: progress(what, n, total) if progress else None
@@ -221,8 +221,8 @@ class _Images:
 
         tagged, digest = self._session.prepared_base(name)
         store = self._session.store
-        (ref,) = load_images(store, [tagged])
-        if ref.manifest.digest != digest:
+        ref = store.image(tagged)
+        if ref.descriptor.digest != digest:
             raise RecipeError(f"builder base image {name!r} changed in the store during "
                               "the build")
         write_archive(store, [ref], dest)

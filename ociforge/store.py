@@ -8,6 +8,10 @@ Layout on disk (the top level is a valid OCI image layout that skopeo/umoci read
     ociforge/quarantine/             corrupt blobs moved aside by fsck
     ociforge/locks/                  per-layer build locks, the gc lock, the index lock
 
+Readers get images and layer records as typed values (`image()`, `record_for()`,
+`read_record()`, `iter_records()`): the models live in records.py and image.py, which
+do not import this module (image.py reads blobs through a Protocol this class meets).
+
 Writes go to a temporary file, are fsynced, then renamed: a reader never sees a
 partial blob, and a killed writer leaves only a temporary file that gc removes.
 Writers hold the gc lock shared; gc holds it exclusively.
@@ -25,21 +29,23 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .digests import CHUNK, canonical_json, digest_hex, is_digest, sha256_bytes
-from .errors import OciforgeError, StoreCorruptError
+from .digests import CHUNK, canonical_json, digest_bytes, digest_hex
+from .errors import ImageNotInStoreError, StoreCorruptError
+from .image import RecordFor, StoredImage, load_image
+from .oci import MT_CONFIG as MT_CONFIG
+from .oci import MT_DOCKER_LIST as MT_DOCKER_LIST
+from .oci import MT_DOCKER_MANIFEST as MT_DOCKER_MANIFEST
+from .oci import MT_INDEX, Descriptor, walk
+from .oci import MT_MANIFEST as MT_MANIFEST
+from .records import LayerRecord, pick_record
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 REF_NAME = "org.opencontainers.image.ref.name"
-MT_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_CONFIG = "application/vnd.oci.image.config.v1+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 
 def default_store_path() -> Path:
@@ -57,16 +63,6 @@ def cache_home() -> Path:
         return Path(env)
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg) / "ociforge"
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -235,7 +231,7 @@ class Store:
         return BlobWriter(self)
 
     def put_bytes(self, data: bytes) -> str:
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         if self.has_blob(digest, len(data)):
             return digest
         w = self.new_blob()
@@ -317,55 +313,79 @@ class Store:
     def record_path(self, key: str) -> Path:
         return self.records_dir / f"{digest_hex(key)}.json"
 
-    def read_record(self, key: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _load_record(path: Path) -> LayerRecord | None:
         try:
-            return json.loads(self.record_path(key).read_bytes())
-        except FileNotFoundError:
-            return None
-        except json.JSONDecodeError:
-            # A torn record cannot happen with atomic writes; treat it as absent.
+            return LayerRecord.from_json(json.loads(path.read_bytes()))
+        except (OSError, ValueError):
+            # Missing, or not a record (a torn one cannot happen with atomic writes).
             return None
 
-    def write_record(self, key: str, record: dict[str, Any]) -> None:
-        data = json.dumps(record, sort_keys=True, indent=1).encode() + b"\n"
-        atomic_write(self.record_path(key), data, self.tmp_dir)
+    def read_record(self, key: str) -> LayerRecord | None:
+        return self._load_record(self.record_path(key))
 
-    def iter_records(self) -> Iterator[dict[str, Any]]:
+    def write_record(self, record: LayerRecord) -> None:
+        data = json.dumps(record.to_json(), sort_keys=True, indent=1).encode() + b"\n"
+        atomic_write(self.record_path(record.input_key), data, self.tmp_dir)
+
+    def iter_records(self) -> Iterator[LayerRecord]:
+        """Every readable record, in file-name (input key) order."""
         for p in sorted(self.records_dir.glob("*.json")):
-            try:
-                yield json.loads(p.read_bytes())
-            except (OSError, json.JSONDecodeError):
-                continue
+            record = self._load_record(p)
+            if record is not None:
+                yield record
 
     def drop_record(self, key: str) -> None:
         self.record_path(key).unlink(missing_ok=True)
 
+    def _record_picker(self) -> RecordFor:
+        """`record_for` over the records as they are now, read once."""
+        by_diff: dict[str, list[LayerRecord]] = defaultdict(list)
+        for record in self.iter_records():
+            by_diff[record.diff_id].append(record)
+        return lambda diff_id, blob: pick_record(by_diff.get(diff_id, ()), diff_id, blob)
+
+    def record_for(self, diff_id: str, blob_digest: str | None = None) -> LayerRecord | None:
+        """The record that describes the layer `diff_id` (stored as `blob_digest`), by
+        the one rule every reader uses (`records.pick_record`)."""
+        return pick_record(self.iter_records(), diff_id, blob_digest)
+
+    # -- images ------------------------------------------------------------------------
+
+    def image(self, name: str) -> StoredImage:
+        """The image tagged `name` (OciforgeError naming it if it is not tagged)."""
+        (image,) = self.images([name])
+        return image
+
+    def images(self, names: Iterable[str]) -> list[StoredImage]:
+        """Several images, the layer records read once for all of them."""
+        tags = self.tags()
+        for name in names:
+            if name not in tags:
+                raise ImageNotInStoreError(name, tags)
+        picker = self._record_picker()
+        return [load_image(self, name, tags[name], picker) for name in names]
+
     # -- reachability ------------------------------------------------------------------
+
+    def tagged_descriptors(self) -> list[Descriptor]:
+        """The descriptors index.json lists (tags and other tools' entries), well-formed
+        ones only."""
+        out = []
+        for m in self.read_index().get("manifests", []):
+            try:
+                out.append(Descriptor.from_json(m))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
 
     def referenced_blobs(self, include_records: bool = True) -> set[str]:
         """Every blob reachable from index.json, plus those of cached layer records."""
-        seen: set[str] = set()
-        stack = [m for m in self.read_index().get("manifests", [])]
-        while stack:
-            desc = stack.pop()
-            digest = desc.get("digest", "")
-            if not is_digest(digest) or digest in seen:
-                continue
-            seen.add(digest)
-            mt = desc.get("mediaType", "")
-            if mt in (MT_MANIFEST, MT_DOCKER_MANIFEST, MT_INDEX, MT_DOCKER_LIST):
-                try:
-                    doc = self.read_json(digest)
-                except (OciforgeError, ValueError, OSError):
-                    continue
-                if "config" in doc:
-                    stack.append(doc["config"])
-                stack.extend(doc.get("layers", []))
-                stack.extend(doc.get("manifests", []))
+        seen = {node.descriptor.digest
+                for node in walk(self.tagged_descriptors(), self.read_bytes, strict=False)}
         if include_records:
             for rec in self.iter_records():
-                for blob in rec.get("blobs", {}).values():
-                    seen.add(blob["digest"])
+                seen.update(blob.digest for blob in rec.blobs.values())
         return seen
 
     def stale_tmp_files(self, min_age_s: float = 0) -> list[Path]:

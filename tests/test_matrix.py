@@ -9,6 +9,7 @@ PyPI and Debian is real and comes from the cache that scripts/prebuild-spark.sh 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,10 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from image_readers import assert_readers_agree, linked_copy
 from maven_repo import standin_repository
 from project_copy import PROJECT, copy_project
 
 from ociforge.checks.containerd import can_run_containers
+from ociforge.digests import digest_bytes
+from ociforge.store import Store
 
 from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
 from httpserver import serve
@@ -288,6 +292,28 @@ def test_whole_matrix_assembles_and_shares_layers(matrix: dict) -> None:
     assert re.search(r"4\.1\.0; the image sets spark.rapids.shims-provider-override.*"
                      r"NVIDIA does not test: `spark-4.1.0-gpu`", text)
     assert "stand-in" in text  # add-on sizes here are not the real jars'
+
+
+@pytest.mark.slow
+def test_inspect_catalog_and_sbom_name_the_same_layer_records(matrix: dict,
+                                                              tmp_path: Path) -> None:
+    """For every layer of every matrix image, in a copy of the matrix store where each
+    layer record has a twin (the same diff_id and blob under another input key, as when
+    two definitions make the same tar), all readers name the record one rule picks."""
+    store = linked_copy(SPARK_STORE, tmp_path / "store")
+    r = cli("--maven-repo", f"standins={matrix['repo']}", "assemble", *MATRIX,
+            project=matrix["project"], store=store,
+            env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3000)
+    assert r.rc == 0, r.err
+    s = Store(store)
+    for rec in list(s.iter_records()):
+        s.write_record(dataclasses.replace(rec, name=f"{rec.name}-twin",
+                                           input_key=digest_bytes(rec.input_key.encode())))
+    names = assert_readers_agree(store, matrix["project"], MATRIX, tmp_path)
+    picked = {n for layers in names.values() for n in layers}
+    assert None not in picked
+    assert any(n.endswith("-twin") for n in picked if n)  # the rule, not the file order
+    assert not all(n.endswith("-twin") for n in picked if n)
 
 
 @pytest.mark.slow

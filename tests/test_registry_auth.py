@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from ociforge.net.retry import RetryPolicy
 from ociforge.registry.client import RegistryClient
 from ociforge.registry.push import Pusher, PushRequest
 from ociforge.registry.reference import parse
-from ociforge.registry.retry import RetryPolicy
 from ociforge.store import Descriptor, Store
 
 from conftest import Result, need_tool, run_cli

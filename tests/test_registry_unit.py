@@ -13,11 +13,11 @@ import pytest
 
 from ociforge.cli_registry import parse_size
 from ociforge.errors import AuthError
+from ociforge.net.retry import RetryPolicy, retry_after_seconds
 from ociforge.registry import credentials
 from ociforge.registry.auth import Authenticator, parse_challenge
 from ociforge.registry.credentials import Credentials
 from ociforge.registry.reference import ReferenceError, is_loopback, parse
-from ociforge.registry.retry import RetryPolicy, retry_after_seconds
 from ociforge.registry.upload import _range_end
 
 

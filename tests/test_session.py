@@ -142,11 +142,11 @@ def test_layer_builder_builds_transcodes_and_cleans_up(tmp_path: Path) -> None:
     layer = project.layer("hello")
     key = input_key(layer, ctx)
     gz = builder.ensure("hello", layer, key, "gzip")
-    assert builder.stats.built == ["hello"] and gz["input_key"] == key
-    assert gz["provenance"]["sources"][0]["files"][0]["dest"] == "/usr/local/bin/hello"
+    assert builder.stats.built == ["hello"] and gz.input_key == key
+    assert gz.provenance["sources"][0]["files"][0]["dest"] == "/usr/local/bin/hello"
     zst = builder.ensure("hello", layer, key, "zstd")  # recompressed, not rebuilt
-    assert builder.stats.transcoded == ["hello"] and zst["diff_id"] == gz["diff_id"]
-    assert set(zst["blobs"]) == {"gzip", "zstd"}
+    assert builder.stats.transcoded == ["hello"] and zst.diff_id == gz.diff_id
+    assert set(zst.blobs) == {"gzip", "zstd"}
     assert builder.ensure("hello", layer, key, "zstd") == zst
     assert builder.stats.reused == ["hello"]
     assert list(store.tmp_dir.iterdir()) == []
@@ -166,11 +166,11 @@ def test_assemble_image_is_a_function_of_records_and_recipe(tmp_path: Path) -> N
     assert one.manifest == two.manifest
     config = store.read_json(one.config.digest)
     assert config["created"] == "2023-11-14T22:13:20Z"
-    assert config["rootfs"]["diff_ids"] == [r["diff_id"] for r in records]
+    assert config["rootfs"]["diff_ids"] == [r.diff_id for r in records]
     assert config["config"]["User"] == "185:185"
     manifest = json.loads(store.read_bytes(one.manifest.digest))
     assert [d["digest"] for d in manifest["layers"]] == [
-        r["blobs"]["gzip"]["digest"] for r in records]
+        r.blob("gzip").digest for r in records]
     later = assemble_image(store, "hello", image, records, 1_700_000_001, "gzip")
     assert later.manifest.digest != one.manifest.digest
     assert store.tags()["hello"]["digest"] == later.manifest.digest

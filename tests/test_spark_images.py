@@ -83,9 +83,8 @@ def ref(version: str, uid: bool = False) -> str:
 # -- what the images are ----------------------------------------------------------------
 
 def _manifest_and_config(name: str) -> tuple[dict, dict]:
-    store = Store(SPARK_STORE)
-    manifest = store.read_json(store.tags()[name]["digest"])
-    return manifest, store.read_json(manifest["config"]["digest"])
+    img = Store(SPARK_STORE).image(name)
+    return img.manifest, img.config
 
 
 def test_layers_are_shared_across_versions(archives: dict[str, Path]) -> None:
@@ -101,15 +100,15 @@ def test_layers_are_shared_across_versions(archives: dict[str, Path]) -> None:
 
 def test_second_version_rebuilds_only_what_differs(archives: dict[str, Path]) -> None:
     store = Store(SPARK_STORE)
-    dist = next(r for r in store.iter_records() if r["name"] == "spark-dist-4.1.0")
-    store.drop_record(dist["input_key"])
+    dist = next(r for r in store.iter_records() if r.name == "spark-dist-4.1.0")
+    store.drop_record(dist.input_key)
     report = _assemble("spark-4.1.0")
     assert report["layers"]["built"] == ["spark-dist-4.1.0"]
     assert sorted(report["layers"]["reused"]) == ["debian-base", "jdbc-drivers",
                                                   "python-deps-4.1", "spark-entrypoint"]
     # Rebuilt from the same pinned sdist: the same bytes, the same image.
-    rebuilt = next(r for r in store.iter_records() if r["name"] == "spark-dist-4.1.0")
-    assert rebuilt["diff_id"] == dist["diff_id"]
+    rebuilt = next(r for r in store.iter_records() if r.name == "spark-dist-4.1.0")
+    assert rebuilt.diff_id == dist.diff_id
 
 
 def test_image_config(archives: dict[str, Path]) -> None:
@@ -169,9 +168,9 @@ def test_sizes_recorded(archives: dict[str, Path]) -> None:
     r = run_cli("inspect", "spark-4.1.1", "--json", store=SPARK_STORE)
     info = r.json()
     store = Store(SPARK_STORE)
-    records = {rec["diff_id"]: rec for rec in store.iter_records()}
-    _, config = _manifest_and_config("spark-4.1.1")
-    uncompressed = sum(records[d]["size"] for d in config["rootfs"]["diff_ids"])
+    records = [layer.record for layer in store.image("spark-4.1.1").layers]
+    assert all(records)
+    uncompressed = sum(rec.size for rec in records if rec)
     assert uncompressed < 1_200_000_000
     assert info["size"] < uncompressed
     assert os.path.getsize(archives["4.1.1"]) >= info["size"]

@@ -9,10 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.digests import sha256_bytes
+from ociforge.digests import digest_bytes
 from ociforge.errors import StoreCorruptError
 from ociforge.maintenance import fsck, gc
+from ociforge.records import LayerRecord
 from ociforge.store import MT_MANIFEST, Descriptor, Store
+
+
+def _record(key: str, blob: str, size: int, name: str = "l") -> LayerRecord:
+    """A cached layer whose gzip blob is `blob`."""
+    return LayerRecord(name=name, input_key=key, diff_id=digest_bytes(name.encode()),
+                       blobs={"gzip": Descriptor("x", blob, size)})
 
 
 def test_fresh_store_is_an_oci_layout(tmp_path: Path) -> None:
@@ -25,7 +32,7 @@ def test_writes_are_idempotent_and_leave_no_temp_files(tmp_path: Path) -> None:
     s = Store(tmp_path / "s")
     d1 = s.put_bytes(b"hello")
     d2 = s.put_bytes(b"hello")
-    assert d1 == d2 == sha256_bytes(b"hello")
+    assert d1 == d2 == digest_bytes(b"hello")
     assert s.read_bytes(d1) == b"hello"
     assert list(s.tmp_dir.iterdir()) == []
 
@@ -49,9 +56,8 @@ def test_corrupt_blob_detected_on_read(tmp_path: Path) -> None:
 def test_fsck_quarantines_corrupt_blobs_and_drops_records(tmp_path: Path) -> None:
     s = Store(tmp_path / "s")
     good, bad = s.put_bytes(b"good"), s.put_bytes(b"bad!")
-    key = sha256_bytes(b"key")
-    s.write_record(key, {"name": "l", "input_key": key,
-                         "blobs": {"gzip": {"digest": bad, "size": 4}}})
+    key = digest_bytes(b"key")
+    s.write_record(_record(key, bad, 4))
     s.blob_path(bad).write_bytes(b"BAD!")
     report = fsck(s)
     assert not report.clean
@@ -70,9 +76,8 @@ def test_gc_keeps_tagged_and_cached_removes_the_rest(tmp_path: Path) -> None:
                            "layers": [{"mediaType": "y", "digest": layer, "size": 1}]}).encode()
     md = s.put_bytes(manifest)
     s.tag("img", Descriptor(MT_MANIFEST, md, len(manifest)))
-    key = sha256_bytes(b"k")
-    s.write_record(key, {"name": "c", "input_key": key,
-                         "blobs": {"gzip": {"digest": cached, "size": 1}}})
+    key = digest_bytes(b"k")
+    s.write_record(_record(key, cached, 1, "c"))
     (s.tmp_dir / "999999999-dead.part").write_bytes(b"left by a killed writer")
     report = gc(s)
     assert report.removed_blobs == 1 and report.removed_tmp == 1

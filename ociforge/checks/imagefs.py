@@ -10,10 +10,8 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
-from ..compression import decompressing_reader, encoding_of
-from ..store import Store
+from ..image import StoredImage
 
 
 @dataclass
@@ -40,11 +38,11 @@ def _kind(ti: tarfile.TarInfo) -> str:
     return "other"
 
 
-def load(store: Store, manifest: dict[str, Any],
+def load(image: StoredImage,
          want_content: Callable[[str, int], bool] | None = None) -> dict[str, Node]:
     """path → Node for the image's merged filesystem."""
     fs: dict[str, Node] = {}
-    for tar, ti, path in members(store, manifest):
+    for tar, ti, path in members(image):
         name = PurePosixPath(path).name
         parent = str(PurePosixPath(path).parent)
         if name == ".wh..wh..opq":
@@ -66,14 +64,10 @@ def load(store: Store, manifest: dict[str, Any],
     return fs
 
 
-def members(store: Store, manifest: dict[str, Any]
-            ) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
+def members(image: StoredImage) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
     """Every tar member of every layer (with its absolute path), bottom layer first,
-    streamed once."""
-    for desc in manifest["layers"]:
-        with store.open_blob(desc["digest"]) as raw:
-            stream = decompressing_reader(raw, encoding_of(desc["mediaType"]))
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for ti in tar:
-                    yield tar, ti, "/" + ti.name.strip("/").removeprefix("./")
-            raw.read()
+    streamed once (each layer's digests checked at its end)."""
+    for layer in image.layers:
+        with layer.uncompressed() as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            for ti in tar:
+                yield tar, ti, "/" + ti.name.strip("/").removeprefix("./")

@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from typing import Any
 
-from ..store import Store
+from ..image import StoredImage
 from . import imagefs
 from .imagefs import Node
 from .model import DuplicateClassCheck
@@ -33,23 +33,22 @@ def _classes(member: Any, prefixes: list[str]) -> set[str]:
             and n.startswith(tuple(prefixes))}
 
 
-def jar_classes(store: Store, manifest: dict[str, Any], pattern: str,
-                prefixes: list[str]) -> dict[str, set[str]]:
+def jar_classes(image: StoredImage, pattern: str, prefixes: list[str]) -> dict[str, set[str]]:
     """jar path -> its classes under `prefixes`, for jars matching `pattern` (the
     version of each path in the uppermost layer that has it)."""
     out: dict[str, set[str]] = {}
-    for tar, ti, path in imagefs.members(store, manifest):
+    for tar, ti, path in imagefs.members(image):
         if ti.isreg() and fnmatch.fnmatchcase(path, pattern):
             f = tar.extractfile(ti)
             out[path] = _classes(f, prefixes) if f else set()
     return out
 
 
-def check(image: str, store: Store, manifest: dict[str, Any], fs: dict[str, Node],
-          spec: DuplicateClassCheck) -> CheckResult:
+def check(stored: StoredImage, fs: dict[str, Node], spec: DuplicateClassCheck) -> CheckResult:
+    image = stored.name
     name = f"no class twice in {spec.jars}" + (
         f" under {', '.join(spec.packages)}" if spec.packages else "")
-    found = jar_classes(store, manifest, spec.jars, spec.packages or [""])
+    found = jar_classes(stored, spec.jars, spec.packages or [""])
     owners: dict[str, list[str]] = {}
     for path, classes in sorted(found.items()):
         if path in fs:  # deleted by a later layer's whiteout otherwise

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import model_validator
+from pydantic import AfterValidator, model_validator
 
 from ..sources.base import Mode, Owner
-from ..spec import Spec
+from ..spec import Spec, invalid
 
 
 class FileCheck(Spec):
@@ -58,13 +58,22 @@ class Probe(Spec):
     command: list[str] | None = None  # or run this in a second container on the host network
 
 
+def _ready_port(value: int | str) -> int | str:
+    """A port number, or a template (`{port}`, the one the check picks)."""
+    if isinstance(value, str) and "{" in value:
+        return value
+    if not str(value).isdigit() or not 1 <= int(value) <= 65535:
+        raise invalid(f"{value!r} is not a port (1 to 65535, or '{{port}}')")
+    return value
+
+
 class ServerCheck(Spec):
     """A long-running mode: started, polled until ready (bounded), probed, stopped."""
 
     name: str
     args: list[str]
     env: dict[str, str] = {}
-    ready_port: int | str | None = None
+    ready_port: Annotated[int | str, AfterValidator(_ready_port)] | None = None
     probe: Probe
     timeout: int = 180
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import RecipeError
-from ..outputs import load_images
 from ..outputs.archive import write_archive
 from ..recipes import Project, suggest
 from ..store import Store
@@ -60,16 +59,16 @@ class CheckRun:
         if not sets:
             return [skipped(name, "native", "checks", "no check set in the recipes matches "
                             "this image")]
-        (img,) = load_images(self.store, [name])
-        config = self.store.read_json(img.manifest_json["config"]["digest"])
+        img = self.store.image(name)
+        config = img.config
         labels = config.get("config", {}).get("Labels") or {}
         sets = [for_image(cs, labels) for cs in sets]
         self.progress(f"{name}: reading layers")
-        fs = imagefs.load(self.store, img.manifest_json, want_content=native.wants_content)
+        fs = imagefs.load(img, want_content=native.wants_content)
         results: list[CheckResult] = native.run(name, fs, config, sets)
         for spec in [d for cs in sets for d in cs.duplicate_classes]:
             self.progress(f"{name}: classes in {spec.jars}")
-            results.append(jarclasses.check(name, self.store, img.manifest_json, fs, spec))
+            results.append(jarclasses.check(img, fs, spec))
         archive = self.workdir / f"{name}.tar"
         write_archive(self.store, [img], archive)
         try:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..digests import canonical_json
-from ..outputs import full_reference, load_images
+from ..oci import MT_CONFIG, MT_MANIFEST, Descriptor
+from ..outputs import full_reference
 from ..outputs.archive import write_archive
-from ..store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
+from ..store import Store
 from .containerd import Containerd
 from .gpu import GpuHost
 from .model import CheckSet, CommandCheck, ServerCheck, substitute
@@ -57,16 +58,16 @@ class RuntimeChecker:
     # -- images ----------------------------------------------------------------------
 
     def prepare(self, store: Store, name: str, archive: Path) -> PreparedImage:
-        (img,) = load_images(store, [name])
+        img = store.image(name)
         self.ctd.import_archive(archive)
-        config = store.read_json(img.manifest_json["config"]["digest"])
+        config = img.config  # a copy of its own: changed below
         labels = config.get("config", {}).get("Labels") or {}
         derived = f"{name}--uid{ARBITRARY_USER.split(':')[0]}"
         repo, _, tag = img.reference.rpartition(":")
         uid_reference = f"{repo}:{tag}-uid{ARBITRARY_USER.split(':')[0]}"
         config["config"]["User"] = ARBITRARY_USER
         cfg = canonical_json(config)
-        manifest = dict(img.manifest_json)
+        manifest = img.manifest
         manifest["config"] = Descriptor(MT_CONFIG, store.put_bytes(cfg), len(cfg)).to_json()
         data = canonical_json(manifest)
         store.tag(derived, Descriptor(MT_MANIFEST, store.put_bytes(data), len(data)),
@@ -74,7 +75,7 @@ class RuntimeChecker:
         try:
             uid_archive = self.workdir / f"{derived}.tar"
             # Its layers are already in containerd from the import above.
-            write_archive(store, load_images(store, [derived]), uid_archive, layers=False)
+            write_archive(store, [store.image(derived)], uid_archive, layers=False)
             self.ctd.import_archive(uid_archive)
             uid_archive.unlink()
         finally:

@@ -19,28 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from ..digests import canonical_json, digest_hex
-from ..store import MT_INDEX, OCI_LAYOUT, Store
+from ..image import StoredImage
+from ..oci import MT_INDEX
+from ..store import OCI_LAYOUT, Store
 from ..tartree import COPY_BUFSIZE
-from . import ImageRef, index_entry
+from . import index_entry
 
 
-def docker_manifest(images: list[ImageRef]) -> list[dict[str, Any]]:
+def docker_manifest(images: list[StoredImage]) -> list[dict[str, Any]]:
     out = []
     for img in images:
-        m = img.manifest_json
         out.append({
-            "Config": f"blobs/sha256/{digest_hex(m['config']['digest'])}",
+            "Config": f"blobs/sha256/{digest_hex(img.config_descriptor.digest)}",
             "RepoTags": [img.reference],
-            "Layers": [f"blobs/sha256/{digest_hex(layer['digest'])}" for layer in m["layers"]],
+            "Layers": [f"blobs/sha256/{digest_hex(layer.descriptor.digest)}"
+                       for layer in img.layers],
         })
     return out
 
 
-def repositories(images: list[ImageRef]) -> dict[str, dict[str, str]]:
+def repositories(images: list[StoredImage]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for img in images:
         repo, _, tag = img.reference.rpartition(":")
-        top = img.manifest_json["layers"][-1]["digest"]
+        top = img.layers[-1].descriptor.digest
         out.setdefault(repo, {})[tag] = digest_hex(top)
     return out
 
@@ -56,7 +58,7 @@ def _info(name: str, size: int = 0, dir_: bool = False) -> tarfile.TarInfo:
     return ti
 
 
-def write_archive(store: Store, images: list[ImageRef], dest: Path, *,
+def write_archive(store: Store, images: list[StoredImage], dest: Path, *,
                   progress: Callable[[int], None] | None = None, layers: bool = True) -> int:
     """Write the archive to `dest`; returns its size in bytes.
 
@@ -75,7 +77,7 @@ def write_archive(store: Store, images: list[ImageRef], dest: Path, *,
         files["repositories"] = json.dumps(repositories(images), separators=(",", ":")).encode()
     blobs: dict[str, int] = {}
     for img in images:
-        for desc in [img.manifest, *img.blobs()][: None if layers else 2]:
+        for desc in [img.descriptor, *img.blobs()][: None if layers else 2]:
             blobs[desc.digest] = desc.size
     try:
         with open(tmp, "wb") as out:

@@ -11,11 +11,14 @@ from typing import Any
 
 from ..digests import canonical_json, digest_hex
 from ..errors import StoreCorruptError
-from ..store import MT_INDEX, OCI_LAYOUT, Store, atomic_write, hash_file_matches
-from . import ImageRef, index_entry
+from ..image import StoredImage
+from ..oci import MT_INDEX
+from ..store import OCI_LAYOUT, Store, atomic_write, hash_file_matches
+from . import index_entry
 
 
-def export_layout(store: Store, images: list[ImageRef], dest: Path, *, verify: bool = True,
+def export_layout(store: Store, images: list[StoredImage], dest: Path, *,
+                  verify: bool = True,
                   progress: Callable[[int], None] | None = None) -> None:
     """Write (or add to) an OCI layout at `dest`. Blobs are hard-linked when the
     store is on the same filesystem, copied otherwise; each is verified first."""
@@ -23,7 +26,7 @@ def export_layout(store: Store, images: list[ImageRef], dest: Path, *, verify: b
     blobs_dir.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     for img in images:
-        for desc in [img.manifest, *img.blobs()]:
+        for desc in [img.descriptor, *img.blobs()]:
             if desc.digest in seen:
                 continue
             seen.add(desc.digest)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from ..errors import RecipeError
+from ..errors import RecipeError, suggest
 from ..spec import Spec
-from .loading import Where, suggest
+from .loading import Where
 from .matrix import fill
-from .models import ImageSpec, tcp_port
+from .models import ImageSpec, Port
 
 FEATURES_LABEL = "io.ociforge.features"
 CAVEATS_LABEL = "io.ociforge.caveats"
@@ -37,7 +37,7 @@ class FeatureDef(Spec):
     builtin: list[str] = []           # `{version}` patterns whose distribution has it already
     env: dict[str, str] = {}
     labels: dict[str, str] = {}
-    ports: list[str] = []
+    ports: list[Port] = []
     cmd: list[str] | None = None
     cases: dict[str, FeatureCase] = {}
     caveat: str = ""
@@ -107,7 +107,7 @@ class Features:
             layers += self.layers_of(name, variables, where)
             env.update(fill(f.env, variables, fwhere.at("env")))
             labels.update(fill(f.labels, variables, fwhere.at("labels")))
-            ports += [p for p in map(tcp_port, f.ports) if p not in ports]
+            ports += [p for p in f.ports if p not in ports]
             if f.cmd is not None:
                 cmd = fill(f.cmd, variables, fwhere.at("cmd"))
             if f.caveat:

@@ -2,20 +2,23 @@
 
 A `matrix:` in a recipe file expands the cartesian product of its axes into images
 from one template (`{var}` placeholders come from the axis values), so the Spark
-family × version × variant table is declared once, not 28 times.
+family × version × variant table is declared once, not 28 times. A few lines can ask
+for a product of billions (eight axes that alias one ten-value mapping), so a matrix
+may expand to at most `MAX_NODES` template nodes in all.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import re
 from typing import Any
 
 from pydantic import Field
 
 from ..spec import Spec
-from .loading import Where, validate
+from .loading import MAX_NODES, Where, validate
 from .models import ImageSpec
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -66,9 +69,36 @@ def _axis_value(where: Where, raw: dict[str, Any] | None
     return variables, features, aliases
 
 
+def _nodes(value: Any, limit: int) -> int:
+    """How many values `value` holds, nested ones included (counting stops past `limit`)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        v = stack.pop()
+        count += 1
+        if isinstance(v, dict):
+            stack += v.values()
+        elif isinstance(v, list):
+            stack += v
+    return count
+
+
+def _check_size(where: Where, matrix: MatrixDef) -> None:
+    """Refuse, before expanding, a matrix whose images would hold more than MAX_NODES
+    values in all (each image: its template, one value of each axis)."""
+    images = math.prod(len(values) for values in matrix.axes.values())
+    each = _nodes(matrix.image, MAX_NODES) + sum(
+        max((_nodes(v, MAX_NODES) for v in values.values()), default=0)
+        for values in matrix.axes.values())
+    if images * each > MAX_NODES:
+        raise where.at("axes").error(
+            f"{images:,} combinations of {each:,} template values each: more than the "
+            f"{MAX_NODES:,} a matrix may expand to (split it, or use fewer values)")
+
+
 def expand(where: Where, matrix: MatrixDef) -> list[tuple[str, ImageSpec, Where]]:
     """The images of a matrix (at `where`, e.g. `matrix.spark`) in axis order,
     exclusions left out: (name, image, where its template is) each."""
+    _check_size(where, matrix)
     axes = list(matrix.axes.items())
     for i, rule in enumerate(matrix.exclude):
         for axis in rule:

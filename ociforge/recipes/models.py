@@ -8,13 +8,14 @@ declaration on its base.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, model_validator
 
 from ..sources import SourceSpec
-from ..sources.base import Owner
-from ..spec import Spec
+from ..sources.base import MAX_ID, Owner
+from ..spec import Spec, invalid
 
 
 class LayerDef(Spec):
@@ -45,23 +46,47 @@ def tcp_port(port: str) -> str:
     return port if "/" in port else f"{port}/tcp"
 
 
+def _port(value: Any) -> str:
+    """`8080`, `8080/tcp`, `53/udp` (or sctp), numbered 1 to 65535, as `N/proto`."""
+    port = tcp_port(value)
+    m = re.fullmatch(r"([1-9]\d{0,4})/(tcp|udp|sctp)", port)
+    if not m or not 1 <= int(m.group(1)) <= 65535:
+        raise invalid(f"{value!r} is not a port: give 1 to 65535, optionally with "
+                      "/tcp, /udp or /sctp")
+    return port
+
+
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}", value):
+        raise invalid(f"{value!r} is not a valid tag (letters, digits, '_', '.' and '-', "
+                      "not starting with '.' or '-', at most 128)")
+    return value
+
+
+def _user(value: str) -> str:
+    """`NAME`, `UID`, `NAME:GROUP` or `UID:GID`; numeric ids are 32-bit."""
+    for what, part in zip(("uid", "gid"), value.split(":", 1), strict=False):
+        if re.fullmatch(r"[+-]?\d+", part) and not 0 <= int(part) <= MAX_ID:
+            raise invalid(f"{what} {part} is out of range (0 to {MAX_ID})")
+    return value
+
+
+Port = Annotated[str, BeforeValidator(_port)]
+Tag = Annotated[str, AfterValidator(_tag)]
+
+
 class ImageConfig(Spec):
     """The runtime config of an image (OCI image config `config` object)."""
 
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     env: dict[str, str] = {}
-    user: str | None = None
+    user: Annotated[str, AfterValidator(_user)] | None = None
     workdir: str | None = None
     labels: dict[str, str] = {}
-    ports: list[str] = []
+    ports: list[Port] = []
     volumes: list[str] = []
     stop_signal: str | None = None
-
-    @field_validator("ports")
-    @classmethod
-    def _ports(cls, v: list[str]) -> list[str]:
-        return [tcp_port(p) for p in v]
 
 
 class _Image(Spec):
@@ -75,7 +100,7 @@ class _Image(Spec):
     config: ImageConfig = ImageConfig()
     annotations: dict[str, str] = {}
     repository: str | None = None
-    tag: str = "latest"
+    tag: Tag = "latest"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
     platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
 

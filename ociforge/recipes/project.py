@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.model import CheckSet
-from ..errors import RecipeError
-from ..spec import Spec
+from ..errors import RecipeError, suggest
+from ..spec import PROJECT_ROOT, Spec
 from .features import FeatureDef, Features
-from .loading import Where, load_yaml, suggest, validate
+from .loading import Where, load_yaml, validate
 from .matrix import MatrixDef, expand
 from .models import ImageDef, ImageSpec, LayerDef, merge_image
 
@@ -63,6 +63,8 @@ class Project:
         # Base merged in, features not applied yet: what `base:` and `--with` build on.
         self._merged: dict[str, ImageSpec] = {}
         self._swaps: list[tuple[str, str]] = []
+        # Path fields resolve against the checkout, symlinks included, as they load.
+        self._context = {PROJECT_ROOT: self.root}
 
     @classmethod
     def load(cls, root: Path) -> Project:
@@ -75,8 +77,8 @@ class Project:
             data = load_yaml(path)
             if not isinstance(data, dict):
                 raise RecipeError(f"{path}: a layer file must be a mapping with a 'source'")
-            proj._add("layer", proj.layers, path.stem, validate(LayerDef, data, Where(str(path))),
-                      path)
+            proj._add("layer", proj.layers, path.stem,
+                      validate(LayerDef, data, Where(str(path)), proj._context), path)
         for path in sorted(recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []:
             proj._add_file(path)
         for name in list(proj._declared):
@@ -89,7 +91,7 @@ class Project:
         if isinstance(data, dict):
             # `x-…` keys hold YAML anchors shared by images (as in compose files).
             data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
-        rf = validate(RecipeFile, data, Where(str(path)))
+        rf = validate(RecipeFile, data, Where(str(path)), self._context)
         for name, layer in rf.layers.items():
             self._add("layer", self.layers, name, layer, path)
         for name, feature in rf.features.items():
@@ -204,9 +206,10 @@ class Project:
             return self.images[derived]
         self.origin["image:" + derived] = self.origin["image:" + name]
         where = self._declared[name].where
+        where = Where(where.source, f"{where.field} --with {','.join(added)}")
         self._declared[derived] = _Declared(
-            ImageSpec.model_validate(self._derived(self._merged[name], name, derived, added)),
-            Where(where.source, f"{where.field} --with {','.join(added)}"))
+            validate(ImageSpec, self._derived(self._merged[name], name, derived, added), where),
+            where)
         self._finish(derived, set())
         self._check_layers(derived)
         return self.images[derived]

@@ -1,8 +1,9 @@
 """Registry output: push images from the store to an OCI registry and pull them back.
 
-One module per job: `reference` parses names, `auth` finds credentials and caches
-tokens, `retry` decides when and how long to wait, `client` speaks the distribution
-API over `requests`, `upload` moves one blob, `push` and `pull` drive whole images.
+One module per job: `reference` parses names, `credentials` finds credentials,
+`auth` answers challenges and caches tokens, `client` speaks the distribution API
+over the shared HTTP path (`ociforge.net`: session, retry policy, redaction),
+`upload` moves one blob, `push` and `pull` drive whole images.
 """
 
 from __future__ import annotations

@@ -8,19 +8,20 @@ password costs a handful of requests, not a retry storm that locks the account.
 
 from __future__ import annotations
 
-import base64
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from ..errors import AuthError
-from .credentials import Credentials
-from .reference import is_loopback
+from ..errors import AuthError, NetworkError
+from ..net.credentials import CredentialHook, Credentials, basic_header, is_loopback
+from ..net.http import new_session, request
+from ..net.redact import redact
+from ..net.retry import RetryPolicy
 
 TOKEN_TIMEOUT_S = 30
 DEFAULT_TOKEN_LIFETIME_S = 60
@@ -47,22 +48,22 @@ def parse_challenge(header: str) -> Challenge:
     return Challenge(scheme.lower(), params)
 
 
-def basic_header(creds: Credentials) -> str:
-    raw = f"{creds.username}:{creds.secret}".encode()
-    return "Basic " + base64.b64encode(raw).decode()
-
-
 class Authenticator:
-    """Authorization headers for one registry, shared by all worker threads."""
+    """Authorization headers for one registry, shared by all worker threads. Token
+    requests use the client's session and retry policy."""
 
     def __init__(self, registry: str, lookup: Callable[[], Credentials | None],
-                 verify: bool | str, insecure: bool) -> None:
+                 verify: bool | str, insecure: bool, *,
+                 session: Callable[[], requests.Session] | None = None,
+                 policy: RetryPolicy | None = None) -> None:
         self.registry = registry
         self._lookup = lookup
         self._creds: Credentials | None = None
         self._looked_up = False
         self._verify = verify
         self._insecure = insecure
+        self._session = session or new_session
+        self._policy = policy or RetryPolicy()
         self._lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, tuple[str, ...]], tuple[str, float]] = {}
@@ -79,6 +80,10 @@ class Authenticator:
             return self._creds
 
     # -- headers -------------------------------------------------------------------
+
+    def hook(self, scopes: frozenset[str]) -> CredentialHook:
+        """The credential hook for requests that need `scopes`."""
+        return _ScopedHook(self, scopes)
 
     def header(self, scopes: frozenset[str]) -> str | None:
         """The header to send up front, if the registry's scheme is known already."""
@@ -154,41 +159,45 @@ class Authenticator:
         if not realm:
             raise AuthError(f"{self.registry} sent a bearer challenge without a realm")
         host = urlsplit(realm).netloc
+        shown = redact(realm.split("?")[0])  # the token server, as printed
         if not realm.startswith("https://") and not (is_loopback(host) or self._insecure):
-            raise AuthError(f"token server {realm.split('?')[0]} is plain HTTP; refusing to "
+            raise AuthError(f"token server {shown} is plain HTTP; refusing to "
                             "send credentials there (use --insecure to allow)")
         creds = self.credentials()
         self.token_requests += 1
+        timeout = (TOKEN_TIMEOUT_S, TOKEN_TIMEOUT_S)
         try:
             if creds is not None and creds.identity_token:
-                resp = requests.post(realm, data={
-                    "grant_type": "refresh_token", "refresh_token": creds.secret,
-                    "service": service, "scope": " ".join(scopes), "client_id": "ociforge",
-                }, timeout=TOKEN_TIMEOUT_S, verify=self._verify)
+                form = {"grant_type": "refresh_token", "refresh_token": creds.secret,
+                        "service": service, "scope": " ".join(scopes), "client_id": "ociforge"}
+                resp = request(self._session(), "POST", realm, policy=self._policy,
+                               body=lambda: form, timeout=timeout, verify=self._verify)
             else:
                 params: list[tuple[str, str]] = [("service", service)] if service else []
                 params += [("scope", s) for s in scopes]
-                auth = (creds.username, creds.secret) if creds else None
-                resp = requests.get(realm, params=params, auth=auth, timeout=TOKEN_TIMEOUT_S,
-                                    verify=self._verify)
-        except requests.RequestException as e:
+                url = realm + ("&" if "?" in realm else "?") + urlencode(params)
+                headers = {"Authorization": basic_header(creds)} if creds else None
+                resp = request(self._session(), "GET", url if params else realm,
+                               policy=self._policy, headers=headers, timeout=timeout,
+                               verify=self._verify)
+        except NetworkError as e:
             from . import RegistryError
 
-            raise RegistryError(f"token server {realm.split('?')[0]} unreachable: "
-                                f"{type(e).__name__}") from None
+            raise RegistryError(f"token server {shown} unreachable: "
+                                f"{e.reason}", url=realm) from None
         if resp.status_code in (401, 403):
             raise self._wrong_credentials(creds) if creds else self._no_credentials()
         if resp.status_code != 200:
             from . import RegistryError
 
-            raise RegistryError(f"token server {realm.split('?')[0]} answered "
-                                f"HTTP {resp.status_code}")
+            raise RegistryError(f"token server {shown} answered "
+                                f"HTTP {resp.status_code}", url=realm, status=resp.status_code)
         try:
             body = resp.json()
             token = str(body.get("token") or body["access_token"])
             lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
         except (ValueError, KeyError, TypeError):
-            raise AuthError(f"token server {realm.split('?')[0]} sent no token") from None
+            raise AuthError(f"token server {shown} sent no token") from None
         return token, lifetime
 
     # -- errors --------------------------------------------------------------------
@@ -202,3 +211,17 @@ class Authenticator:
         src = f" (from {creds.source})" if creds.source else ""
         return AuthError(f"{self.registry} rejected the credentials{who}{src}: wrong "
                          "username or password, or no access")
+
+
+@dataclass(frozen=True)
+class _ScopedHook:
+    """`Authenticator` as a `CredentialHook` for one scope set."""
+
+    auth: Authenticator
+    scopes: frozenset[str]
+
+    def header(self, url: str) -> str | None:
+        return self.auth.header(self.scopes)
+
+    def challenge(self, url: str, www_authenticate: str | None, sent: str | None) -> str | None:
+        return self.auth.answer(www_authenticate, self.scopes, sent)

@@ -1,6 +1,7 @@
-"""The distribution API over `requests`: one session per worker thread, explicit
-timeouts, auth answered once per challenge, retries with backoff on what is worth
-retrying. Knows URLs and status codes, not images: `push` and `pull` drive it."""
+"""The distribution API over the shared HTTP path (`net.http`): one session per worker
+thread, explicit timeouts, auth answered once per challenge through the
+`Authenticator`'s credential hook, retries under the one policy. Knows URLs and
+status codes, not images: `push` and `pull` drive it."""
 
 from __future__ import annotations
 
@@ -14,34 +15,23 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
-from ..errors import AuthError
+from ..errors import AuthError, NetworkError
+from ..net.credentials import Credentials, is_loopback
+from ..net.http import BodyFactory, new_session, request
+from ..net.http import send as send_once
+from ..net.retry import RetryPolicy
 from ..store import MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_INDEX, MT_MANIFEST
 from . import RegistryError
 from . import credentials as credentials_mod
 from .auth import Authenticator
-from .credentials import Credentials
-from .reference import is_loopback
-from .retry import NETWORK_ERRORS, RetryPolicy, retry_after_seconds
 
 MANIFEST_TYPES = (MT_MANIFEST, MT_INDEX, MT_DOCKER_MANIFEST, MT_DOCKER_LIST)
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_TYPES)
 CONNECT_TIMEOUT_S = 15.0
 READ_TIMEOUT_S = 300.0  # a registry may take a while to verify a large blob on commit
+PING_TIMEOUT = (CONNECT_TIMEOUT_S, 60.0)
 SEND_BLOCK = 1 << 20   # bytes per socket write when streaming a body (urllib3's is 16 KiB)
-USER_AGENT = "ociforge"
-
-BodyFactory = Callable[[], Any]
-
-
-class _Adapter(HTTPAdapter):
-    """Bigger socket writes: streaming a 2 GB layer in 16 KiB pieces costs CPU."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if int(urllib3.__version__.split(".")[0]) >= 2:
-            kwargs["blocksize"] = SEND_BLOCK
-        super().init_poolmanager(*args, **kwargs)
 
 
 def error_detail(resp: requests.Response) -> str:
@@ -91,7 +81,8 @@ class RegistryClient:
         self.policy = policy or RetryPolicy()
         self.pool_size = pool_size
         self.auth = Authenticator(registry, lookup or (lambda: credentials_mod.find(registry)),
-                                  self.verify, insecure)
+                                  self.verify, insecure, session=self.session,
+                                  policy=self.policy)
         self.base: str | None = None
         self._local = threading.local()
         self._ping_lock = threading.Lock()
@@ -101,15 +92,17 @@ class RegistryClient:
     # -- plumbing ------------------------------------------------------------------
 
     def session(self) -> requests.Session:
+        """This thread's session (requests' sessions are not thread-safe)."""
         s: requests.Session | None = getattr(self._local, "session", None)
         if s is None:
-            s = requests.Session()
-            adapter = _Adapter(pool_connections=2, pool_maxsize=self.pool_size, max_retries=0)
-            s.mount("https://", adapter)
-            s.mount("http://", adapter)
-            s.headers["User-Agent"] = USER_AGENT
+            s = new_session(pool_size=self.pool_size, send_block=SEND_BLOCK)
+            s.hooks["response"].append(self._counted)
             self._local.session = s
         return s
+
+    def _counted(self, resp: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._count_lock:
+            self.requests_made += 1
 
     def url(self, path: str) -> str:
         if self.base is None:
@@ -121,64 +114,42 @@ class RegistryClient:
         """Registries may answer with a relative Location."""
         return urljoin(self.url("/v2/"), location)
 
-    def _request(self, method: str, url: str, headers: dict[str, str], body: Any,
-                 stream: bool) -> requests.Response:
-        with self._count_lock:
-            self.requests_made += 1
-        # verify is passed each time: requests lets $REQUESTS_CA_BUNDLE override a
-        # session's setting, which would silently drop --ca-file.
-        return self.session().request(method, url, headers=headers, data=body, stream=stream,
-                                      timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-                                      allow_redirects=True, verify=self.verify)
-
     def send(self, method: str, path: str, *, scopes: frozenset[str],
              headers: dict[str, str] | None = None, body: BodyFactory | None = None,
              stream: bool = False) -> requests.Response:
-        """One attempt, answering at most one auth challenge. Network errors propagate."""
+        """One attempt, answering at most one auth challenge. Network errors propagate
+        (a resumable upload decides itself what to do about them)."""
         url = self.url(path)
-        hdrs = dict(headers or {})
-        sent = self.auth.header(scopes)
-        if sent:
-            hdrs["Authorization"] = sent
-        resp = self._request(method, url, hdrs, body() if body else None, stream)
-        if resp.status_code == 401:
-            resp.close()
-            hdrs["Authorization"] = self.auth.answer(resp.headers.get("WWW-Authenticate"),
-                                                     scopes, sent)
-            resp = self._request(method, url, hdrs, body() if body else None, stream)
-            if resp.status_code == 401:
-                detail = error_detail(resp)
-                resp.close()
-                raise AuthError(f"{self.registry} refused access to {urlsplit(url).path} "
-                                f"({detail}); check the credentials and their permissions")
-        if resp.status_code == 403:
-            detail = error_detail(resp)
-            resp.close()
-            raise AuthError(f"{self.registry} denied {method} {urlsplit(url).path} ({detail})")
-        return resp
+        resp = send_once(self.session(), method, url, auth=self.auth.hook(scopes),
+                         headers=headers, body=body, stream=stream,
+                         timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), verify=self.verify)
+        return self._refused(method, url, resp)
 
     def call(self, method: str, path: str, *, scopes: frozenset[str],
              headers: dict[str, str] | None = None, body: BodyFactory | None = None,
              stream: bool = False) -> requests.Response:
-        """`send` with retries on resets, timeouts, 408, 429 and 5xx."""
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after = None
-            try:
-                resp = self.send(method, path, scopes=scopes, headers=headers, body=body,
-                                 stream=stream)
-            except NETWORK_ERRORS as e:
-                if attempt >= self.policy.attempts:
-                    raise RegistryError(f"{method} {self._short(path)} on {self.registry} "
-                                        f"failed: {_reason(e)}") from None
-            else:
-                if not self.policy.should_retry_status(resp.status_code) \
-                        or attempt >= self.policy.attempts:
-                    return resp
-                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-                resp.close()
-            self.policy.wait(attempt, retry_after)
+        """`send` under the retry policy (resets, timeouts, 408, 429 and 5xx)."""
+        url = self.url(path)
+        try:
+            resp = request(self.session(), method, url, policy=self.policy,
+                           auth=self.auth.hook(scopes), headers=headers, body=body,
+                           stream=stream, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                           verify=self.verify)
+        except NetworkError as e:
+            raise RegistryError(f"{method} {self._short(path)} on {self.registry} failed: "
+                                f"{e.reason}", url=url) from None
+        return self._refused(method, url, resp)
+
+    def _refused(self, method: str, url: str, resp: requests.Response) -> requests.Response:
+        """A 401 the challenge answer did not cure, or a 403, is final: AuthError."""
+        if resp.status_code in (401, 403):
+            detail = error_detail(resp)
+            resp.close()
+            if resp.status_code == 401:
+                raise AuthError(f"{self.registry} refused access to {urlsplit(url).path} "
+                                f"({detail}); check the credentials and their permissions")
+            raise AuthError(f"{self.registry} denied {method} {urlsplit(url).path} ({detail})")
+        return resp
 
     @staticmethod
     def _short(path: str) -> str:
@@ -196,9 +167,8 @@ class RegistryClient:
             https = f"https://{self.api_host}"
             try:
                 resp = self._ping_url(https)
-            except requests.exceptions.SSLError as e:
-                text = str(e)
-                if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+            except NetworkError as e:  # only TLS failures come here
+                if e.kind == "tls-untrusted":
                     if not self.insecure:
                         raise RegistryError(
                             f"TLS certificate of {self.registry} is not trusted; pass the CA "
@@ -212,7 +182,7 @@ class RegistryClient:
                     resp = self._ping_url(https)
                 else:
                     raise RegistryError(f"TLS handshake with {self.registry} failed: "
-                                        f"{_reason(e)}") from None
+                                        f"{e.reason}") from None
             if resp.status_code not in (200, 401):
                 raise RegistryError(f"{self.registry} does not look like an OCI registry "
                                     f"(GET /v2/ answered {error_detail(resp)})")
@@ -227,26 +197,15 @@ class RegistryClient:
                                             f"{error_detail(resp)}")
 
     def _ping_url(self, base: str) -> requests.Response:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                with self._count_lock:
-                    self.requests_made += 1
-                resp = self.session().get(base + "/v2/", timeout=(CONNECT_TIMEOUT_S, 60),
-                                          verify=self.verify)
-            except requests.exceptions.SSLError:
+        """GET /v2/ under the policy; TLS failures are left to `ping` to judge."""
+        try:
+            return request(self.session(), "GET", base + "/v2/", policy=self.policy,
+                           timeout=PING_TIMEOUT, verify=self.verify)
+        except NetworkError as e:
+            if e.kind.startswith("tls"):
                 raise
-            except NETWORK_ERRORS as e:
-                if attempt >= self.policy.attempts:
-                    raise RegistryError(f"cannot reach {self.registry}: {_reason(e)}") from None
-                self.policy.wait(attempt)
-                continue
-            if self.policy.should_retry_status(resp.status_code) \
-                    and attempt < self.policy.attempts:
-                self.policy.wait(attempt, retry_after_seconds(resp.headers.get("Retry-After")))
-                continue
-            return resp
+            raise RegistryError(f"cannot reach {self.registry}: {e.reason}",
+                                url=base) from None
 
     # -- manifests -----------------------------------------------------------------
 
@@ -339,13 +298,3 @@ class RegistryClient:
         if resp.status_code != 202 or not resp.headers.get("Location"):
             raise RegistryError(f"starting a blob upload to {repo}: {error_detail(resp)}")
         return self.absolute(resp.headers["Location"])
-
-
-def _reason(e: BaseException) -> str:
-    """A short cause without URLs' query strings (upload URLs carry opaque state)."""
-    text = str(e)
-    for marker in ("Caused by ", "Connection aborted.", "Read timed out", "Connection refused",
-                   "Connection reset", "Remote end closed", "Broken pipe", "timed out"):
-        if marker in text:
-            return f"{type(e).__name__} ({marker.strip()})"
-    return type(e).__name__

@@ -14,29 +14,16 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import AuthError
+from ..net.credentials import Credentials
 from .reference import DOCKER_HUB_ALIASES
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 HELPER_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A username and secret. `repr` never shows the secret."""
-
-    username: str
-    secret: str = field(repr=False)
-    identity_token: bool = False  # the secret is an OAuth2 refresh token
-    source: str = ""
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, secret=<redacted>, source={self.source!r})"
 
 
 def auth_files() -> list[Path]:

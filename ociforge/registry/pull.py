@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..digests import sha256_bytes
-from ..errors import IntegrityError, OciforgeError, StoreCorruptError
-from ..store import Descriptor, Store
+from ..digests import digest_bytes
+from ..errors import IntegrityError, NetworkError, OciforgeError, StoreCorruptError
+from ..image import default_reference
+from ..net.http import retrying
+from ..oci import Descriptor, document_kind
+from ..store import Store
 from . import RegistryError
 from .client import RegistryClient
 from .reference import Reference
-from .retry import NETWORK_ERRORS
-from .tree import INDEX_TYPES
 
 Progress = Callable[[str, int, int], None]
 READ_BLOCK = 1 << 20
@@ -63,7 +64,7 @@ class Puller:
 
     def _manifest(self, repo: str, ref: str, expect: str | None) -> tuple[bytes, str, str]:
         data, media_type, header = self.client.get_manifest(repo, ref)
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         if expect and digest != expect:
             raise IntegrityError(f"manifest {repo}@{expect} from {self.client.registry} "
                                  f"hashes to {digest}")
@@ -77,7 +78,7 @@ class Puller:
         repo = ref.repository
         data, media_type, digest = self._manifest(repo, ref.reference, ref.digest)
         chosen = None
-        if media_type in INDEX_TYPES or "manifests" in json.loads(data):
+        if document_kind(media_type, json.loads(data)) == "index":
             entries = json.loads(data).get("manifests", [])
             match = next((e for e in entries if _platform_matches(e, platform)), None)
             if match is None:
@@ -89,8 +90,7 @@ class Puller:
             chosen = platform
             data, media_type, digest = self._manifest(repo, match["digest"], match["digest"])
         doc = json.loads(data)
-        blobs = [Descriptor(d.get("mediaType", ""), d["digest"], int(d["size"]))
-                 for d in [doc["config"], *doc.get("layers", [])]]
+        blobs = [Descriptor.from_json(d) for d in [doc["config"], *doc.get("layers", [])]]
         report = PullReport(name, str(ref), digest, media_type, chosen)
         with self.store.writer_lock():
             todo = [b for b in blobs if not self.store.has_blob(b.digest, b.size)]
@@ -101,43 +101,42 @@ class Puller:
             report.fetched = len(todo)
             self.store.put_bytes(data)
             self.store.tag(name, Descriptor(media_type, digest, len(data)),
-                           {"io.ociforge.reference": f"{name}"
-                            if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest",
+                           {"io.ociforge.reference": default_reference(name),
                             "io.ociforge.source": str(ref.with_tag(ref.tag or "latest")
                                                       if not ref.digest else ref)})
         report.seconds = time.monotonic() - started
         return report
 
     def _fetch(self, repo: str, blob: Descriptor) -> int:
-        """Download one blob into the store, resuming with a Range request after a drop."""
+        """Download one blob into the store, resuming with a Range request after a drop
+        (each attempt asks for what the writer lacks; `retrying` decides when to stop)."""
         label = blob.digest[7:19]
         writer = self.store.new_blob()
         fetched = 0
-        failures = 0
+
+        def attempt() -> None:
+            nonlocal writer, fetched
+            with self.client.get_blob(repo, blob.digest, offset=writer.size) as resp:
+                if writer.size and resp.status_code != 206:
+                    writer.abort()  # the registry ignored Range: start over
+                    writer = self.store.new_blob()
+                for chunk in resp.iter_content(READ_BLOCK):
+                    writer.write(chunk)
+                    fetched += len(chunk)
+                    if writer.size > blob.size:
+                        raise IntegrityError(f"blob {blob.digest} is larger than "
+                                             f"its descriptor says ({blob.size})")
+                    self.progress(label, writer.size, blob.size)
+            if writer.size != blob.size:
+                raise ConnectionError("Connection broken: the blob body ended early")
+
         try:
-            while True:
-                try:
-                    resp = self.client.get_blob(repo, blob.digest, offset=writer.size)
-                    with resp:
-                        if writer.size and resp.status_code != 206:
-                            writer.abort()  # the registry ignored Range: start over
-                            writer = self.store.new_blob()
-                        for chunk in resp.iter_content(READ_BLOCK):
-                            writer.write(chunk)
-                            fetched += len(chunk)
-                            if writer.size > blob.size:
-                                raise IntegrityError(f"blob {blob.digest} is larger than "
-                                                     f"its descriptor says ({blob.size})")
-                            self.progress(label, writer.size, blob.size)
-                    if writer.size == blob.size:
-                        break
-                    raise ConnectionError("blob body ended early")
-                except NETWORK_ERRORS:
-                    failures += 1
-                    if failures >= self.client.policy.attempts:
-                        raise RegistryError(f"downloading {repo}@{blob.digest[:19]} failed "
-                                            f"{failures} times") from None
-                    self.client.policy.wait(failures)
+            try:
+                retrying(self.client.policy, attempt, method="GET",
+                         url=self.client.url(f"/v2/{repo}/blobs/{blob.digest}"))
+            except NetworkError as e:
+                raise RegistryError(f"downloading {repo}@{blob.digest[:19]} failed "
+                                    f"{e.attempts} times ({e.reason})") from None
             try:
                 writer.commit(expected=blob.digest)
             except StoreCorruptError as e:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
 from ..errors import OciforgeError
+from ..net.credentials import is_loopback  # noqa: F401  (its old home; catalog imports it)
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -98,19 +98,3 @@ def parse(ref: str, *, default_registry: str = DOCKER_HUB) -> Reference:
         raise ReferenceError(f"invalid repository name {path!r} in reference {ref!r} "
                              "(lower case letters, digits, and . _ - / separators)")
     return Reference(registry, path, tag, digest)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: the only hosts plain HTTP is allowed
-    to without `--insecure`, because nothing on the wire can read the traffic."""
-    name = host
-    if name.startswith("["):
-        name = name[1:name.index("]")]
-    elif name.count(":") == 1:
-        name = name.rsplit(":", 1)[0]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..digests import canonical_json, sha256_bytes
+from ..digests import canonical_json, digest_bytes
 from ..store import MT_DOCKER_LIST, MT_INDEX, MT_MANIFEST, Descriptor
 from . import RegistryError
 from .client import RegistryClient, error_detail, pull_scope
@@ -67,9 +67,9 @@ def fallback_tag(digest: str) -> str:
 
 
 def artifact_manifest(subject: Descriptor, art: Artifact) -> bytes:
-    empty = {"mediaType": MT_EMPTY, "digest": sha256_bytes(EMPTY), "size": len(EMPTY),
+    empty = {"mediaType": MT_EMPTY, "digest": digest_bytes(EMPTY), "size": len(EMPTY),
              "data": base64.b64encode(EMPTY).decode()}
-    layer = {"mediaType": art.media_type, "digest": sha256_bytes(art.data),
+    layer = {"mediaType": art.media_type, "digest": digest_bytes(art.data),
              "size": len(art.data), "annotations": {TITLE: art.title}}
     manifest: dict[str, Any] = {
         "schemaVersion": 2, "mediaType": MT_MANIFEST, "artifactType": art.artifact_type,
@@ -93,9 +93,9 @@ class Referrers:
 
     def attach(self, subject: Descriptor, art: Artifact) -> Attached:
         data = artifact_manifest(subject, art)
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         counter = Counter()
-        out = Attached(digest, len(data), sha256_bytes(art.data), "present", "tag-fallback",
+        out = Attached(digest, len(data), digest_bytes(art.data), "present", "tag-fallback",
                        None, 0)
         if self.client.head_manifest(self.repo, digest, self.scopes) is None:
             self._blob(EMPTY, counter)
@@ -123,7 +123,7 @@ class Referrers:
                     entry["annotations"] = dict(sorted(art.annotations))
                 index["manifests"] = [*manifests, entry]
                 body = canonical_json(index)
-                self.client.put_manifest(self.repo, tag, body, MT_INDEX, sha256_bytes(body),
+                self.client.put_manifest(self.repo, tag, body, MT_INDEX, digest_bytes(body),
                                          self.scopes)
                 out.tag = tag
         out.bytes_sent = counter.value
@@ -132,7 +132,7 @@ class Referrers:
     # -- pieces --------------------------------------------------------------------
 
     def _blob(self, data: bytes, counter: Counter) -> None:
-        digest = sha256_bytes(data)
+        digest = digest_bytes(data)
         if self.client.head_blob(self.repo, digest, self.scopes) is None:
             mounted, location = self._mount(digest)
             if not mounted:

@@ -17,10 +17,10 @@ from pathlib import Path
 import requests
 
 from ..errors import OciforgeError, StoreCorruptError
+from ..net.http import NETWORK_ERRORS, reason
 from ..store import hash_file_matches
 from . import RegistryError
 from .client import RegistryClient, add_query, error_codes, error_detail
-from .retry import NETWORK_ERRORS, retry_after_seconds
 
 Progress = Callable[[int], None]  # absolute bytes of this blob known to be sent
 
@@ -115,19 +115,23 @@ class BlobUpload:
 
     def _failed(self, what: str, resp: requests.Response | None,
                 exc: BaseException | None = None) -> None:
-        """Count a failure; wait (honouring Retry-After), or give up after too many."""
+        """Count a failure; wait (honouring Retry-After), or give up after too many.
+        The upload resumes itself, so it keeps its own count and uses the policy's
+        primitives (see `net.retry`) rather than `net.http.request`."""
+        policy = self.client.policy
         self._failures += 1
-        if resp is not None and not self.client.policy.should_retry_status(resp.status_code):
-            raise RegistryError(f"{what} {self.repo}@{self.digest[:19]}: {error_detail(resp)}")
-        if self._failures >= self.client.policy.attempts:
-            cause = error_detail(resp) if resp is not None else type(exc).__name__
+        if resp is not None and not policy.retryable_status(resp.status_code):
+            raise RegistryError(f"{what} {self.repo}@{self.digest[:19]}: {error_detail(resp)}",
+                                status=resp.status_code)
+        if self._failures >= policy.attempts:
+            cause = error_detail(resp) if resp is not None else reason(exc) if exc else "no answer"
             raise RegistryError(f"{what} {self.repo}@{self.digest[:19]} failed "
-                                f"{self._failures} times (last: {cause})")
-        after = retry_after_seconds(resp.headers.get("Retry-After")) if resp is not None \
-            else None
+                                f"{self._failures} times (last: {cause})",
+                                status=resp.status_code if resp is not None else None)
+        after = policy.retry_after(resp.headers) if resp is not None else None
         if resp is not None:
             resp.close()
-        self.client.policy.wait(self._failures, after)
+        policy.wait(self._failures, after)
 
     def _body(self, start: int, length: int) -> Callable[[], object]:
         if length == 0:

@@ -9,17 +9,21 @@ was built.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 from ..assemble import rfc3339
-from ..errors import OciforgeError
-from ..store import MT_DOCKER_LIST, MT_INDEX, Store
-from . import purl
+from ..image import StoredLayer
+from ..records import LayerRecord
+from ..store import Store
+from ..tartree import source_date_epoch
 from .layerscan import Want, scan_layer
 from .model import Component, FileItem, Inventory
+from .purl import deb as deb_purl
+from .purl import generic as generic_purl
+from .purl import maven as maven_purl
+from .purl import pypi as pypi_purl
 
 PYPI_SIMPLE = ("https://pypi.org/simple", "https://pypi.org/simple/")
 # Source kinds whose layers hold whole archives: their jars are listed from the tar.
@@ -31,74 +35,39 @@ _JAR_NAME = re.compile(r"^(?P<name>.+)-(?P<version>\d[^-]*(?:-.*)?)$")
 
 def collect(store: Store, name: str) -> Inventory:
     """The inventory of the store image `name`; raises if it is not in the store."""
-    entry = store.tags().get(name)
-    if entry is None:
-        raise OciforgeError(f"image {name!r} is not in the store; run `ociforge assemble "
-                            f"{name}`")
-    media_type = entry.get("mediaType", "")
-    manifest = store.read_json(entry["digest"])
-    if media_type in (MT_INDEX, MT_DOCKER_LIST) or "manifests" in manifest:
-        raise OciforgeError(f"image {name!r} is an index of several platforms; an SBOM "
-                            "describes one image manifest")
-    config = store.read_json(manifest["config"]["digest"])
+    img = store.image(name)
     inv = Inventory(
-        name=name,
-        reference=entry.get("annotations", {}).get("io.ociforge.reference", name),
-        manifest_digest=entry["digest"],
-        manifest_media_type=media_type or str(manifest.get("mediaType", "")),
-        os=str(config.get("os", "")), architecture=str(config.get("architecture", "")),
-        created=str(config.get("created") or rfc3339(_sde())))
-    by_diff: dict[str, list[dict[str, Any]]] = {}
-    for record in store.iter_records():
-        by_diff.setdefault(record.get("diff_id", ""), []).append(record)
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    for desc, diff_id in zip(manifest.get("layers", []), diff_ids, strict=False):
-        rec = _pick(by_diff.get(diff_id, []), desc["digest"])
-        if rec is None:
-            inv.unknown_layers.append(diff_id)
+        name=name, reference=img.reference, manifest_digest=img.descriptor.digest,
+        manifest_media_type=img.descriptor.media_type, os=img.os,
+        architecture=img.architecture,
+        created=str(img.config.get("created") or rfc3339(source_date_epoch())))
+    for layer in img.layers:
+        if layer.record is None:
+            inv.unknown_layers.append(layer.diff_id)
             continue
-        _add_layer(store, inv, rec, desc)
+        _add_layer(store, inv, layer, layer.record)
     return inv
 
 
-def _sde() -> int:
-    try:
-        return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
-    except ValueError:
-        return 0
-
-
-def _pick(records: list[dict[str, Any]], blob_digest: str) -> dict[str, Any] | None:
-    """One record for a layer, the same one on every run: those whose blob is the one
-    the manifest names first, then by input key."""
-    def rank(r: dict[str, Any]) -> tuple[bool, str]:
-        named = any(b.get("digest") == blob_digest for b in r.get("blobs", {}).values())
-        return (not named, str(r.get("input_key", "")))
-
-    return min(records, key=rank) if records else None
-
-
-def _add_layer(store: Store, inv: Inventory, rec: dict[str, Any],
-               desc: dict[str, Any]) -> None:
-    layer = str(rec.get("name", "?"))
-    kinds = str(rec.get("source_kind", "")).split("+")
-    sources = rec.get("provenance", {}).get("sources", [])
+def _add_layer(store: Store, inv: Inventory, stored: StoredLayer, rec: LayerRecord) -> None:
+    layer = rec.name
+    kinds = rec.source_kind.split("+")
     containers: list[str] = []
     files_prov: list[dict[str, Any]] = []
-    for kind, prov in zip(kinds, sources, strict=False):
+    for kind, prov in rec.sources():
         handler = _HANDLERS.get(kind)
         if kind == "files":
             files_prov += prov.get("files", [])
         if handler is None:
             continue
-        found = handler(store, rec, desc, prov, layer)
+        found = handler(store, stored, prov, layer)
         inv.components += found
         if kind in OPAQUE_KINDS and found:
             containers.append(found[0].key)
     want = Want(jars=bool(OPAQUE_KINDS & set(kinds)), files="files" in kinds)
     if not (want.jars or want.files):
         return
-    scan = scan_layer(store, desc, rec["diff_id"], want)
+    scan = scan_layer(store, stored, want)
     parent = containers[0] if len(containers) == 1 else None
     inv.components += [_jar(j, layer, parent) for j in scan["jars"]] if want.jars else []
     if want.files and scan["files"]:
@@ -115,7 +84,7 @@ def _add_layer(store: Store, inv: Inventory, rec: dict[str, Any],
 # -- one function per source kind ------------------------------------------------------
 
 
-def _debian(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _debian(store: Store, stored: StoredLayer, prov: dict[str, Any],
             layer: str) -> list[Component]:
     packages = prov.get("packages") or []
     if not packages or any(not p.get("architecture") or not p.get("source")
@@ -123,7 +92,7 @@ def _debian(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[
         # An older record without these fields: the layer's own dpkg status file.
         from ..sources.debian import parse_dpkg_status
 
-        status = scan_layer(store, desc, rec["diff_id"], Want(dpkg=True))["dpkg_status"]
+        status = scan_layer(store, stored, Want(dpkg=True))["dpkg_status"]
         packages = parse_dpkg_status(status) if status else packages
     suite = prov.get("suite")
     out = []
@@ -131,18 +100,18 @@ def _debian(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[
         name, version, arch = p["name"], p.get("version", ""), p.get("architecture", "")
         source = p.get("source") or name
         out.append(Component(
-            "deb", name, version, purl.deb(name, version, arch, suite), layer,
+            "deb", name, version, deb_purl(name, version, arch, suite), layer,
             source_info=f"Debian binary package built from source package {source}",
             properties={"debian:source": source, "debian:architecture": arch,
                         **({"debian:suite": suite} if suite else {})}))
     return out
 
 
-def _pip(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _pip(store: Store, stored: StoredLayer, prov: dict[str, Any],
          layer: str) -> list[Component]:
     index = str(prov.get("index", ""))
     return [Component(
-        "pypi", p["name"], p["version"], purl.pypi(p["name"], p["version"]), layer,
+        "pypi", p["name"], p["version"], pypi_purl(p["name"], p["version"]), layer,
         sha256=p.get("sha256"), filename=p.get("filename"),
         comment=f"installed by pip from {p.get('filename')} (index {index})",
         properties={"python": str(prov.get("python", "")), "pip:lock": str(prov.get("lock",
@@ -150,7 +119,7 @@ def _pip(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str
         for p in prov.get("packages", [])]
 
 
-def _maven(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _maven(store: Store, stored: StoredLayer, prov: dict[str, Any],
            layer: str) -> list[Component]:
     from ..sources.maven import Coordinate
 
@@ -161,7 +130,7 @@ def _maven(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[s
         repo = str(a.get("repository") or "")
         out.append(Component(
             "maven", c.artifact, c.version,
-            purl.maven(c.group, c.artifact, c.version, c.classifier, c.ext), layer,
+            maven_purl(c.group, c.artifact, c.version, c.classifier, c.ext), layer,
             sha256=a.get("sha256"), filename=f"{dest}/{a.get('filename', c.filename)}",
             download=f"{repo.rstrip('/')}/{c.path}" if "://" in repo else None,
             comment=f"Maven artifact {c}" + (f" from {repo}" if repo else ""),
@@ -169,7 +138,7 @@ def _maven(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[s
     return out
 
 
-def _pypi(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _pypi(store: Store, stored: StoredLayer, prov: dict[str, Any],
           layer: str) -> list[Component]:
     package, version = str(prov["package"]), str(prov["version"])
     filename, index = str(prov.get("filename", "")), str(prov.get("index", ""))
@@ -179,13 +148,13 @@ def _pypi(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[st
         download = (f"https://files.pythonhosted.org/packages/source/{package[0]}/"
                     f"{package}/{filename}")
     return [Component(
-        "dist", package, version, purl.pypi(package, version), layer,
+        "dist", package, version, pypi_purl(package, version), layer,
         sha256=prov.get("sha256"), filename=filename, download=download, purpose="ARCHIVE",
         comment=f"{prov.get('selected', '?')} of {prov.get('members', '?')} members of "
                 f"{filename} (index {index}) unpacked into layer {layer}")]
 
 
-def _archive(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _archive(store: Store, stored: StoredLayer, prov: dict[str, Any],
              layer: str) -> list[Component]:
     url = str(prov.get("url", ""))
     base = url.rstrip("/").rsplit("/", 1)[-1]
@@ -194,10 +163,10 @@ def _archive(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict
     m = _DEB_FILE.match(base)
     if m:
         name, version, arch = m.group(1), m.group(2).replace("%3a", ":"), m.group(3)
-        ref = purl.deb(name, version, arch, None)
+        ref = deb_purl(name, version, arch, None)
     else:
         name, version = base, None
-        ref = purl.generic(base, None, sha256, url if is_url else None)
+        ref = generic_purl(base, None, sha256, url if is_url else None)
     return [Component(
         "archive", name, version, ref, layer, sha256=sha256, filename=base,
         download=url if is_url else None, purpose="ARCHIVE",
@@ -205,7 +174,7 @@ def _archive(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict
                 f"{base} unpacked into layer {layer}")]
 
 
-def _builder(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict[str, Any],
+def _builder(store: Store, stored: StoredLayer, prov: dict[str, Any],
              layer: str) -> list[Component]:
     args = " ".join(f"{k}={v}" for k, v in sorted((prov.get("build_args") or {}).items()))
     bases = ", ".join(str(b) for b in prov.get("base_images") or [])
@@ -217,8 +186,8 @@ def _builder(store: Store, rec: dict[str, Any], desc: dict[str, Any], prov: dict
                 + (f", base images {bases}" if bases else ""))]
 
 
-Handler = Callable[[Store, dict[str, Any], dict[str, Any], dict[str, Any], str],
-                   list[Component]]
+# (store, the layer, its source's provenance, the layer's name) → components
+Handler = Callable[[Store, StoredLayer, dict[str, Any], str], list[Component]]
 _HANDLERS: dict[str, Handler] = {"debian": _debian, "pip": _pip, "maven": _maven,
                                  "pypi": _pypi, "archive": _archive, "builder": _builder}
 
@@ -251,10 +220,10 @@ def _jar(j: dict[str, Any], layer: str, parent: str | None) -> Component:
     group, artifact, version, classifier = jar_coordinates(path.rsplit("/", 1)[-1],
                                                            j.get("poms", []))
     if group and version:
-        ref = purl.maven(group, artifact, version, classifier)
+        ref = maven_purl(group, artifact, version, classifier)
         how = "coordinates from the jar's META-INF/maven pom.properties"
     else:
-        ref = purl.generic(artifact, version, j["sha256"])
+        ref = generic_purl(artifact, version, j["sha256"])
         how = "name and version from the file name (the jar carries no Maven metadata)"
     return Component("jar", artifact, version, ref, layer, sha256=j["sha256"], filename=path,
                      comment=f"{path}: {how}", parent=parent,

@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 from .. import __version__
-from . import purl
 from .model import Component, FileItem, Inventory
+from .purl import oci as oci_purl
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 _TYPES = {"deb": "library", "pypi": "library", "maven": "library", "jar": "library",
@@ -42,7 +42,7 @@ def document(inv: Inventory) -> dict[str, Any]:
     image = {
         "type": "container", "bom-ref": "image", "name": inv.reference,
         "version": inv.manifest_digest,
-        "purl": purl.oci(inv.manifest_digest, inv.architecture, tag or None,
+        "purl": oci_purl(inv.manifest_digest, inv.architecture, tag or None,
                          repo.rsplit("/", 1)[-1] or "image"),
         "hashes": [{"alg": "SHA-256", "content": inv.manifest_digest.split(":", 1)[1]}],
         "properties": _props({"ociforge:name": inv.name,

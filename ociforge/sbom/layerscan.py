@@ -18,8 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from typing import Any
 
-from ..compression import decompressing_reader, encoding_of
 from ..digests import digest_hex
+from ..image import StoredLayer
 from ..store import Store, atomic_write
 
 # Bumped when what a scan records changes: older cached scans are then ignored.
@@ -42,64 +42,63 @@ class Want:
                        if on)
 
 
-def scan_layer(store: Store, blob: dict[str, Any], diff_id: str, want: Want) -> dict[str, Any]:
-    """{"jars": [...], "files": [...], "dpkg_status": str | None} of one layer."""
+def scan_layer(store: Store, layer: StoredLayer, want: Want) -> dict[str, Any]:
+    """{"jars": [...], "files": [...], "dpkg_status": str | None} of one layer (the
+    result is cached in `store` by diff_id)."""
+    diff_id = layer.diff_id
     cache = store.meta_dir / "sbom" / f"{digest_hex(diff_id)}-{want.tag()}.json"
     with contextlib.suppress(OSError, ValueError):
         cached = json.loads(cache.read_bytes())
         if cached.get("v") == SCAN_VERSION and cached.get("diff_id") == diff_id:
             return dict(cached)
-    result = _scan(store, blob, want)
+    result = _scan(layer, want)
     result.update({"v": SCAN_VERSION, "diff_id": diff_id})
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(cache, json.dumps(result, sort_keys=True).encode(), store.tmp_dir)
     return result
 
 
-def _scan(store: Store, blob: dict[str, Any], want: Want) -> dict[str, Any]:
+def _scan(layer: StoredLayer, want: Want) -> dict[str, Any]:
     jars: dict[str, dict[str, Any]] = {}
     files: dict[str, dict[str, Any]] = {}
     status: str | None = None
-    with store.open_blob(blob["digest"]) as raw:
-        reader = decompressing_reader(raw, encoding_of(blob["mediaType"]))
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
-            for member in tar:
-                path = _norm(member.name)
-                base = path.rsplit("/", 1)[-1]
-                if base.startswith(".wh."):
-                    continue
-                if member.islnk():  # a hardlink: same content as a path already seen
-                    target = _norm(member.linkname)
-                    for seen in (jars, files):
-                        if target in seen:
-                            seen[path] = {**seen[target], "path": "/" + path}
-                    continue
-                if not member.isfile():
-                    continue
-                is_jar = want.jars and base.endswith(".jar")
-                is_status = want.dpkg and path == DPKG_STATUS
-                if not (is_jar or want.files or is_status):
-                    continue
-                f = tar.extractfile(member)
-                assert f is not None
-                if is_jar and member.size <= MAX_JAR_BYTES:
-                    data = f.read()
-                    jars[path] = {"path": "/" + path, "size": member.size,
-                                  "sha256": hashlib.sha256(data).hexdigest(),
-                                  "poms": pom_coordinates(data)}
-                    if want.files:
-                        files[path] = _file_entry(path, io.BytesIO(data), member.size)
-                    continue
-                if is_status:
-                    status = f.read().decode("utf-8", "replace")
-                    continue
-                entry = _file_entry(path, f, member.size)
-                if is_jar:
-                    jars[path] = {"path": "/" + path, "size": member.size,
-                                  "sha256": entry["sha256"], "poms": []}
+    with layer.uncompressed() as reader, tarfile.open(fileobj=reader, mode="r|") as tar:
+        for member in tar:
+            path = _norm(member.name)
+            base = path.rsplit("/", 1)[-1]
+            if base.startswith(".wh."):
+                continue
+            if member.islnk():  # a hardlink: same content as a path already seen
+                target = _norm(member.linkname)
+                for seen in (jars, files):
+                    if target in seen:
+                        seen[path] = {**seen[target], "path": "/" + path}
+                continue
+            if not member.isfile():
+                continue
+            is_jar = want.jars and base.endswith(".jar")
+            is_status = want.dpkg and path == DPKG_STATUS
+            if not (is_jar or want.files or is_status):
+                continue
+            f = tar.extractfile(member)
+            assert f is not None
+            if is_jar and member.size <= MAX_JAR_BYTES:
+                data = f.read()
+                jars[path] = {"path": "/" + path, "size": member.size,
+                              "sha256": hashlib.sha256(data).hexdigest(),
+                              "poms": pom_coordinates(data)}
                 if want.files:
-                    files[path] = entry
-        raw.read()  # to EOF, so the verifying reader checks the blob's digest
+                    files[path] = _file_entry(path, io.BytesIO(data), member.size)
+                continue
+            if is_status:
+                status = f.read().decode("utf-8", "replace")
+                continue
+            entry = _file_entry(path, f, member.size)
+            if is_jar:
+                jars[path] = {"path": "/" + path, "size": member.size,
+                              "sha256": entry["sha256"], "poms": []}
+            if want.files:
+                files[path] = entry
     return {"jars": [jars[k] for k in sorted(jars)], "files": [files[k] for k in sorted(files)],
             "dpkg_status": status}
 

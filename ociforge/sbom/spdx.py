@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from .. import __version__
-from . import purl
 from .model import Component, FileItem, Inventory
+from .purl import oci as oci_purl
 
 MEDIA_TYPE = "application/spdx+json"
 NAMESPACE_BASE = "https://ociforge.invalid/spdx"  # .invalid: an identifier, not a location
@@ -86,7 +86,7 @@ def _image(inv: Inventory) -> dict[str, Any]:
         "primaryPackagePurpose": "CONTAINER",
         "checksums": [{"algorithm": "SHA256",
                        "checksumValue": inv.manifest_digest.split(":", 1)[1]}],
-        "externalRefs": [_purl_ref(purl.oci(inv.manifest_digest, inv.architecture,
+        "externalRefs": [_purl_ref(oci_purl(inv.manifest_digest, inv.architecture,
                                             tag or None, repo.rsplit("/", 1)[-1] or "image"))],
         "comment": f"OCI image {inv.name}: manifest {inv.manifest_digest} "
                    f"({inv.manifest_media_type}), platform {inv.os}/{inv.architecture}",

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ByteSize, Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, ValidationInfo, model_validator
 
 from ..archives import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_SIZE, Limits, import_archive
-from ..digests import sha256_file
+from ..digests import file_hexdigest
+from ..errors import RecipeError
 from ..fetch import fetch, is_url, verify_local
-from ..spec import Spec
+from ..net.redact import redact
+from ..spec import Spec, check_project_path
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
 
-def redact(url: str) -> str:
-    """Drop credentials from a URL before it is recorded or printed."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
+def _url_or_project_path(value: str, info: ValidationInfo) -> str:
+    """An HTTP(S) URL, or a local archive: then a path inside the project."""
+    return value if is_url(value) else check_project_path(value, info)
 
 
 class ArchiveCaps(Spec):
@@ -41,7 +36,7 @@ class ArchiveCaps(Spec):
 
 class ArchiveSource(SourceBase, ArchiveCaps):
     kind: Literal["archive"]
-    url: str
+    url: Annotated[str, AfterValidator(_url_or_project_path)]
     sha256: Sha256 | None = None
     sha512: Sha512 | None = None
     paths: list[PathMapSpec] = []
@@ -69,8 +64,12 @@ class ArchiveSource(SourceBase, ArchiveCaps):
 
     def obtain(self, ctx: BuildContext) -> Path:
         if is_url(self.url):
-            return fetch(self.url, self.pins(), session=ctx.session)
-        return verify_local(ctx.project_path(self.url), self.pins())
+            return fetch(self.url, self.pins(), session=ctx.session, policy=ctx.retry)
+        path = ctx.project_path(self.url)
+        if not path.is_file():  # the recipe names a file the checkout lacks: exit 3
+            raise RecipeError(f"archive {self.url} does not exist (paths are relative to "
+                              f"{ctx.project_root})")
+        return verify_local(path, self.pins())
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         path = self.obtain(ctx)
@@ -86,5 +85,5 @@ def import_into(tree: Tree, ctx: BuildContext, workdir: Path, path: Path,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
                            preserve_owners=preserve_owners, limits=limits)
     if "sha256" not in provenance:
-        provenance["sha256"] = sha256_file(path)
+        provenance["sha256"] = file_hexdigest(path)
     return {**provenance, "members": stats.members, "selected": stats.selected}

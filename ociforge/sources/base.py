@@ -22,12 +22,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from ..archives import PathMap
 from ..digestcache import DigestCache
 from ..errors import RecipeError
-from ..spec import Spec
+from ..net.retry import DOWNLOAD_ATTEMPTS, RetryPolicy
+from ..spec import Spec, inside_project, invalid
 
 if TYPE_CHECKING:
     import requests
@@ -81,18 +82,24 @@ class BuildContext:
     index_url: str = DEFAULT_INDEX_URL
     maven_repos: tuple[str, ...] = ()  # --maven-repo; the maven source's default list
     images: ImagePort = field(default_factory=NoImages)
+    # Every request of the build retries under this one policy; tests pass one whose
+    # `sleep` records instead of sleeping.
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DOWNLOAD_ATTEMPTS))
 
     @cached_property
     def session(self) -> requests.Session:
         """HTTP session, created on first use (requests is slow to import)."""
-        from requests import Session
+        from ..net.http import new_session
 
-        return Session()
+        return new_session()
 
-    def project_path(self, rel: str) -> Path:
-        """A path named in a recipe, relative to the project root."""
-        p = Path(rel)
-        return p if p.is_absolute() else self.project_root / p
+    def project_path(self, rel: str, *, follow_last: bool = True) -> Path:
+        """A path named in a recipe, under the project root. The loader refused paths
+        that leave the project; checked again here, as the checkout is read."""
+        try:
+            return inside_project(self.project_root, rel, follow_last=follow_last)
+        except ValueError as e:
+            raise RecipeError(f"recipe path {e}") from None
 
 
 @runtime_checkable
@@ -116,8 +123,18 @@ def _parse_owner(v: Any) -> Any:
         if not m:
             raise ValueError("owner must be 'UID:GID' with numeric ids, e.g. '185:185'")
         return (int(m.group(1)), int(m.group(2)))
-    if isinstance(v, int):
+    if isinstance(v, int) and not isinstance(v, bool):
         return (v, v)
+    return v
+
+
+MAX_ID = 2**32 - 1  # uid_t and gid_t are 32 bits
+
+
+def _owner_in_range(v: tuple[int, int]) -> tuple[int, int]:
+    for what, n in zip(("uid", "gid"), v, strict=True):
+        if not 0 <= n <= MAX_ID:
+            raise invalid(f"{what} {n} is out of range (0 to {MAX_ID})")
     return v
 
 
@@ -131,7 +148,8 @@ def _parse_mode(v: Any) -> Any:
     raise ValueError(f"{v!r} is not an octal mode like '0755'")
 
 
-Owner = Annotated[tuple[int, int], BeforeValidator(_parse_owner)]
+Owner = Annotated[tuple[int, int], BeforeValidator(_parse_owner),
+                  AfterValidator(_owner_in_range)]
 Mode = Annotated[int | None, BeforeValidator(_parse_mode)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]

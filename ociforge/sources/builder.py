@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..archives import iter_tar_names
-from ..digests import key_of, sha256_file
+from ..digests import file_hexdigest, key_of
 from ..engines import BuildRequest, base_reference, cleanup, find_engine, run_build
 from ..errors import BuildError, RecipeError
+from ..spec import ProjectPath, check_project_path
 from ..store import cache_home
 from ..tartree import Tree, normalize_path
 from .archive import ArchiveCaps, import_into
@@ -46,7 +47,7 @@ def host_platform() -> str:
 
 
 def context_entries(root: Path, exclude: list[str],
-                    digest: Callable[[Path], str] = sha256_file) -> list[list[Any]]:
+                    digest: Callable[[Path], str] = file_hexdigest) -> list[list[Any]]:
     """[path, kind, mode, link target, sha256] of every context file, sorted. Modes are
     normalised like the `files` source (0755 if any exec bit, else 0644), so the
     checkout's umask does not change the key; an excluded directory is not entered."""
@@ -89,8 +90,8 @@ def _secrets(values: list[str]) -> list[str]:
 
 class BuilderSource(SourceBase, ArchiveCaps):
     kind: Literal["builder"]
-    context: str
-    dockerfile: str = "Dockerfile"  # relative to the context
+    context: ProjectPath
+    dockerfile: str = "Dockerfile"  # relative to the context; inside the project
     build_args: dict[ArgName, str] = {}
     # Build args passed from ociforge's own environment when set there, and not keyed.
     pass_env: list[ArgName] = []
@@ -114,6 +115,16 @@ class BuilderSource(SourceBase, ArchiveCaps):
                              "build_args, pass_env and base_images")
         return self
 
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile_inside(cls, v: str, info: ValidationInfo) -> str:
+        if "context" in info.data:  # else the context's own error is reported
+            check_project_path(os.path.join(info.data["context"], v), info)
+        return v
+
+    def _dockerfile_rel(self) -> str:
+        return os.path.join(self.context, self.dockerfile)
+
     # -- inputs ----------------------------------------------------------------------
 
     def needs_images(self) -> list[str]:
@@ -127,7 +138,8 @@ class BuilderSource(SourceBase, ArchiveCaps):
         return path
 
     def dockerfile_path(self, ctx: BuildContext) -> Path:
-        path = self.context_dir(ctx) / self.dockerfile
+        self.context_dir(ctx)
+        path = ctx.project_path(self._dockerfile_rel())
         if not path.is_file():
             raise RecipeError(f"builder source: {self.context}/{self.dockerfile} does not exist")
         return path
@@ -137,7 +149,7 @@ class BuilderSource(SourceBase, ArchiveCaps):
         return {
             "kind": "builder", "v": 1,
             "context": key_of(entries),
-            "dockerfile": sha256_file(self.dockerfile_path(ctx)),
+            "dockerfile": file_hexdigest(self.dockerfile_path(ctx)),
             "build_args": dict(sorted(self.build_args.items())),
             "target": self.target,
             "platform": self.platform or host_platform(),

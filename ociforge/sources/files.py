@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import RecipeError
+from ..spec import ProjectEntry
 from ..tartree import FILE, Tree
 from .base import BuildContext, Mode, Owner, SourceBase, Spec
 
@@ -18,7 +19,7 @@ def _excluding(patterns: list[str]) -> Callable[[str], bool]:
 
 
 class FileItem(Spec):
-    src: str
+    src: ProjectEntry  # a symlink here is copied as a symlink, never followed
     dest: str
     mode: Mode = None
     owner: Owner | None = None
@@ -51,7 +52,7 @@ class FilesSource(SourceBase):
         for d in self.dirs:
             tree.add_dir(d.path, d.mode or 0o755, d.owner)
         for item in self.files:
-            src = ctx.project_path(item.src)
+            src = ctx.project_path(item.src, follow_last=False)
             if not src.exists() and not src.is_symlink():
                 raise RecipeError(f"files source: {item.src} does not exist "
                                   f"(paths are relative to {ctx.project_root})")

@@ -25,27 +25,17 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ..errors import AuthError, FetchError, IntegrityError, LockError, RecipeError
-from ..fetch import RETRIES, TIMEOUT, USER_AGENT, downloads_dir, fetch, verify_local
+from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkError, RecipeError
+from ..fetch import downloads_dir, fetch, verify_local
 from ..maven_settings import Settings, load_settings
-from ..registry.credentials import Credentials
-from ..registry.reference import is_loopback
+from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..spec import ProjectPath
 from ..store import atomic_write
 from ..tartree import Tree
 from .base import BuildContext, LockResult, SourceBase, Spec
 
 if TYPE_CHECKING:
     import requests
-
-
-def _http() -> Any:
-    """requests and the retry helpers, imported on first use: recipes load (and warm
-    assembles run) without paying for them."""
-    import requests
-
-    from ..registry import retry
-
-    return requests, retry
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 CENTRAL_HOSTS = frozenset({"repo1.maven.org", "repo.maven.apache.org"})
@@ -263,28 +253,6 @@ def parse_checksum(text: str, algo: str) -> str | None:
     return squeezed.lower() if pattern.match(squeezed) else None
 
 
-def _mismatch_detail(err: IntegrityError) -> tuple[str, str, str] | None:
-    """(algorithm, expected, got) out of fetch's mismatch message."""
-    m = re.match(r"^(\w+) mismatch for .*: pinned ([0-9a-fA-F]+), got ([0-9a-f]+)$", str(err))
-    return (m.group(1), m.group(2).lower(), m.group(3)) if m else None
-
-
-def _reason(err: BaseException) -> str:
-    """A short, secret-free reason for a network failure."""
-    text = str(err)
-    for needle, reason in (("Connection refused", "connection refused"),
-                           ("Name or service not known", "name not resolved"),
-                           ("Failed to resolve", "name not resolved"),
-                           ("Temporary failure in name resolution", "name not resolved"),
-                           ("Connection reset", "connection reset"),
-                           ("SSLError", "TLS error"), ("CERTIFICATE_VERIFY_FAILED", "TLS error")):
-        if needle in text:
-            return reason
-    if isinstance(err, _http()[0].Timeout):
-        return "timed out"
-    return type(err).__name__
-
-
 # -- the lock ------------------------------------------------------------------------
 
 
@@ -336,15 +304,15 @@ def update_lock(path: Path, updates: dict[str, LockEntry]) -> dict[str, LockEntr
 
 
 class _Resolver:
-    """One resolution run: the repositories, their sessions, and which of them were
-    found unreachable (asked once, not once per artifact)."""
+    """One resolution run: the repositories, and which of them were found unreachable
+    (asked once, not once per artifact). Requests go through the build's session and
+    retry policy; a repository's credentials travel in a per-request header."""
 
     def __init__(self, source: MavenSource, ctx: BuildContext) -> None:
         self.source = source
         self.ctx = ctx
         self.repos = effective_repositories(list(source.repositories), ctx, load_settings())
         self.unreachable: dict[str, str] = {}
-        self._sessions: dict[str, requests.Session] = {}
         for repo in self.repos:
             parts = urlsplit(repo.url)
             if repo.credentials and parts.scheme == "http" and not is_loopback(parts.netloc):
@@ -352,59 +320,42 @@ class _Resolver:
                                 f"({repo.url}) over plain HTTP; use https")
 
     def close(self) -> None:
-        for s in self._sessions.values():
-            s.close()
+        """Nothing to release: the session is the build's."""
 
-    def session(self, repo: Repository) -> requests.Session:
-        """The shared session, or a private one carrying this repository's credentials
-        (requests drops them if a redirect leaves the host)."""
-        if repo.credentials is None:
-            return self.ctx.session
-        if repo.url not in self._sessions:
-            s = _http()[0].Session()
-            s.auth = (repo.credentials.username, repo.credentials.secret)
-            self._sessions[repo.url] = s
-        return self._sessions[repo.url]
+    @staticmethod
+    def auth(repo: Repository) -> BasicAuth | None:
+        """The repository's credentials as a per-request header (requests drops it if
+        a redirect leaves the host)."""
+        return BasicAuth(repo.credentials) if repo.credentials else None
 
     def request(self, repo: Repository, method: str, url: str) -> requests.Response:
-        """One request with retries on 408/429/5xx and network errors (reset, refused)."""
-        retry = _http()[1]
-        policy = retry.RetryPolicy(attempts=RETRIES)
-        for attempt in range(1, policy.attempts + 1):
-            last = attempt == policy.attempts
-            try:
-                r = self.session(repo).request(method, url, timeout=TIMEOUT,
-                                               headers={"User-Agent": USER_AGENT},
-                                               allow_redirects=True)
-            except _http()[1].NETWORK_ERRORS:
-                if last:
-                    raise
-                policy.wait(attempt)
-                continue
-            if last or not policy.should_retry_status(r.status_code):
-                return r
-            r.close()
-            policy.wait(attempt, retry.retry_after_seconds(r.headers.get("Retry-After")))
-        raise AssertionError("unreachable")
+        """One request under the build's retry policy; NetworkError if no answer came."""
+        from ..net.http import request
+
+        return request(self.ctx.session, method, url, policy=self.ctx.retry,
+                       auth=self.auth(repo))
 
     def locate(self, coord: Coordinate) -> Repository:
         """The first repository that has the file; else an error naming every one."""
         tried: list[str] = []
-        auth_refused = False
+        auth_refused = busy = False
         for repo in self.repos:
             if repo.url in self.unreachable:
                 tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
                 continue
             try:
                 r = self.request(repo, "HEAD", f"{repo.url}/{coord.path}")
-            except _http()[1].NETWORK_ERRORS as e:
-                self.unreachable[repo.url] = f"unreachable: {_reason(e)}"
+            except NetworkError as e:
+                self.unreachable[repo.url] = f"unreachable: {e.reason}"
                 tried.append(f"{repo.url} ({self.unreachable[repo.url]})")
                 continue
             r.close()
             if r.ok or r.status_code in (405, 501):  # no HEAD support: let the GET decide
                 return repo
             note = f"HTTP {r.status_code}"
+            if self.ctx.retry.retryable_status(r.status_code):  # still busy: budget spent
+                busy = True
+                note += f" after {self.ctx.retry.attempts} attempts"
             if r.status_code in (401, 403):
                 auth_refused = True
                 note += (f", credentials from {repo.credentials.source} refused"
@@ -416,6 +367,9 @@ class _Resolver:
                             f"tried {listing}")
         if len(self.unreachable) == len(self.repos):
             raise FetchError(f"{coord}: no repository could be reached; tried {listing}")
+        if busy:
+            raise FetchError(f"{coord}: not resolved, no repository could serve it; "
+                             f"tried {listing}")
         raise FetchError(f"{coord}: not found in any repository; tried {listing}")
 
     def checksums(self, repo: Repository, coord: Coordinate) -> dict[str, tuple[str, str]]:
@@ -427,13 +381,14 @@ class _Resolver:
             url = f"{repo.url}/{coord.path}.{algo}"
             try:
                 r = self.request(repo, "GET", url)
-            except _http()[1].NETWORK_ERRORS as e:
-                raise FetchError(f"{coord}: GET {url}: {_reason(e)}") from None
+            except NetworkError as e:
+                raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
             with r:
                 if r.status_code in (404, 410):
                     continue
                 if not r.ok:
-                    raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}")
+                    raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
+                                     status=r.status_code)
                 digest = parse_checksum(r.text, algo)
             if digest is None:
                 raise IntegrityError(f"{coord}: {url} holds no {algo} digest")
@@ -459,19 +414,19 @@ class _Resolver:
             except IntegrityError:
                 pass  # the repository now serves other bytes: download them
         try:
-            path = fetch(url, pins, session=self.session(repo))
+            path = fetch(url, pins, session=self.ctx.session, policy=self.ctx.retry,
+                         auth=self.auth(repo))
         except IntegrityError as e:
-            detail = _mismatch_detail(e)
-            if detail is None:
+            if e.algorithm is None or e.expected is None or e.got is None:
                 raise IntegrityError(f"{coord}: {e}") from None
-            algo, stated, got = detail
+            algo, stated, got = e.algorithm, e.expected, e.got
             if algo in sums:
                 raise IntegrityError(f"{coord}: the file from {repo.url} does not match "
                                      f"{sums[algo][1]} ({algo} stated {stated}, "
                                      f"got {got})") from None
             raise self.lock_mismatch(coord, repo, stated, got) from None
         except FetchError as e:
-            raise FetchError(f"{coord}: {e}") from None
+            raise FetchError(f"{coord}: {e}", url=e.url, status=e.status) from None
         if pin is not None and path.name != pin:
             raise self.lock_mismatch(coord, repo, pin, path.name)
         return path, repo
@@ -489,7 +444,7 @@ class _Resolver:
 class MavenSource(SourceBase):
     kind: Literal["maven"]
     artifacts: list[Annotated[str, AfterValidator(_coordinate)]] = Field(min_length=1)
-    lock_file: str = Field(alias="lock")  # the lock file, relative to the project
+    lock_file: ProjectPath = Field(alias="lock")  # the lock file, relative to the project
     dest: str = "/opt/spark/jars"
     repositories: list[RepositorySpec] = []
     transitive: bool = False

@@ -30,9 +30,10 @@ from pydantic import Field
 
 from ..digests import key_of
 from ..errors import BuildError, FetchError, LockError
+from ..net.redact import redact
+from ..spec import ProjectPath
 from ..store import atomic_write, cache_home
 from ..tartree import Tree
-from .archive import redact
 from .base import BuildContext, LockResult, SourceBase
 
 PIN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$"
@@ -52,7 +53,7 @@ def _platforms(platform: str) -> list[str]:
 class PipSource(SourceBase):
     kind: Literal["pip"]
     requirements: list[Annotated[str, Field(pattern=PIN)]] = Field(min_length=1)
-    lock_file: str = Field(alias="lock")  # the lock file, relative to the project
+    lock_file: ProjectPath = Field(alias="lock")  # the lock file, relative to the project
     python_version: str = Field("3.11", pattern=r"^3\.\d+$")
     platform: str = "manylinux_2_36_x86_64"
     target: str = "/usr/local/lib/python3.11/dist-packages"
@@ -62,7 +63,7 @@ class PipSource(SourceBase):
     # Lock files of layers this one is installed on top of (the Spark line's Python
     # packages): resolved together with their pins, holding only what they lack, so
     # that stacking the layers never gives one package at two versions.
-    on_top_of: list[str] = []
+    on_top_of: list[ProjectPath] = []
     # Files to leave out, as fnmatch patterns relative to `target` (test suites that
     # ship private keys, for instance: tornado/test/test.key).
     exclude: list[str] = []

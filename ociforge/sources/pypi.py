@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urldefrag, urljoin
 
-from ..errors import FetchError, IntegrityError
-from ..fetch import TIMEOUT, downloads_dir, fetch
+from ..errors import FetchError, IntegrityError, NetworkError
+from ..fetch import downloads_dir, fetch
+from ..net.redact import redact
 from ..tartree import Tree
-from .archive import ArchiveCaps, import_into, redact
+from .archive import ArchiveCaps, import_into
 from .base import BuildContext, PathMapSpec, Sha256, SourceBase
 
 if TYPE_CHECKING:
     import requests
+
+    from ..net.retry import RetryPolicy
 
 JSON_SIMPLE = "application/vnd.pypi.simple.v1+json"
 
@@ -44,21 +47,24 @@ class _Links(HTMLParser):
             self._href = None
 
 
-def find_file_url(index_url: str, package: str, filename: str,
-                  session: requests.Session) -> tuple[str, str | None]:
+def find_file_url(index_url: str, package: str, filename: str, session: requests.Session,
+                  policy: RetryPolicy) -> tuple[str, str | None]:
     """(URL, sha256 the index states) of one distribution file, via the simple API."""
-    import requests
+    from ..net.http import request
 
     page = f"{index_url.rstrip('/')}/{normalize_name(package)}/"
     try:
-        r = session.get(page, timeout=TIMEOUT,
-                        headers={"Accept": f"{JSON_SIMPLE}, text/html;q=0.1"})
-    except requests.RequestException as e:
-        raise FetchError(f"package index {redact(index_url)} unreachable: {e}") from None
+        r = request(session, "GET", page, policy=policy,
+                    headers={"Accept": f"{JSON_SIMPLE}, text/html;q=0.1"})
+    except NetworkError as e:
+        raise FetchError(f"package index {redact(index_url)} unreachable: {e.reason}",
+                         url=page) from None
     if r.status_code == 404:
-        raise FetchError(f"package {package!r} not found on {redact(index_url)}")
+        raise FetchError(f"package {package!r} not found on {redact(index_url)}", url=page,
+                         status=404)
     if not r.ok:
-        raise FetchError(f"GET {redact(page)}: HTTP {r.status_code}")
+        raise FetchError(f"GET {redact(page)}: HTTP {r.status_code}", url=page,
+                         status=r.status_code)
     if r.headers.get("Content-Type", "").startswith(JSON_SIMPLE):
         for f in r.json().get("files", []):
             if f.get("filename") == filename:
@@ -91,11 +97,14 @@ class PypiSource(SourceBase, ArchiveCaps):
         index = self.index_url or ctx.index_url
         url = "(cache)"
         if not cached.exists():
-            url, stated = find_file_url(index, self.package, self.filename, ctx.session)
+            url, stated = find_file_url(index, self.package, self.filename, ctx.session,
+                                        ctx.retry)
             if stated and stated != self.sha256:
                 raise IntegrityError(f"sha256 mismatch for {self.filename}: pinned "
-                                     f"{self.sha256}, the index states {stated}")
-        path = fetch(url, {"sha256": self.sha256}, session=ctx.session)
+                                     f"{self.sha256}, the index states {stated}",
+                                     subject=self.filename, algorithm="sha256",
+                                     expected=self.sha256, got=stated)
+        path = fetch(url, {"sha256": self.sha256}, session=ctx.session, policy=ctx.retry)
         prov = {"package": self.package, "version": self.version, "filename": self.filename,
                 "sha256": self.sha256, "index": redact(index)}
         return import_into(tree, ctx, workdir, path, self.paths, False, prov, self.limits())
