@@ -20,6 +20,9 @@ then re-slices it per read, which is quadratic in a highly compressed member) an
 `Limits` caps what the archive may expand to and how many members it may have,
 counted as it is read, so a bomb stops before the disk fills.
 
+An archive that is damaged or not an archive at all is an `IntegrityError` (exit 4)
+too: its bytes are the pinned ones, but not what the recipe says they are.
+
 The .deb reader is hand-written (the ar format is a 60-byte header per member);
 no maintained PyPI package reads ar streams without extracting to disk.
 """
@@ -42,7 +45,7 @@ from typing import IO, BinaryIO, Protocol
 
 import zstandard
 
-from .errors import BuildError, UnsafeArchiveError
+from .errors import BuildError, IntegrityError, UnsafeArchiveError
 from .tartree import DIR, FILE, SYMLINK, Entry, Tree, check_link_target, check_tree, normalize_path
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -124,7 +127,7 @@ def detect_format(path: Path) -> str:
         return "tar"
     if head[257:262] == b"ustar" or len(head) >= 512:
         return "tar"
-    raise BuildError(f"{path}: not a recognised archive (tar, tar.gz/xz/bz2/zst, zip, deb)")
+    raise IntegrityError(f"{path}: not a recognised archive (tar, tar.gz/xz/bz2/zst, zip, deb)")
 
 
 class _Bounded(io.RawIOBase):
@@ -153,12 +156,12 @@ def _deb_data_member(f: BinaryIO, name: str) -> tuple[str, int, int]:
     while True:
         header = f.read(60)
         if len(header) < 60:
-            raise BuildError(f"{name}: .deb has no data.tar member")
+            raise IntegrityError(f"{name}: .deb has no data.tar member")
         try:
             member = header[:16].decode("ascii").strip().rstrip("/")
             size = int(header[48:58].decode("ascii").strip())
         except ValueError:  # UnicodeDecodeError is one
-            raise BuildError(f"{name}: damaged .deb (a bad ar member header)") from None
+            raise IntegrityError(f"{name}: damaged .deb (a bad ar member header)") from None
         offset = f.tell()
         if member.startswith("data.tar"):
             return member, offset, size
@@ -497,7 +500,7 @@ def import_archive(archive: Path, tree: Tree, staging: Path, *, maps: list[PathM
             lzma.LZMAError) as e:
         if isinstance(e, OSError) and not isinstance(e, EOFError) and e.errno is not None:
             raise
-        raise BuildError(f"{archive.name}: damaged or truncated archive: {e}") from e
+        raise IntegrityError(f"{archive.name}: damaged or truncated archive: {e}") from e
     except RecursionError:  # tarfile follows a chain of extended headers recursively
         raise UnsafeArchiveError(f"{archive.name}: a chain of thousands of extended "
                                  "headers") from None

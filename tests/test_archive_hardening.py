@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ociforge.archives import Limits, PathMap, import_archive
-from ociforge.errors import BuildError, UnsafeArchiveError
+from ociforge.errors import IntegrityError, UnsafeArchiveError
 from ociforge.sources.archive import ArchiveSource
 from ociforge.sources.base import BuildContext
 from ociforge.tartree import DIR, FILE, Tree, write_tar
@@ -429,5 +429,5 @@ def test_a_chain_of_extended_headers_is_refused(tmp_path: Path) -> None:
 def test_a_deb_with_a_bad_ar_header_is_a_damaged_archive(tmp_path: Path) -> None:
     deb = tmp_path / "bad.deb"
     deb.write_bytes(b"!<arch>\n" + b"debian-binary   " + b" " * 32 + b"notanumber" + b"`\n")
-    with pytest.raises(BuildError, match=r"bad\.deb: damaged \.deb \(a bad ar member header\)"):
+    with pytest.raises(IntegrityError, match=r"bad\.deb: damaged \.deb \(a bad ar member header\)"):
         imp(deb, tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ociforge.archives import PathMap, import_archive
-from ociforge.errors import BuildError, UnsafeArchiveError
+from ociforge.errors import BuildError, IntegrityError, UnsafeArchiveError
 from ociforge.tartree import FILE, SYMLINK, Tree
 
 from conftest import busybox_deb
@@ -145,7 +145,7 @@ def test_debian_package_data_is_read(tmp_path: Path) -> None:
 def test_truncated_archive_is_reported(tmp_path: Path) -> None:
     arc = make_tar(tmp_path / "t.tgz", [("a", "file", os.urandom(200_000))])
     arc.write_bytes(arc.read_bytes()[:5000])
-    with pytest.raises(BuildError, match="damaged or truncated archive"):
+    with pytest.raises(IntegrityError, match="damaged or truncated archive"):
         _import(arc, tmp_path)
 
 
