@@ -18,4 +18,6 @@ if [ ! -s "$cache/busybox-static.deb" ]; then
   mv "$tmp"/busybox-static_*.deb "$cache/busybox-static.deb"
   rm -rf "$tmp"
 fi
+# The S3 server of the workload tests (tests/test_workloads.py), from the Go module proxy.
+bash scripts/build-s3-server.sh
 echo "test dependencies ready (cache: $cache)"

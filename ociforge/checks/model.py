@@ -8,18 +8,24 @@
 
 `{version}` and `{label:NAME}` in strings are replaced from the image's labels
 (`org.opencontainers.image.version`), so one declaration serves a whole family.
+Workloads that need a server of the user's (an S3 endpoint, a Celeborn master) name
+the variables they read from `ociforge test`'s environment in `host_env`, and use
+them as `{env:NAME}`; `{run}` is unique per run and user, so two runs never share a
+table or a path.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, field_validator, model_validator
 
 from ..sources.base import Mode, Owner
-from ..spec import Spec, invalid
+from ..spec import ProjectPath, Spec, invalid
 
 
 class FileCheck(Spec):
@@ -39,6 +45,9 @@ class MetadataCheck(Spec):
     labels: dict[str, str] = {}
 
 
+INPUTS_DIR = "/ocf-check"   # where a command's `inputs` appear in its container
+
+
 class CommandCheck(Spec):
     """A command run in containerd: as the image user, and (unless disabled) again as an
     arbitrary uid with gid 0, a read-only root and tmpfs on the writable paths."""
@@ -50,6 +59,17 @@ class CommandCheck(Spec):
     exit_code: int = 0
     arbitrary_uid: bool = True
     timeout: int = 300
+    host_network: bool = False  # reach servers on the host's loopback (S3, Celeborn)
+    # Project files (job scripts, SQL) mounted read-only at /ocf-check/<file name>.
+    inputs: list[ProjectPath] = []
+
+    @field_validator("inputs")
+    @classmethod
+    def _distinct_names(cls, value: list[str]) -> list[str]:
+        names = [PurePosixPath(v).name for v in value]
+        if len(set(names)) != len(names):
+            raise invalid(f"inputs {value} share a file name (all go to {INPUTS_DIR})")
+        return value
 
 
 class Probe(Spec):
@@ -76,6 +96,7 @@ class ServerCheck(Spec):
     ready_port: Annotated[int | str, AfterValidator(_ready_port)] | None = None
     probe: Probe
     timeout: int = 180
+    arbitrary_uid: bool = False  # also as 12345:0 with a read-only root
 
 
 class DuplicateClassCheck(Spec):
@@ -100,6 +121,9 @@ class CheckSet(Spec):
     commands: list[CommandCheck] = []
     servers: list[ServerCheck] = []
     gpu: bool = False                # GPU smoke (only where an NVIDIA GPU is present)
+    # Variables read from ociforge's environment (endpoints, access keys) and given to
+    # every container of the set; null: required (the set is skipped without it).
+    host_env: dict[str, str | None] = {}
 
     @model_validator(mode="after")
     def _selects(self) -> CheckSet:
@@ -112,25 +136,50 @@ class CheckSet(Spec):
                 or any(f in features for f in self.features))
 
 
-_PLACEHOLDER = re.compile(r"\{(version|label:[^}]+|port)\}")
+_PLACEHOLDER = re.compile(r"\{(version|label:[^}]+|env:[^}]+|port|run)\}")
 
 
-def substitute(value: Any, labels: dict[str, str], port: int | None = None) -> Any:
-    """Replace {version}, {label:NAME} and {port} in strings, lists and dicts."""
+def substitute(value: Any, labels: dict[str, str], port: int | None = None, *,
+               run: str | None = None, env: dict[str, str] | None = None) -> Any:
+    """Replace {version}, {label:NAME}, {port}, {run} and {env:NAME} in strings, lists
+    and dicts; what is not given yet stays as it is (the runtime fills it later)."""
     if isinstance(value, str):
         def repl(m: re.Match[str]) -> str:
             key = m.group(1)
+            found: str | None
             if key == "port":
-                return str(port) if port is not None else m.group(0)
-            if key == "version":
-                return labels.get("org.opencontainers.image.version", m.group(0))
-            return labels.get(key.split(":", 1)[1], m.group(0))
+                found = None if port is None else str(port)
+            elif key == "run":
+                found = run
+            elif key == "version":
+                found = labels.get("org.opencontainers.image.version")
+            elif key.startswith("env:"):
+                found = (env or {}).get(key[4:])
+            else:
+                found = labels.get(key.split(":", 1)[1])
+            return m.group(0) if found is None else found
         return _PLACEHOLDER.sub(repl, value)
     if isinstance(value, list):
-        return [substitute(v, labels, port) for v in value]
+        return [substitute(v, labels, port, run=run, env=env) for v in value]
     if isinstance(value, dict):
-        return {k: substitute(v, labels, port) for k, v in value.items()}
+        return {k: substitute(v, labels, port, run=run, env=env) for k, v in value.items()}
     return value
+
+
+def missing_env(cs: CheckSet, environ: Mapping[str, str]) -> list[str]:
+    """The set's required host variables that are unset (or empty)."""
+    return [k for k, default in cs.host_env.items() if default is None and not environ.get(k)]
+
+
+def host_env_values(cs: CheckSet, environ: Mapping[str, str]
+                    ) -> dict[str, str]:
+    """The set's host variables: from the environment, else their defaults."""
+    out = {}
+    for k, default in cs.host_env.items():
+        value = environ.get(k) or default
+        if value is not None:
+            out[k] = value
+    return out
 
 
 def for_image(cs: CheckSet, labels: dict[str, str]) -> CheckSet:

@@ -5,6 +5,7 @@ then runtime smoke in containerd (started once for the whole run)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from ..store import Store
 from . import imagefs, jarclasses, native, structure
 from .containerd import Containerd, can_run_containers
 from .gpu import GpuHost, discover
-from .model import CheckSet, for_image
+from .model import CheckSet, for_image, missing_env
 from .report import CheckResult, skipped
 from .runtime import RuntimeChecker
 
@@ -51,7 +52,8 @@ class CheckRun:
     def _runtime(self) -> RuntimeChecker:
         if self._checker is None:
             self._ctd = Containerd(self.workdir / "containerd", self.containerd_address).start()
-            self._checker = RuntimeChecker(self._ctd, self.workdir, self.gpu)
+            self._checker = RuntimeChecker(self._ctd, self.workdir, self.gpu,
+                                           self.project.root)
         return self._checker
 
     def image(self, name: str) -> list[CheckResult]:
@@ -82,29 +84,42 @@ class CheckRun:
 
     def _runtime_checks(self, name: str, archive: Path, sets: list[CheckSet]
                         ) -> list[CheckResult]:
-        wanted = [(cs, c) for cs in sets for c in cs.commands] + \
-                 [(cs, s) for cs in sets for s in cs.servers]
-        if not wanted:
-            return []
+        results: list[CheckResult] = []
+        runnable = []
+        for cs in sets:
+            unset = missing_env(cs, os.environ)
+            if unset:  # a workload against a server of the user's, none given
+                why = (f"needs {', '.join(unset)} in the environment (the server to run "
+                       "this workload against; see docs/checks.md)")
+                results += [skipped(name, "runtime", c, why) for c in _names(cs)]
+            else:
+                runnable.append(cs)
+        if not any(_names(cs) for cs in runnable):
+            return results
         reason = None if self.runtime else "runtime checks disabled (--no-runtime)"
         if reason is None and self.containerd_address is None:
             reason = can_run_containers()
         if reason:
-            return [skipped(name, "runtime", getattr(c, "name", "?"), reason) for _, c in wanted]
+            return results + [skipped(name, "runtime", c, reason)
+                              for cs in runnable for c in _names(cs)]
         checker = self._runtime()
         self.progress(f"{name}: importing into containerd")
         prepared = checker.prepare(self.store, name, archive)
-        results: list[CheckResult] = []
-        for cs in sets:
+        for cs in runnable:
             for cc in cs.commands:
                 self.progress(f"{name}: {cc.name}")
                 results += checker.command(prepared, cs, cc)
             for sc in cs.servers:
                 self.progress(f"{name}: {sc.name} server")
-                results.append(checker.server(prepared, cs, sc))
+                results += checker.server(prepared, cs, sc)
         return results
 
     def close(self) -> None:
         if self._ctd is not None:
             self._ctd.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _names(cs: CheckSet) -> list[str]:
+    """The set's runtime checks (commands, then servers) by name."""
+    return [c.name for c in cs.commands] + [s.name for s in cs.servers]

@@ -6,15 +6,21 @@ bound, probed, and stopped. Every container gets a /etc/hosts with localhost.
 
 `ctr` 1.6 has no --user flag, so the arbitrary-uid run uses an image that differs
 only in its config's User (same layers), as Kubernetes' runAsUser overrides it.
+
+Workloads against the user's servers (S3, Celeborn) run on the host network, get the
+set's `host_env` through an env file (access keys stay off command lines), their
+`inputs` (job scripts) bind-mounted read-only, and a `{run}` of their own per user.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +28,11 @@ from ..digests import canonical_json
 from ..oci import MT_CONFIG, MT_MANIFEST, Descriptor
 from ..outputs import full_reference
 from ..outputs.archive import write_archive
+from ..spec import inside_project
 from ..store import Store
 from .containerd import Containerd
 from .gpu import GpuHost
-from .model import CheckSet, CommandCheck, ServerCheck, substitute
+from .model import INPUTS_DIR, CheckSet, CommandCheck, ServerCheck, host_env_values, substitute
 from .report import CheckResult, failed, passed, skipped
 
 ARBITRARY_USER = "12345:0"
@@ -37,6 +44,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Run:
+    """One way a check runs: as the image's user, or as 12345:0 with a read-only root."""
+
+    suffix: str             # appended to the check's name
+    arbitrary: bool
+    tag: str                # what `{run}` becomes
+
+
 @dataclass
 class PreparedImage:
     name: str
@@ -46,14 +62,22 @@ class PreparedImage:
 
 
 class RuntimeChecker:
-    def __init__(self, ctd: Containerd, workdir: Path, gpu: GpuHost) -> None:
+    def __init__(self, ctd: Containerd, workdir: Path, gpu: GpuHost,
+                 project_root: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.ctd = ctd
         self.workdir = workdir
         self.gpu = gpu
+        self.project_root = project_root
+        self.environ = os.environ if environ is None else environ
         self.hosts = workdir / "hosts"
         self.hosts.write_text(f"127.0.0.1 localhost {socket.gethostname()}\n"
                               "::1 localhost ip6-localhost ip6-loopback\n")
         self._n = 0
+        nonce = secrets.token_hex(3)
+        self.runs = (Run("", False, f"r{nonce}_image_user"),
+                     Run(f" as {ARBITRARY_USER} read-only", True,
+                         f"r{nonce}_uid{ARBITRARY_USER.split(':')[0]}"))
 
     # -- images ----------------------------------------------------------------------
 
@@ -91,13 +115,19 @@ class RuntimeChecker:
 
     def _args(self, ref: str, name: str, argv: list[str], env: dict[str, str], *,
               read_only: bool, writable: list[str], net_host: bool, gpu: bool,
-              detach: bool) -> list[str]:
+              detach: bool, env_file: Path | None = None,
+              inputs: list[Path] | None = None) -> list[str]:
         args = ["run", "--mount", f"type=bind,src={self.hosts},dst=/etc/hosts,options=rbind:ro"]
         if read_only:
             args.append("--read-only")
             for path in writable:
                 args += ["--mount", f"type=tmpfs,src=tmpfs,dst={path},"
                                     "options=nosuid:nodev:mode=1777"]
+        for src in inputs or []:
+            args += ["--mount", f"type=bind,src={src},dst={INPUTS_DIR}/{src.name},"
+                                "options=rbind:ro"]
+        if env_file is not None:
+            args += ["--env-file", str(env_file)]
         for k, v in env.items():
             args += ["--env", f"{k}={v}"]
         if net_host:
@@ -113,46 +143,77 @@ class RuntimeChecker:
                 return f"output does not match {pattern!r}: …{output.strip()[-300:]}"
         return None
 
+    def _host_env(self, cs: CheckSet) -> tuple[dict[str, str], Path | None]:
+        """The set's host variables, and an env file (0600) that hands them over."""
+        values = host_env_values(cs, self.environ)
+        if not values:
+            return values, None
+        self._n += 1
+        path = self.workdir / f"env-{self._n}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{k}={v.replace(chr(10), ' ')}\n" for k, v in values.items())
+        return values, path
+
+    def _inputs(self, paths: list[str]) -> list[Path]:
+        if paths and self.project_root is None:
+            raise ValueError("check inputs need the project directory")
+        return [inside_project(self.project_root, p) for p in paths
+                if self.project_root is not None]
+
     def command(self, image: PreparedImage, cs: CheckSet, cc: CommandCheck
                 ) -> list[CheckResult]:
-        cc = CommandCheck.model_validate(substitute(cc.model_dump(), image.labels))
         if cs.gpu and not self.gpu.present:
             return [skipped(image.name, "gpu", cc.name, self.gpu.reason_absent())]
         kind = "gpu" if cs.gpu else "runtime"
-        runs = [("", image.ref, False)]
-        if cc.arbitrary_uid:
-            runs.append((f" as {ARBITRARY_USER} read-only", image.uid_ref, True))
+        env, env_file = self._host_env(cs)
         out = []
-        for suffix, ref, read_only in runs:
-            name = cc.name + suffix
+        for run in self.runs if cc.arbitrary_uid else self.runs[:1]:
+            c = CommandCheck.model_validate(substitute(cc.model_dump(), image.labels,
+                                                       run=run.tag, env=env))
+            name = c.name + run.suffix
             started = time.monotonic()
             try:
-                p = self.ctd.ctr(*self._args(ref, self._name(), cc.args, cc.env,
-                                             read_only=read_only, writable=cs.writable,
-                                             net_host=False, gpu=cs.gpu, detach=False),
-                                 timeout=cc.timeout)
+                p = self.ctd.ctr(*self._args(image.uid_ref if run.arbitrary else image.ref,
+                                             self._name(), c.args, c.env,
+                                             read_only=run.arbitrary, writable=cs.writable,
+                                             net_host=c.host_network, gpu=cs.gpu,
+                                             detach=False, env_file=env_file,
+                                             inputs=self._inputs(c.inputs)),
+                                 timeout=c.timeout)
             except Exception as e:
                 out.append(failed(image.name, kind, name, f"did not finish: {e}",
                                   time.monotonic() - started))
                 continue
             seconds = time.monotonic() - started
             output = p.stdout + p.stderr
-            if p.returncode != cc.exit_code:
+            if p.returncode != c.exit_code:
                 out.append(failed(image.name, kind, name, f"exit code {p.returncode}, expected "
-                                  f"{cc.exit_code}: …{output.strip()[-400:]}", seconds))
+                                  f"{c.exit_code}: …{output.strip()[-400:]}", seconds))
                 continue
-            problem = self._expect(output, cc.expect)
+            problem = self._expect(output, c.expect)
             out.append(failed(image.name, kind, name, problem, seconds) if problem
                        else passed(image.name, kind, name, seconds=seconds))
         return out
 
-    def server(self, image: PreparedImage, cs: CheckSet, sc: ServerCheck) -> CheckResult:
+    def server(self, image: PreparedImage, cs: CheckSet, sc: ServerCheck
+               ) -> list[CheckResult]:
+        env, env_file = self._host_env(cs)
+        return [self._server(image, cs, sc, run, env, env_file)
+                for run in (self.runs if sc.arbitrary_uid else self.runs[:1])]
+
+    def _server(self, image: PreparedImage, cs: CheckSet, sc: ServerCheck, run: Run,
+                env: dict[str, str], env_file: Path | None) -> CheckResult:
         port = free_port()
-        sc = ServerCheck.model_validate(substitute(sc.model_dump(), image.labels, port))
+        sc = ServerCheck.model_validate(substitute(sc.model_dump(), image.labels, port,
+                                                   run=run.tag, env=env))
+        sc = sc.model_copy(update={"name": sc.name + run.suffix})
         started = time.monotonic()
         name = self._name()
-        p = self.ctd.ctr(*self._args(image.ref, name, sc.args, sc.env, read_only=False,
-                                     writable=[], net_host=True, gpu=False, detach=True))
+        p = self.ctd.ctr(*self._args(image.uid_ref if run.arbitrary else image.ref, name,
+                                     sc.args, sc.env, read_only=run.arbitrary,
+                                     writable=cs.writable, net_host=True, gpu=False,
+                                     detach=True, env_file=env_file))
         if p.returncode != 0:
             return failed(image.name, "server", sc.name, f"did not start: {p.stderr.strip()}")
         try:
