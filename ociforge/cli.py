@@ -306,14 +306,27 @@ def store_path(ctx: Ctx) -> None:
 @output_options
 @pass_ctx
 def store_fsck(ctx: Ctx, no_repair: bool) -> None:
-    """Re-hash every blob; quarantine corrupt ones. Exit 5 if anything was wrong."""
+    """Re-hash every blob; quarantine corrupt ones and unreadable layer records;
+    rebuild a damaged index.json. Exit 5 if anything was wrong."""
     from .maintenance import fsck
 
     report = fsck(ctx.store(), repair=not no_repair)
     lines = [f"checked {report.checked} blobs ({human_size(report.bytes_checked)})"]
+    if report.index:
+        idx = report.index
+        lines.append(f"damaged index: {idx['problem']}"
+                     + (f" -> {idx['quarantined_to']}" if idx["quarantined_to"] else ""))
+        verb = "recovered" if idx["quarantined_to"] or not no_repair else "recoverable"
+        lines += [f"{verb} tag {name} (from the {where})" if where != "untagged manifest"
+                  else f"kept a manifest no tag reaches as {name} (it may have been tagged "
+                       "in what was lost; `ociforge store untag` it if not)"
+                  for name, where in idx["tags"].items()]
     lines += [f"corrupt: {c['digest']} (hashes to {c['actual']})"
               + (f" -> {c['quarantined_to']}" if "quarantined_to" in c else "")
               for c in report.corrupt]
+    lines += [f"unreadable layer record: {r['path']}"
+              + (f" -> {r['quarantined_to']}" if "quarantined_to" in r else "")
+              for r in report.unreadable_records]
     lines += [f"dropped layer record: {r}" for r in report.dropped_records]
     lines += [f"image with missing blobs: {t}" for t in report.dangling_tags]
     if report.stale_tmp:
@@ -340,6 +353,24 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
              f"{verb} {report.removed_blobs} blobs ({human_size(report.freed_bytes)}), "
              f"{report.removed_records} layer records, {report.removed_tmp} temporary files; "
              f"kept {report.kept_blobs} blobs")
+
+
+@store_group.command("untag")
+@click.argument("names", nargs=-1, required=True)
+@output_options
+@pass_ctx
+def store_untag(ctx: Ctx, names: tuple[str, ...]) -> None:
+    """Remove tags from the store's index (their blobs go at the next gc)."""
+    from .errors import ImageNotInStoreError
+
+    store = ctx.store()
+    tags = store.tags()
+    for name in names:
+        if name not in tags:
+            raise ImageNotInStoreError(name)
+    for name in names:
+        store.untag(name)
+    ctx.emit({"untagged": list(names)}, "\n".join(f"untagged {n}" for n in names))
 
 
 class Terminated(KeyboardInterrupt):
