@@ -316,7 +316,7 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
         idx = report.index
         lines.append(f"damaged index: {idx['problem']}"
                      + (f" -> {idx['quarantined_to']}" if idx["quarantined_to"] else ""))
-        verb = "recovered" if idx["quarantined_to"] or not no_repair else "recoverable"
+        verb = "recoverable" if no_repair else "recovered"
         lines += [f"{verb} tag {name} (from the {where})" if where != "untagged manifest"
                   else f"kept a manifest no tag reaches as {name} (it may have been tagged "
                        "in what was lost; `ociforge store untag` it if not)"

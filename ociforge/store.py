@@ -473,10 +473,6 @@ class Store:
 
     # -- reachability ------------------------------------------------------------------
 
-    def tagged_descriptors(self) -> list[Descriptor]:
-        """The descriptors index.json lists (tags and other tools' entries)."""
-        return [Descriptor.from_json(m) for m in self.read_index()["manifests"]]
-
     def referenced_blobs(self, include_records: bool = True) -> set[str]:
         """Every blob reachable from index.json, plus those of cached layer records.
 
