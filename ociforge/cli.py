@@ -392,7 +392,8 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except (click.Abort, KeyboardInterrupt) as e:
-        terminated = isinstance(e, Terminated)
+        # click turns a KeyboardInterrupt into Abort, keeping it as the context.
+        terminated = isinstance(e, Terminated) or isinstance(e.__context__, Terminated)
         click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
         sys.exit(143 if terminated else 130)
     except OciforgeError as e:

@@ -110,7 +110,7 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         raise click.UsageError("name at least one image, or use --all")
     missing = [n for n in selected if n not in tags]
     if missing:
-        raise ImageNotInStoreError(missing[0])
+        raise ImageNotInStoreError(missing[0], tags)
     target = reference.parse(dest)
     if target.digest:
         raise click.UsageError("--to takes a tag, not a digest")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from .net.redact import redact
+
+
+def suggest(name: str, valid: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the nearest valid names, or nothing."""
+    close = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 class OciforgeError(Exception):
@@ -14,8 +23,10 @@ class OciforgeError(Exception):
 class ImageNotInStoreError(OciforgeError):
     """An image name that nothing is tagged as in the store."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"image {name!r} is not in the store; run `ociforge assemble {name}`")
+    def __init__(self, name: str, tagged: Iterable[str] = ()) -> None:
+        near = suggest(name, tagged)
+        hint = near if near else f"; run `ociforge assemble {name}`"
+        super().__init__(f"image {name!r} is not in the store{hint}")
         self.name = name
 
 
@@ -88,6 +99,12 @@ class NetworkError(FetchError):
 
 class LockError(RecipeError):
     """A lock file is missing, stale or unreadable where a key needs it."""
+
+
+class UsageError(OciforgeError):
+    """A command-line or environment value ociforge cannot use (exit 2, like click's)."""
+
+    exit_code = 2
 
 
 class BuildError(OciforgeError):

@@ -458,7 +458,7 @@ class Store:
         tags = self.tags()
         for name in names:
             if name not in tags:
-                raise ImageNotInStoreError(name)
+                raise ImageNotInStoreError(name, tags)
         picker = self._record_picker()
         out = []
         for name in names:

@@ -22,17 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from .errors import BuildError, UnsafeArchiveError
+from .errors import BuildError, UnsafeArchiveError, UsageError
 
 FILE, DIR, SYMLINK = "file", "dir", "symlink"
 COPY_BUFSIZE = 1 << 20
 
 
+# 9999-12-31T23:59:59Z: the last second an RFC 3339 `created` can name.
+MAX_SOURCE_DATE_EPOCH = 253_402_300_799
+
+
 def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH from the environment (default 0), validated."""
+    """SOURCE_DATE_EPOCH from the environment (default 0), validated: the one place it
+    is parsed. A bad value is a usage error (exit 2), before any work."""
     raw = os.environ.get("SOURCE_DATE_EPOCH", "0").strip() or "0"
-    if not raw.isdigit():
-        raise BuildError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got {raw!r}")
+    if not raw.isdigit() or int(raw) > MAX_SOURCE_DATE_EPOCH:
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer from 0 to "
+                         f"{MAX_SOURCE_DATE_EPOCH} (9999-12-31), got {raw[:40]!r}")
     return int(raw)
 
 

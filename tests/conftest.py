@@ -114,6 +114,26 @@ def make_hello_project(root: Path, deb: Path | None = None) -> Path:
     return root
 
 
+def big_project(root: Path, mb: int = 400) -> Path:
+    """An image with one large layer, so a build takes long enough to be interrupted."""
+    data = root / "data"
+    data.mkdir(parents=True)
+    chunk = os.urandom(1 << 20)
+    with open(data / "blob.bin", "wb") as f:
+        for i in range(mb):
+            f.write(chunk[i % 97:] + chunk[: i % 97])
+    write(root / "layers" / "big.yaml",
+          "source:\n  kind: files\n  files: [{src: data, dest: /data}]\n")
+    write(root / "recipes" / "r.yaml", "images:\n  big:\n    layers: [big]\n")
+    return root
+
+
+def cli_cmd(store: Path, project: Path, *args: str) -> list[str]:
+    """The command line `run_cli` runs, for tests that drive the process themselves."""
+    return [sys.executable, "-m", "ociforge.cli", "--store", str(store), "--project",
+            str(project), *args]
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store"

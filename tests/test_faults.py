@@ -4,44 +4,23 @@ Nothing leaves the store corrupt, and every failure says what happened in one li
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, sha256, store_is_empty, write
+from conftest import big_project, cli_cmd, run_cli, sha256, store_is_empty, write
 
 pytestmark = pytest.mark.slow
 
 
-def _big_project(root: Path, mb: int = 400) -> Path:
-    """An image with one large layer, so a build takes long enough to be interrupted."""
-    data = root / "data"
-    data.mkdir(parents=True)
-    chunk = os.urandom(1 << 20)
-    with open(data / "blob.bin", "wb") as f:
-        for i in range(mb):
-            f.write(chunk[i % 97:] + chunk[: i % 97])
-    write(root / "layers" / "big.yaml",
-          "source:\n  kind: files\n  files: [{src: data, dest: /data}]\n")
-    write(root / "recipes" / "r.yaml", "images:\n  big:\n    layers: [big]\n")
-    return root
-
-
-def _cli_cmd(store: Path, project: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "ociforge.cli", "--store", str(store), "--project",
-            str(project), *args]
-
-
 def test_sigkill_mid_layer_leaves_no_partial_blob(tmp_path: Path) -> None:
-    proj = _big_project(tmp_path / "p")
+    proj = big_project(tmp_path / "p")
     store = tmp_path / "s"
-    proc = subprocess.Popen(_cli_cmd(store, proj, "assemble", "big"),
+    proc = subprocess.Popen(cli_cmd(store, proj, "assemble", "big"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp_dir = store / "ociforge" / "tmp"
     deadline = time.monotonic() + 60
@@ -121,10 +100,10 @@ def test_truncated_blob_is_rebuilt_on_next_assemble(tmp_path: Path, hello_projec
 
 
 def test_two_assembles_on_one_store(tmp_path: Path, hello_project: Path) -> None:
-    _big_project(hello_project, mb=150)
+    big_project(hello_project, mb=150)
     write(hello_project / "recipes" / "r.yaml", "images:\n  big:\n    layers: [big, hello]\n")
     store = tmp_path / "s"
-    procs = [subprocess.Popen(_cli_cmd(store, hello_project, "--json", "assemble", "big", "hello"),
+    procs = [subprocess.Popen(cli_cmd(store, hello_project, "--json", "assemble", "big", "hello"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+from ..errors import suggest
 from .features import CAVEATS_LABEL, FEATURES_LABEL, FeatureCase, FeatureDef, Features
-from .loading import Where, load_yaml, suggest, validate
+from .loading import Where, load_yaml, validate
 from .matrix import MatrixDef
 from .models import ImageConfig, ImageDef, ImageSpec, LayerDef
 from .project import Project, RecipeFile

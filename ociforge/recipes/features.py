@@ -10,9 +10,9 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from ..errors import RecipeError
+from ..errors import RecipeError, suggest
 from ..spec import Spec
-from .loading import Where, suggest
+from .loading import Where
 from .matrix import fill
 from .models import ImageSpec, Port
 

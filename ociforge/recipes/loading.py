@@ -13,7 +13,6 @@ Both say `FILE:LINE:COL: field 'PATH': …`.
 
 from __future__ import annotations
 
-import difflib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,9 +190,13 @@ class RecipeLoader(SAFE_LOADER):  # type: ignore[misc,valid-type]
 
 def load_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RecipeError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise RecipeError(f"{path}:{line}: not UTF-8 (byte 0x{e.object[e.start]:02x})"
+                          ) from None
     try:
         return yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as e:
@@ -204,7 +207,3 @@ def load_yaml(path: Path) -> Any:
         raise RecipeError(f"{path}{where}: {what}{problem}") from None
 
 
-def suggest(name: str, valid: list[str]) -> str:
-    """` (did you mean 'x'?)` for the nearest valid names, or nothing."""
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.model import CheckSet
-from ..errors import RecipeError
+from ..errors import RecipeError, suggest
 from ..spec import PROJECT_ROOT, Spec
 from .features import FeatureDef, Features
-from .loading import Where, load_yaml, suggest, validate
+from .loading import Where, load_yaml, validate
 from .matrix import MatrixDef, expand
 from .models import ImageDef, ImageSpec, LayerDef, merge_image
 

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, ValidationInfo, model_validator
 
 from ..archives import import_archive
 from ..digests import file_hexdigest
+from ..errors import RecipeError
 from ..fetch import fetch, is_url, verify_local
 from ..net.redact import redact
 from ..spec import check_project_path
@@ -52,7 +53,11 @@ class ArchiveSource(SourceBase):
     def obtain(self, ctx: BuildContext) -> Path:
         if is_url(self.url):
             return fetch(self.url, self.pins(), session=ctx.session, policy=ctx.retry)
-        return verify_local(ctx.project_path(self.url), self.pins())
+        path = ctx.project_path(self.url)
+        if not path.is_file():  # the recipe names a file the checkout lacks: exit 3
+            raise RecipeError(f"archive {self.url} does not exist (paths are relative to "
+                              f"{ctx.project_root})")
+        return verify_local(path, self.pins())
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         path = self.obtain(ctx)
