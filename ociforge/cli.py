@@ -367,7 +367,7 @@ def store_untag(ctx: Ctx, names: tuple[str, ...]) -> None:
     tags = store.tags()
     for name in names:
         if name not in tags:
-            raise ImageNotInStoreError(name)
+            raise ImageNotInStoreError(name, tags)
     for name in names:
         store.untag(name)
     ctx.emit({"untagged": list(names)}, "\n".join(f"untagged {n}" for n in names))
