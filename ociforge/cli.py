@@ -321,12 +321,14 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
                   else f"kept a manifest no tag reaches as {name} (it may have been tagged "
                        "in what was lost; `ociforge store untag` it if not)"
                   for name, where in idx["tags"].items()]
-    lines += [f"corrupt: {c['digest']} (hashes to {c['actual']})"
+    lines += [f"corrupt: {c['digest']} "
+              + (f"(hashes to {c['actual']})" if c["actual"].startswith("sha256:")
+                 else f"({c['actual']})")
               + (f" -> {c['quarantined_to']}" if "quarantined_to" in c else "")
               for c in report.corrupt]
-    lines += [f"unreadable layer record: {r['path']}"
+    lines += [f"unreadable: {r['problem']}"
               + (f" -> {r['quarantined_to']}" if "quarantined_to" in r else "")
-              for r in report.unreadable_records]
+              for r in report.unreadable_files]
     lines += [f"dropped layer record: {r}" for r in report.dropped_records]
     lines += [f"image with missing blobs: {t}" for t in report.dangling_tags]
     if report.stale_tmp:

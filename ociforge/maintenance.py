@@ -31,14 +31,14 @@ class FsckReport:
     bytes_checked: int = 0
     corrupt: list[dict[str, str]] = field(default_factory=list)
     dropped_records: list[str] = field(default_factory=list)
-    unreadable_records: list[dict[str, str]] = field(default_factory=list)
+    unreadable_files: list[dict[str, str]] = field(default_factory=list)  # records, …
     dangling_tags: list[str] = field(default_factory=list)
     index: dict[str, Any] | None = None  # set when index.json was damaged
     stale_tmp: int = 0
 
     @property
     def clean(self) -> bool:
-        return not (self.corrupt or self.dropped_records or self.unreadable_records
+        return not (self.corrupt or self.dropped_records or self.unreadable_files
                     or self.dangling_tags or self.index)
 
     def to_json(self) -> dict[str, Any]:
@@ -58,7 +58,8 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
     """Re-hash every blob. Corrupt blobs (and what is not a file) go to quarantine;
     records that cannot be read too; records and tags that need a missing blob are
     reported (records dropped, so the layer is rebuilt); a damaged index.json is
-    rebuilt from what is left."""
+    rebuilt from what is left; a last good copy of the index that is not a file is
+    quarantined and written again."""
     report = FsckReport()
     with store.gc_lock():
         try:
@@ -83,8 +84,12 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
             try:
                 store.load_record_file(path)
             except StoreCorruptError as e:
-                report.unreadable_records.append(_quarantine(store, path, repair, {
+                report.unreadable_files.append(_quarantine(store, path, repair, {
                     "path": str(path), "problem": str(e).split("; ")[0]}))
+        last_good = store.last_good_index
+        if os.path.lexists(last_good) and not last_good.is_file():
+            report.unreadable_files.append(_quarantine(store, last_good, repair, {
+                "path": str(last_good), "problem": f"{last_good} is not a file"}))
         for rec in list(store.iter_records()):
             if not all(store.has_blob(b.digest, b.size) for b in rec.blobs.values()):
                 report.dropped_records.append(f"{rec.name} ({rec.input_key})")
@@ -95,6 +100,8 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
         if not index_problem or repair:
             report.dangling_tags += [name for name, entry in store.tags().items()
                                      if not _complete(store, entry)]
+            if repair:
+                store.ensure_last_good()
         stale = store.stale_tmp_files()
         report.stale_tmp = len(stale)
         if repair:

@@ -342,7 +342,17 @@ class Store:
 
     def _write_last_good(self, data: bytes) -> None:
         """The copy fsck recovers tags from if index.json is damaged."""
+        if self.last_good_index.is_dir():
+            raise StoreCorruptError(f"{self.last_good_index} is a directory; run "
+                                    "`ociforge store fsck` to quarantine it")
         atomic_write(self.last_good_index, data, self.tmp_dir)
+
+    def ensure_last_good(self) -> None:
+        """Write the last good copy if there is none (fsck, after quarantining one that
+        was not a file). One that differs from index.json is left alone: the index may
+        have been emptied by another tool, and the copy is what could bring tags back."""
+        if not os.path.lexists(self.last_good_index):
+            self._write_last_good(canonical_json(self.read_index()))
 
     def replace_index(self, index: dict[str, Any]) -> None:
         """Write a whole index (fsck's recovery); its entries must be well-formed."""

@@ -185,7 +185,7 @@ def test_gc_refuses_when_a_layer_record_cannot_be_read(d: Damaged, damage: str) 
     # fsck moves the record aside; then the blob it named is unreferenced, and gc may go.
     rc, out, _ = d.cli("store", "fsck", "--json")
     assert rc == 5
-    [entry] = json.loads(out)["unreadable_records"]
+    [entry] = json.loads(out)["unreadable_files"]
     assert entry["path"] == str(record) and Path(entry["quarantined_to"]).exists()
     rc, _, err = d.cli("store", "gc")
     assert rc == 0, err
