@@ -223,7 +223,11 @@ class Store:
     @contextlib.contextmanager
     def _flock(self, name: str, kind: int) -> Iterator[None]:
         path = self.locks_dir / name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise StoreCorruptError(f"lock file {path} is a directory; remove it (locks hold "
+                                    "nothing)") from None
         try:
             fcntl.flock(fd, kind)
             yield
