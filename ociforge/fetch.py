@@ -111,10 +111,16 @@ def _lookup(pins: dict[str, str]) -> tuple[Path | None, Path | None]:
         if any(got[a] != v.lower() for a, v in pins.items()):
             return None, None  # the right file, but another pin is wrong: say so on download
         return path, None
+    return None, quarantine(path)
+
+
+def quarantine(path: Path) -> Path:
+    """Move a cached file (or a tool's cache directory) that failed verification to
+    `quarantine_dir()`; returns where it went."""
     dest = quarantine_dir() / f"{path.name}.{time.time_ns()}"
     with contextlib.suppress(FileNotFoundError):  # another process moved it first
         os.replace(path, dest)
-    return None, dest
+    return dest
 
 
 def obtain(pins: dict[str, str], what: str, download: Callable[[], Path]) -> Path:

@@ -8,16 +8,19 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from maven_repo import publish
+from test_pip_debian_sources import _pip_project, make_index, make_wheel
 
 from ociforge import fetch
 
 from conftest import Result, run_cli, write
 from httpserver import serve
+from registry_server import make_pki
 
 JAR = "org.apache.hadoop:hadoop-aws:3.4.2"
 
@@ -201,3 +204,55 @@ def test_cached_is_the_checked_way_in(tmp_path: Path) -> None:
     assert fetch.cached({"sha256": pin}) is None
     assert not path.exists()
     assert [p.read_bytes() for p in fetch.quarantine_dir().iterdir()] == [b"the pinned bytez"]
+
+
+class _Immutable(SimpleHTTPRequestHandler):
+    """Files served as PyPI serves them (immutable), so that pip keeps them in its
+    HTTP cache."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "max-age=365000000, immutable, public")
+        super().end_headers()
+
+
+def test_altered_pip_cache_is_set_aside_and_fetched_again(tmp_path: Path) -> None:
+    """pip checks every wheel against the lock (`--require-hashes`), its own cache's
+    too; a wheel altered there is refused by pip. ociforge then sets pip's cache aside
+    and installs again from the index; offline, that is exit 4 naming the package
+    and where the cache went. (pip caches only HTTPS answers: a CA made here.)"""
+    www = tmp_path / "www"
+    wheel = make_wheel(_mkdir(www / "files"), "tinypkg", "1.0")
+    make_index(www, [wheel])
+    proj = _pip_project(tmp_path / "p", ["tinypkg==1.0"])
+    pki = make_pki(tmp_path / "pki")
+    env = {"SSL_CERT_FILE": str(pki.ca_cert)}
+    pip_cache = tmp_path / "cache" / "pip"
+
+    def alter() -> None:
+        data = wheel.read_bytes()
+        bodies = [p for p in pip_cache.rglob("*.body") if data in p.read_bytes()]
+        assert len(bodies) == 1
+        bodies[0].write_bytes(bodies[0].read_bytes().replace(data, data[:-9] + b"X" * 9))
+
+    with serve(www, _Immutable, tls=(pki.server_cert, pki.server_key)) as url:
+        args = ["--index-url", f"{url}/simple", "assemble", "img", "--json"]
+        first = _layers(run_cli(*args, store=tmp_path / "s1", project=proj, env=env))
+        alter()
+        again = _layers(run_cli(*args, store=tmp_path / "s2", project=proj, env=env))
+        assert again == first
+        assert [p.name.split(".")[0] for p in (_cache(tmp_path) / "quarantine").iterdir()] \
+            == ["pip"]
+    alter()  # the cache pip wrote on the second run
+    r = run_cli(*args, store=tmp_path / "s3", project=proj, env=env)
+    assert r.rc == 4, r.err
+    message = r.json()["error"]
+    assert "tinypkg==1.0" in message and "py.lock" in message
+    assert str(_cache(tmp_path) / "quarantine" / "pip.") in message
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
