@@ -90,12 +90,12 @@ def test_reference_digest_typo_is_not_taken_for_credentials() -> None:
 # -- archive, pypi: errors and records ----------------------------------------------------
 
 
-def _tgz(path: Path) -> str:
+def _tgz(path: Path, text: bytes = b"hi\n") -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         ti = tarfile.TarInfo("dist/README")
-        ti.size = 3
-        tar.addfile(ti, io.BytesIO(b"hi\n"))
+        ti.size = len(text)
+        tar.addfile(ti, io.BytesIO(text))
     return sha256(path)
 
 
@@ -132,8 +132,7 @@ def test_archive_url_credentials_stay_out_of_errors(tmp_path: Path, case: str,
 def test_archive_and_pypi_records_and_sbom_hold_no_credentials(tmp_path: Path) -> None:
     www = tmp_path / "www"
     sha = _tgz(www / "dist.tgz")
-    (www / "files").mkdir()
-    (www / "files" / "pyspark-9.9.9.tar.gz").write_bytes((www / "dist.tgz").read_bytes())
+    sdist = _tgz(www / "files" / "pyspark-9.9.9.tar.gz", b"another layer\n")
     (www / "simple" / "pyspark").mkdir(parents=True)
     (www / "simple" / "pyspark" / "index.html").write_text(
         '<a href="../../files/pyspark-9.9.9.tar.gz">pyspark-9.9.9.tar.gz</a>')
@@ -141,7 +140,7 @@ def test_archive_and_pypi_records_and_sbom_hold_no_credentials(tmp_path: Path) -
     with serve(www) as url:
         proj = _archive_project(tmp_path / "p", with_secret(f"{url}/dist.tgz"), sha)
         write(proj / "layers" / "sdist.yaml", f"""\
-            source: {{kind: pypi, package: pyspark, version: 9.9.9, sha256: "{sha}",
+            source: {{kind: pypi, package: pyspark, version: 9.9.9, sha256: "{sdist}",
                       filename: pyspark-9.9.9.tar.gz, index_url: "{with_secret(url)}/simple"}}
             """)
         write(proj / "recipes" / "r.yaml", "images:\n  img:\n    layers: [dist, sdist]\n")
@@ -252,3 +251,20 @@ def test_push_and_pull_refuse_credentials_in_the_reference(htpasswd_registry: Re
         assert_secret_free(r.out, r.err)
     assert results[0].json()["exit_code"] == 2
     assert reg.access_log() == []  # refused before anything was sent
+
+
+# -- maven: repositories -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("repo", [f"ci:{SECRET}@nexus.example/maven2",
+                                  f"ftp://ci:{SECRET}@nexus.example/maven2"])
+def test_maven_repository_that_is_no_url_is_named_without_credentials(tmp_path: Path,
+                                                                      repo: str) -> None:
+    write(tmp_path / "p" / "layers" / "jars.yaml",
+          "source: {kind: maven, lock: maven.lock, artifacts: [\"a.b:c:1.0\"]}\n")
+    write(tmp_path / "p" / "recipes" / "r.yaml", "images:\n  img:\n    layers: [jars]\n")
+    r = run_cli("assemble", "img", "--json", store=tmp_path / "s", project=tmp_path / "p",
+                env={"OCIFORGE_MAVEN_REPOS": repo, "OCIFORGE_MAVEN_SETTINGS": "none"})
+    assert r.rc == 3, r.err
+    assert "nexus.example/maven2" in r.err and "is not an http(s) URL" in r.err
+    assert_secret_free(r.out, r.err)

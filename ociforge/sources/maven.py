@@ -29,6 +29,7 @@ from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkEr
 from ..fetch import cached, fetch, obtain, verify_local
 from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..net.redact import redact_reference
 from ..spec import ProjectPath
 from ..store import atomic_write
 from ..tartree import Tree
@@ -123,7 +124,7 @@ def strip_credentials(url: str) -> tuple[str, Credentials | None]:
 def _check_url(url: str, what: str) -> None:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} {url!r} is not an http(s) URL")
+        raise ValueError(f"{what} {redact_reference(url)!r} is not an http(s) URL")
 
 
 def default_id(url: str) -> str:
