@@ -186,6 +186,66 @@ def check_link_target(path: str, target: str, *, what: str) -> None:
             depth += 1
 
 
+MAX_LINK_HOPS = 40  # Linux's MAXSYMLINKS: a longer chain fails with ELOOP, not an escape
+
+
+def link_escape(tree: Tree, path: str) -> str | None:
+    """Why the symlink at `path` leaves the layer root when followed, or None.
+
+    The target is walked one component at a time from the link's own directory;
+    a component that is a symlink of the tree and has more components after it is
+    followed (an absolute one restarts at the root, as inside the container), so a
+    chain of links each harmless alone (`x -> .`, `y -> x/..`) is caught. `..` above
+    the root is an escape; a loop is not (it resolves nowhere, ELOOP). Components
+    the tree lacks are taken as directories (a lower layer may hold them).
+    """
+    stack = path.split("/")[:-1]
+    todo = _components(tree.entries[path].linkname, stack)
+    hops, via = 0, ""
+    while todo:
+        part = todo.pop()
+        if part == "..":
+            if not stack:
+                return f"leaves the layer root{via}"
+            stack.pop()
+            continue
+        stack.append(part)
+        entry = tree.entries.get("/".join(stack))
+        if entry is None or not todo or entry.kind == DIR:
+            continue
+        if entry.kind == FILE or hops == MAX_LINK_HOPS:
+            return None  # ENOTDIR or ELOOP: resolves nowhere
+        hops += 1
+        via = f" (through symlink /{'/'.join(stack)} -> {entry.linkname!r})"
+        stack.pop()
+        todo += _components(entry.linkname, stack)
+    return None
+
+
+def _components(target: str, stack: list[str]) -> list[str]:
+    """`target`'s components, reversed for popping; an absolute target empties `stack`."""
+    if target.startswith("/"):
+        stack.clear()
+    return [p for p in reversed(target.split("/")) if p not in ("", ".")]
+
+
+def check_tree(tree: Tree) -> None:
+    """Refuse a tree that no extractor would read the same way, or that leads out of
+    the root: an entry beneath a symlink or a file (writing it would go through the
+    link), or a symlink that leaves the root when followed (see `link_escape`)."""
+    for path, entry in tree.entries.items():
+        parent = path.rpartition("/")[0]
+        above = tree.entries.get(parent) if parent else None
+        if above is not None and above.kind != DIR:
+            what = f"symlink (-> {above.linkname!r})" if above.kind == SYMLINK else "file"
+            raise UnsafeArchiveError(f"/{path} lies beneath /{parent}, which is a {what}; "
+                                     "nothing may be written through a link or into a file")
+        if entry.kind == SYMLINK:
+            why = link_escape(tree, path)
+            if why:
+                raise UnsafeArchiveError(f"symlink /{path} -> {entry.linkname!r} {why}")
+
+
 def _sort_key(path: str) -> list[str]:
     return path.split("/")
 
@@ -197,7 +257,9 @@ def iter_sorted(tree: Tree) -> Iterator[Entry]:
 
 def write_tar(tree: Tree, out: IO[bytes], sde: int,
               progress: Callable[[int], None] | None = None) -> int:
-    """Write the tree as a deterministic PAX tar to `out`. Returns entries written."""
+    """Write the tree as a deterministic PAX tar to `out`. Returns entries written.
+    The tree is checked first (`check_tree`), whichever sources filled it."""
+    check_tree(tree)
     count = 0
     first_of_inode: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,

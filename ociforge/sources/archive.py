@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ValidationInfo, model_validator
+from pydantic import AfterValidator, ByteSize, Field, ValidationInfo, model_validator
 
-from ..archives import import_archive
+from ..archives import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_SIZE, Limits, import_archive
 from ..digests import file_hexdigest
 from ..errors import RecipeError
 from ..fetch import fetch, is_url, verify_local
 from ..net.redact import redact
-from ..spec import check_project_path
+from ..spec import Spec, check_project_path
 from ..tartree import Tree
 from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
 
 def _url_or_project_path(value: str, info: ValidationInfo) -> str:
-    """An HTTP(S) URL, or a local archive: then a path inside the project."""
-    return value if is_url(value) else check_project_path(value, info)
+    """An HTTP(S) URL, or a local archive: then a path inside the project. Another
+    scheme is refused by name (not taken for a path, which would be echoed with any
+    credentials in it)."""
+    if is_url(value):
+        return value
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme:
+        raise ValueError(f"unsupported URL scheme {scheme.group(1)!r} "
+                         "(http and https only, or a path in the project)")
+    return check_project_path(value, info)
 
 
-class ArchiveSource(SourceBase):
+class ArchiveCaps(Spec):
+    """How far a source's archive may expand (`max_size`: bytes, or "8GiB", "500MB")
+    and how many members it may have; past either the build stops, before the disk
+    fills. Not keyed: a cap decides whether a layer is built, never what it holds."""
+
+    max_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(DEFAULT_MAX_SIZE)
+    max_members: int = Field(DEFAULT_MAX_MEMBERS, gt=0)
+
+    def limits(self) -> Limits:
+        return Limits(int(self.max_size), self.max_members)
+
+
+class ArchiveSource(SourceBase, ArchiveCaps):
     kind: Literal["archive"]
     url: Annotated[str, AfterValidator(_url_or_project_path)]
     sha256: Sha256 | None = None
@@ -62,16 +83,16 @@ class ArchiveSource(SourceBase):
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         path = self.obtain(ctx)
         return import_into(tree, ctx, workdir, path, self.paths, self.preserve_owners,
-                           {"url": redact(self.url), **self.pins()})
+                           {"url": redact(self.url), **self.pins()}, self.limits())
 
 
 def import_into(tree: Tree, ctx: BuildContext, workdir: Path, path: Path,
                 paths: list[PathMapSpec], preserve_owners: bool,
-                provenance: dict[str, Any]) -> dict[str, Any]:
+                provenance: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """Import an archive's mapped members, staging file data under `workdir`."""
     stats = import_archive(path, tree, workdir / "archive", sde=ctx.sde,
                            maps=[p.to_map() for p in paths], owner=tree.owner,
-                           preserve_owners=preserve_owners)
+                           preserve_owners=preserve_owners, limits=limits)
     if "sha256" not in provenance:
         provenance["sha256"] = file_hexdigest(path)
     return {**provenance, "members": stats.members, "selected": stats.selected}

@@ -22,7 +22,9 @@ from pydantic import Field
 from ..archives import import_archive
 from ..errors import BuildError
 from ..jks import pem_certificates, write_jks
+from ..net.redact import redact, redact_text
 from ..tartree import FILE, SYMLINK, Entry, Tree
+from .archive import ArchiveCaps
 from .base import BuildContext, SourceBase, Spec
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -45,7 +47,7 @@ class DebianUser(Spec):
     shell: str = "/bin/bash"
 
 
-class DebianSource(SourceBase):
+class DebianSource(SourceBase, ArchiveCaps):
     kind: Literal["debian"]
     suite: str = "bookworm"
     variant: Literal["extract", "custom", "essential", "apt", "minbase", "required"] = "apt"
@@ -66,7 +68,8 @@ class DebianSource(SourceBase):
         # The mirror URL is where bytes come from, not what they are: not keyed. Fields
         # left at their defaults are not keyed either, so adding an optional field does
         # not invalidate every cached base (changing a default bumps the layer format).
-        data = self.model_dump(exclude={"mirror", "kind"}, exclude_defaults=True)
+        data = self.model_dump(exclude={"mirror", "kind", "max_size", "max_members"},
+                               exclude_defaults=True)
         data["packages"] = sorted(self.packages)
         return {"kind": "debian", **data}
 
@@ -109,19 +112,22 @@ class DebianSource(SourceBase):
         if proc.returncode != 0:
             raise BuildError(self._explain(proc.stdout))
         import_archive(out, tree, workdir / "rootfs", maps=[], sde=ctx.sde,
-                       preserve_owners=True)
+                       preserve_owners=True, limits=self.limits())
         out.unlink()
         stripped = strip_setuid_bits(tree) if self.strip_setuid else []
         rewritten = rewrite_java_cacerts(tree, workdir / "cacerts", ctx.sde)
-        return {"suite": self.suite, "mirror": self.mirror_url(), "snapshot": self.snapshot,
+        return {"suite": self.suite, "mirror": redact(self.mirror_url()),
+                "snapshot": self.snapshot,
                 "java_cacerts_rewritten": rewritten, "setuid_stripped": stripped,
                 "packages": dpkg_packages(tree)}
 
     def _explain(self, output: str) -> str:
+        output = redact_text(output)  # apt may print the mirror with its credentials
         missing = re.findall(r"Unable to locate package (\S+)", output)
         if missing:
             return (f"Debian package(s) {', '.join(sorted(set(missing)))} not found in "
-                    f"{self.suite} ({', '.join(self.components)}) on {self.mirror_url()}")
+                    f"{self.suite} ({', '.join(self.components)}) on "
+                    f"{redact(self.mirror_url())}")
         tail = " | ".join(line for line in output.strip().splitlines()[-4:] if line.strip())
         return f"mmdebstrap failed for {self.suite}: {tail}"
 
