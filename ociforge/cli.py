@@ -390,26 +390,47 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.Abort, KeyboardInterrupt) as e:
-        # click turns a KeyboardInterrupt into Abort, keeping it as the context.
-        terminated = isinstance(e, Terminated) or isinstance(e.__context__, Terminated)
-        click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
-        sys.exit(143 if terminated else 130)
-    except OciforgeError as e:
-        fail(_json_ctx(), e)
-    except OSError as e:
-        if os.environ.get("OCIFORGE_DEBUG"):
-            raise
-        fail(_json_ctx(), host_error(e))
     except Exception as e:
-        if os.environ.get("OCIFORGE_DEBUG"):
+        interrupted = _interruption(e)
+        if interrupted is None and isinstance(e, click.Abort):
+            interrupted = KeyboardInterrupt()
+        if interrupted is not None:
+            _stop(interrupted)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if os.environ.get("OCIFORGE_DEBUG") and not isinstance(e, OciforgeError):
             raise
-        err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
-                            "(set OCIFORGE_DEBUG=1 for the traceback)")
-        fail(_json_ctx(), err)
+        if isinstance(e, OSError):
+            fail(_json_ctx(), host_error(e))
+        if not isinstance(e, OciforgeError):
+            e = OciforgeError(f"internal error: {type(e).__name__}: {e} "
+                              "(set OCIFORGE_DEBUG=1 for the traceback)")
+        fail(_json_ctx(), e)
+    except KeyboardInterrupt as e:
+        _stop(e)
+
+
+def _interruption(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind `e`, if there is one: click turns it into Abort,
+    and code unwinding from a write the signal cut short may raise another error
+    (a BufferError, say) with the interruption as its context."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__context__ or cur.__cause__
+    return None
+
+
+def _stop(e: KeyboardInterrupt) -> None:
+    """Exit 143 for SIGTERM, 130 for Ctrl-C; cleanup already ran while unwinding."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the exit
+    terminated = isinstance(e, Terminated)
+    click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
+    sys.exit(143 if terminated else 130)
 
 
 def host_error(e: OSError) -> OciforgeError:
