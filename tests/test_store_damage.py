@@ -433,3 +433,21 @@ def test_untag_then_gc_removes_the_image(d: Damaged) -> None:
     assert d.cli("store", "untag", "hello-env")[0] == 1
     assert d.cli("store", "gc")[0] == 0
     assert not d.blob(manifest).exists() and d.blob(d.manifest("hello")).exists()
+
+
+def test_push_of_a_tagged_blob_that_is_not_a_manifest(d: Damaged) -> None:
+    digest = _tag(d, "broken", b"not json")
+    rc, _, err = d.cli("push", "broken", "--to", "127.0.0.1:9/x", "--retries", "0")
+    assert rc == 5, err
+    assert digest in one_line(err) and FSCK_HINT in one_line(err)
+
+
+def test_damaged_index_stops_assemble_before_any_layer_is_built(d: Damaged) -> None:
+    write(d.project / "layers" / "more.yaml",
+          "source: {kind: files, dirs: [{path: /more}]}\n")
+    write(d.project / "recipes" / "more.yaml", "images:\n  more: {layers: [more]}\n")
+    _damage_index(d, "truncated")
+    before = d.contents()
+    rc, _, err = d.cli("assemble", "more")
+    assert rc == 5 and FSCK_HINT in one_line(err)
+    assert d.contents() == before
