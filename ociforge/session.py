@@ -54,6 +54,7 @@ class BuildSession:
     def __init__(self, store: Store, project: Project,
                  options: SessionOptions | None = None,
                  progress: Progress | None = None) -> None:
+        store.read_index()  # a damaged index stops the run before any layer is built
         self.store = store
         self.project = project
         self.options = options or SessionOptions()

@@ -26,9 +26,10 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkError, RecipeError
-from ..fetch import downloads_dir, fetch, verify_local
+from ..fetch import cached, fetch, obtain, verify_local
 from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..net.redact import redact_reference
 from ..spec import ProjectPath
 from ..store import atomic_write
 from ..tartree import Tree
@@ -123,7 +124,7 @@ def strip_credentials(url: str) -> tuple[str, Credentials | None]:
 def _check_url(url: str, what: str) -> None:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} {url!r} is not an http(s) URL")
+        raise ValueError(f"{what} {redact_reference(url)!r} is not an http(s) URL")
 
 
 def default_id(url: str) -> str:
@@ -527,9 +528,8 @@ class MavenSource(SourceBase):
             out = {}
             for c in self.coordinates():
                 prev = old.get(str(c))
-                cached = downloads_dir() / prev.sha256 if prev else None
                 file, repo = resolver.download(
-                    c, None, cached if cached is not None and cached.is_file() else None)
+                    c, None, cached({"sha256": prev.sha256}) if prev else None)
                 out[str(c)] = LockEntry(file.name, repo.url)
             return out
 
@@ -547,20 +547,31 @@ class MavenSource(SourceBase):
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         pins = self.pins(ctx)
-        resolver: _Resolver | None = None
+        resolvers: list[_Resolver] = []  # made on the first download, if any
         artifacts = []
         try:
             for c in self.coordinates():
                 pin = pins[str(c)]
-                path, repository = downloads_dir() / pin.sha256, pin.repository
-                if not path.is_file():
-                    resolver = resolver or _Resolver(self, ctx)
-                    path, repo = resolver.download(c, pin.sha256)
-                    repository = repo.url
+                path, repository = self._jar(ctx, c, pin, resolvers)
                 tree.add_from_disk(path, f"{self.dest}/{c.filename}", mode=0o644)
                 artifacts.append({"coordinates": str(c), "filename": c.filename,
                                   "sha256": pin.sha256, "repository": repository})
         finally:
-            if resolver is not None:
+            for resolver in resolvers:
                 resolver.close()
         return {"lock": self.lock_file, "dest": self.dest, "artifacts": artifacts}
+
+    def _jar(self, ctx: BuildContext, c: Coordinate, pin: LockEntry,
+             resolvers: list[_Resolver]) -> tuple[Path, str]:
+        """The jar, verified against the lock, and the repository it came from: the
+        downloads cache when it holds a good copy, else the repositories."""
+        came_from = [pin.repository]
+
+        def download() -> Path:
+            if not resolvers:
+                resolvers.append(_Resolver(self, ctx))
+            path, repo = resolvers[0].download(c, pin.sha256)
+            came_from[0] = repo.url
+            return path
+
+        return obtain({"sha256": pin.sha256}, str(c), download), came_from[0]
