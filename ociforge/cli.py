@@ -273,18 +273,25 @@ def catalog(ctx: Ctx, output: Path) -> None:
 
 @cli.command()
 @click.argument("layer_names", nargs=-1)
+@click.option("--check", is_flag=True,
+              help="Only verify, without the network, that every lock exists and matches "
+                   "the recipes (pins for every coordinate, none left over, pip locks made "
+                   "from the current requirements); exit 3 naming what to re-lock.")
 @output_options
 @pass_ctx
-def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
+def lock(ctx: Ctx, layer_names: tuple[str, ...], check: bool) -> None:
     """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
     session = ctx.session()
     names = list(layer_names) or list(session.project.layers)
     for n in names:
         session.project.layer(n)  # unknown names fail before any work
+    reports = (session.check_locks(names, unclaimed_pins=True) if check
+               else session.lock(names, update=True))
     done = [{"layer": r.layer, "lock": r.lock.path, "packages": r.lock.entries,
-             "changed": r.lock.changed} for r in session.lock(names, update=True)]
-    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages)"
-                             for d in done) or "no pip layers")
+             "changed": r.lock.changed} for r in reports]
+    verb = "current" if check else "locked"
+    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages, {verb})"
+                             for d in done) or "no layers with lock files")
 
 
 @cli.group("store")

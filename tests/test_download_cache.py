@@ -153,6 +153,7 @@ def test_altered_cached_jar(tmp_path: Path, online: bool) -> None:
     evil = b"PK\x05\x06" + b"\0" * 18  # an empty zip: a jar with nothing in it
     with serve(repo) as url:
         env = {"OCIFORGE_MAVEN_REPOS": url}
+        assert run_cli("lock", store=tmp_path / "s1", project=tmp_path / "p", env=env).rc == 0
         first = _layers(run_cli("assemble", "img", "--json", store=tmp_path / "s1",
                                 project=tmp_path / "p", env=env))
         (_cache(tmp_path) / "sha256" / sha).write_bytes(evil)
@@ -238,6 +239,9 @@ def test_altered_pip_cache_is_set_aside_and_fetched_again(tmp_path: Path) -> Non
         bodies[0].write_bytes(bodies[0].read_bytes().replace(data, data[:-9] + b"X" * 9))
 
     with serve(www, _Immutable, tls=(pki.server_cert, pki.server_key)) as url:
+        locked = run_cli("--index-url", f"{url}/simple", "lock", store=tmp_path / "s1",
+                         project=proj, env=env)
+        assert locked.rc == 0, locked.err
         args = ["--index-url", f"{url}/simple", "assemble", "img", "--json"]
         first = _layers(run_cli(*args, store=tmp_path / "s1", project=proj, env=env))
         alter()

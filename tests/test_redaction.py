@@ -263,7 +263,7 @@ def test_maven_repository_that_is_no_url_is_named_without_credentials(tmp_path: 
     write(tmp_path / "p" / "layers" / "jars.yaml",
           "source: {kind: maven, lock: maven.lock, artifacts: [\"a.b:c:1.0\"]}\n")
     write(tmp_path / "p" / "recipes" / "r.yaml", "images:\n  img:\n    layers: [jars]\n")
-    r = run_cli("assemble", "img", "--json", store=tmp_path / "s", project=tmp_path / "p",
+    r = run_cli("lock", "--json", store=tmp_path / "s", project=tmp_path / "p",
                 env={"OCIFORGE_MAVEN_REPOS": repo, "OCIFORGE_MAVEN_SETTINGS": "none"})
     assert r.rc == 3, r.err
     assert "nexus.example/maven2" in r.err and "is not an http(s) URL" in r.err

@@ -153,14 +153,26 @@ class PipSource(SourceBase):
         text = self.resolve(ctx)
         return [LockResult(self.lock_file, len(_pins(text)), text != current)]
 
-    def locked_text(self, ctx: BuildContext) -> str:
-        """The lock as settled by the lock phase; never resolves."""
+    def check_lock(self, ctx: BuildContext) -> list[LockResult]:
+        """The lock exists and was made from these requirements (its `# requirements:`
+        hash, which covers the locks it is stacked on); no network, no pip."""
+        for rel in self.on_top_of:
+            if not ctx.project_path(rel).exists():
+                raise LockError(f"{self.lock_file} builds on {rel}, which is missing")
         text = self.current_lock(ctx)
         if text is None:
             state = "is missing" if not self.lock_path(ctx).exists() else \
-                "was made from other requirements"
-            raise LockError(f"{self.lock_file} {state}: run `ociforge lock`")
-        return text
+                "was made from other requirements (its `# requirements:` hash differs)"
+            raise LockError(f"{self.lock_file} {state}")
+        return [LockResult(self.lock_file, len(_pins(text)), False)]
+
+    def locked_text(self, ctx: BuildContext) -> str:
+        """The lock as settled by the lock phase; never resolves."""
+        try:
+            self.check_lock(ctx)
+        except LockError as e:
+            raise LockError(f"{e}: run `ociforge lock`") from None
+        return self.current_lock(ctx) or ""
 
     def _pip_error(self, output: str, index: str) -> Exception:
         for pattern in (r"No matching distribution found for (\S+)",
