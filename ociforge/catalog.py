@@ -137,6 +137,8 @@ def _features(project: Project) -> list[str]:
         layers = sorted({ln for img in project.images.values() if name in img.features
                          for ln in project.features.layers_of(name, img.vars)})
         builtin = f" (built into {', '.join(f.builtin)})" if f.builtin else ""
+        builtin += "".join(f" (not available for {p}: {' '.join(why.split())})"
+                           for p, why in f.unavailable.items())
         out.append(f"| `{name}` | {' '.join(f.description.split())}{builtin} | "
                    f"{', '.join(f.requires) or '—'} | "
                    f"{', '.join(f'`{ln}`' for ln in layers) or '— (`--with` only)'} |")

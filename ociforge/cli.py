@@ -273,18 +273,25 @@ def catalog(ctx: Ctx, output: Path) -> None:
 
 @cli.command()
 @click.argument("layer_names", nargs=-1)
+@click.option("--check", is_flag=True,
+              help="Only verify, without the network, that every lock exists and matches "
+                   "the recipes (pins for every coordinate, none left over, pip locks made "
+                   "from the current requirements); exit 3 naming what to re-lock.")
 @output_options
 @pass_ctx
-def lock(ctx: Ctx, layer_names: tuple[str, ...]) -> None:
+def lock(ctx: Ctx, layer_names: tuple[str, ...], check: bool) -> None:
     """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
     session = ctx.session()
     names = list(layer_names) or list(session.project.layers)
     for n in names:
         session.project.layer(n)  # unknown names fail before any work
+    reports = (session.check_locks(names, unclaimed_pins=True) if check
+               else session.lock(names, update=True))
     done = [{"layer": r.layer, "lock": r.lock.path, "packages": r.lock.entries,
-             "changed": r.lock.changed} for r in session.lock(names, update=True)]
-    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages)"
-                             for d in done) or "no pip layers")
+             "changed": r.lock.changed} for r in reports]
+    verb = "current" if check else "locked"
+    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages, {verb})"
+                             for d in done) or "no layers with lock files")
 
 
 @cli.group("store")
@@ -306,14 +313,29 @@ def store_path(ctx: Ctx) -> None:
 @output_options
 @pass_ctx
 def store_fsck(ctx: Ctx, no_repair: bool) -> None:
-    """Re-hash every blob; quarantine corrupt ones. Exit 5 if anything was wrong."""
+    """Re-hash every blob; quarantine corrupt ones and unreadable layer records;
+    rebuild a damaged index.json. Exit 5 if anything was wrong."""
     from .maintenance import fsck
 
     report = fsck(ctx.store(), repair=not no_repair)
     lines = [f"checked {report.checked} blobs ({human_size(report.bytes_checked)})"]
-    lines += [f"corrupt: {c['digest']} (hashes to {c['actual']})"
+    if report.index:
+        idx = report.index
+        lines.append(f"damaged index: {idx['problem']}"
+                     + (f" -> {idx['quarantined_to']}" if idx["quarantined_to"] else ""))
+        verb = "recoverable" if no_repair else "recovered"
+        lines += [f"{verb} tag {name} (from the {where})" if where != "untagged manifest"
+                  else f"kept a manifest no tag reaches as {name} (it may have been tagged "
+                       "in what was lost; `ociforge store untag` it if not)"
+                  for name, where in idx["tags"].items()]
+    lines += [f"corrupt: {c['digest']} "
+              + (f"(hashes to {c['actual']})" if c["actual"].startswith("sha256:")
+                 else f"({c['actual']})")
               + (f" -> {c['quarantined_to']}" if "quarantined_to" in c else "")
               for c in report.corrupt]
+    lines += [f"unreadable: {r['problem']}"
+              + (f" -> {r['quarantined_to']}" if "quarantined_to" in r else "")
+              for r in report.unreadable_files]
     lines += [f"dropped layer record: {r}" for r in report.dropped_records]
     lines += [f"image with missing blobs: {t}" for t in report.dangling_tags]
     if report.stale_tmp:
@@ -342,6 +364,24 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
              f"kept {report.kept_blobs} blobs")
 
 
+@store_group.command("untag")
+@click.argument("names", nargs=-1, required=True)
+@output_options
+@pass_ctx
+def store_untag(ctx: Ctx, names: tuple[str, ...]) -> None:
+    """Remove tags from the store's index (their blobs go at the next gc)."""
+    from .errors import ImageNotInStoreError
+
+    store = ctx.store()
+    tags = store.tags()
+    for name in names:
+        if name not in tags:
+            raise ImageNotInStoreError(name, tags)
+    for name in names:
+        store.untag(name)
+    ctx.emit({"untagged": list(names)}, "\n".join(f"untagged {n}" for n in names))
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every `finally` cleans up (temporary blobs,
     staging directories, half-written outputs) before ociforge exits with 143."""
@@ -357,26 +397,47 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.Abort, KeyboardInterrupt) as e:
-        # click turns a KeyboardInterrupt into Abort, keeping it as the context.
-        terminated = isinstance(e, Terminated) or isinstance(e.__context__, Terminated)
-        click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
-        sys.exit(143 if terminated else 130)
-    except OciforgeError as e:
-        fail(_json_ctx(), e)
-    except OSError as e:
-        if os.environ.get("OCIFORGE_DEBUG"):
-            raise
-        fail(_json_ctx(), host_error(e))
     except Exception as e:
-        if os.environ.get("OCIFORGE_DEBUG"):
+        interrupted = _interruption(e)
+        if interrupted is None and isinstance(e, click.Abort):
+            interrupted = KeyboardInterrupt()
+        if interrupted is not None:
+            _stop(interrupted)
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if os.environ.get("OCIFORGE_DEBUG") and not isinstance(e, OciforgeError):
             raise
-        err = OciforgeError(f"internal error: {type(e).__name__}: {e} "
-                            "(set OCIFORGE_DEBUG=1 for the traceback)")
-        fail(_json_ctx(), err)
+        if isinstance(e, OSError):
+            fail(_json_ctx(), host_error(e))
+        if not isinstance(e, OciforgeError):
+            e = OciforgeError(f"internal error: {type(e).__name__}: {e} "
+                              "(set OCIFORGE_DEBUG=1 for the traceback)")
+        fail(_json_ctx(), e)
+    except KeyboardInterrupt as e:
+        _stop(e)
+
+
+def _interruption(e: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind `e`, if there is one: click turns it into Abort,
+    and code unwinding from a write the signal cut short may raise another error
+    (a BufferError, say) with the interruption as its context."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__context__ or cur.__cause__
+    return None
+
+
+def _stop(e: KeyboardInterrupt) -> None:
+    """Exit 143 for SIGTERM, 130 for Ctrl-C; cleanup already ran while unwinding."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the exit
+    terminated = isinstance(e, Terminated)
+    click.echo(f"ociforge: {'terminated' if terminated else 'interrupted'}", err=True)
+    sys.exit(143 if terminated else 130)
 
 
 def host_error(e: OSError) -> OciforgeError:

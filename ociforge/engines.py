@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BuildError
+from .net.redact import redact_text
 
 ENGINES = ("buildah", "podman", "docker")
 ENGINE_ENV = "OCIFORGE_BUILD_ENGINE"
@@ -133,10 +134,11 @@ def tail_lines(text: str, n: int = 4) -> str:
 
 
 def _hide(text: str, hide: list[str]) -> str:
+    """`text` without the values in `hide`, nor credentials in any URL."""
     for value in hide:
         if value:
             text = text.replace(value, "***")
-    return text
+    return redact_text(text)
 
 
 def _run(cmd: list[str], env: dict[str, str], log: Path, *, what: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from .net.redact import redact
+from .net.redact import redact, redact_text
 
 
 def suggest(name: str, valid: Iterable[str]) -> str:
@@ -15,9 +15,16 @@ def suggest(name: str, valid: Iterable[str]) -> str:
 
 
 class OciforgeError(Exception):
-    """Base class. `exit_code` is what the CLI exits with."""
+    """Base class. `exit_code` is what the CLI exits with. The message is cleaned of
+    URL credentials when the error is made (`net.redact.redact_text`), so no printer,
+    JSON output or record that carries it can show them."""
 
     exit_code = 1
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (redact_text(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ImageNotInStoreError(OciforgeError):

@@ -52,6 +52,15 @@ def document_kind(media_type: str, doc: Mapping[str, Any]) -> Literal["index", "
     return "index" if "manifests" in doc else "manifest"
 
 
+class DocumentError(ValueError):
+    """A manifest or index (by a strict `walk`) that is not a JSON object or names a
+    malformed descriptor. `digest` says which document."""
+
+    def __init__(self, digest: str, reason: str) -> None:
+        super().__init__(f"{digest} {reason}")
+        self.digest = digest
+
+
 @dataclass(frozen=True)
 class Node:
     """One descriptor reached by `walk`. For an index or manifest, `data` holds the
@@ -71,7 +80,9 @@ def walk(roots: Iterable[Descriptor], read: Callable[[str], bytes], *,
     Roots and an index's entries are documents (index or manifest, see
     `document_kind`); a manifest's config and layers are leaves. With `strict` off a
     document that cannot be read or parsed is yielded without data and not descended
-    into (what gc needs); with it on, the error propagates (what a push needs)."""
+    into; with it on, the reader's error propagates and a document that is not a JSON
+    object or names a malformed descriptor raises `DocumentError` (what gc and a push
+    need: neither may act on a graph it could not read whole)."""
     seen: set[str] = set()
 
     def visit(desc: Descriptor) -> Iterator[Node]:
@@ -80,23 +91,27 @@ def walk(roots: Iterable[Descriptor], read: Callable[[str], bytes], *,
         seen.add(desc.digest)
         try:
             data = read(desc.digest)
-            doc = json.loads(data)
-            if not isinstance(doc, dict):
-                raise ValueError(f"{desc.digest} is not a JSON object")
+            doc = _document(desc.digest, data)
+            if document_kind(desc.media_type, doc) == "index":
+                kind: Kind = "index"
+                children = _descriptors(desc.digest, doc.get("manifests", []), strict)
+            else:
+                kind = "manifest"
+                leaves = [("config", d) for d in
+                          _descriptors(desc.digest, [doc.get("config")], strict)]
+                leaves += [("layer", d) for d in
+                           _descriptors(desc.digest, doc.get("layers", []), strict)]
         except Exception:
             if strict:
                 raise
             yield Node(desc, "manifest")
             return
-        kind = document_kind(desc.media_type, doc)
         resolved = Descriptor(desc.media_type or str(doc.get("mediaType") or ""),
                               desc.digest, desc.size)
         if kind == "index":
-            for child in _descriptors(doc.get("manifests", []), strict):
+            for child in children:
                 yield from visit(child)
         else:
-            leaves = [("config", d) for d in _descriptors([doc.get("config")], strict)]
-            leaves += [("layer", d) for d in _descriptors(doc.get("layers", []), strict)]
             for leaf_kind, blob in leaves:
                 if blob.digest not in seen:
                     seen.add(blob.digest)
@@ -107,8 +122,23 @@ def walk(roots: Iterable[Descriptor], read: Callable[[str], bytes], *,
         yield from visit(root)
 
 
-def _descriptors(items: Iterable[Any], strict: bool) -> list[Descriptor]:
-    """The well-formed descriptors among `items` (a malformed one raises if `strict`)."""
+def _document(digest: str, data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise DocumentError(digest, "is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise DocumentError(digest, "is not a JSON object")
+    return doc
+
+
+def _descriptors(parent: str, items: Any, strict: bool) -> list[Descriptor]:
+    """The well-formed descriptors among `items` of the document `parent` (a malformed
+    one, or `items` not a list, raises DocumentError if `strict`)."""
+    if not isinstance(items, list):
+        if strict:
+            raise DocumentError(parent, "lists its descriptors in something not a list")
+        return []
     out = []
     for item in items:
         if item is None:
@@ -117,5 +147,6 @@ def _descriptors(items: Iterable[Any], strict: bool) -> list[Descriptor]:
             out.append(Descriptor.from_json(item))
         except (KeyError, TypeError, ValueError, AttributeError):
             if strict:
-                raise
+                raise DocumentError(parent, f"names a malformed descriptor: {item!r:.80}"
+                                    ) from None
     return out

@@ -1,6 +1,6 @@
 """The build session: one run of ociforge, from image names to stored images and outputs.
 
-    resolve names → settle locks → compute keys → ensure layers → assemble → export
+    resolve names → check locks → compute keys → ensure layers → assemble → export
 
 The CLI parses arguments and calls a session; everything a run decides (swapped
 layers, `--with` features, the index and Maven repositories, SOURCE_DATE_EPOCH)
@@ -25,6 +25,7 @@ from .layers import BuildStats, LayerBuilder, Progress, input_key
 from .recipes import Project
 from .records import LayerRecord
 from .sources.base import DEFAULT_INDEX_URL, BuildContext, LockResult
+from .sources.maven import MavenSource, prune, unclaimed
 from .store import Store
 from .tartree import source_date_epoch
 
@@ -54,6 +55,7 @@ class BuildSession:
     def __init__(self, store: Store, project: Project,
                  options: SessionOptions | None = None,
                  progress: Progress | None = None) -> None:
+        store.read_index()  # a damaged index stops the run before any layer is built
         self.store = store
         self.project = project
         self.options = options or SessionOptions()
@@ -98,20 +100,59 @@ class BuildSession:
     # -- locks and keys -----------------------------------------------------------------
 
     def lock(self, layers: Iterable[str], update: bool = False) -> list[LockReport]:
-        """Settle the lock files of these layers (re-resolve them all with `update`)."""
+        """`ociforge lock`: resolve the lock files of these layers (all of their pins
+        again with `update`), then drop the maven pins no layer of the project asks for
+        from the lock files they touched. The only phase that resolves."""
+        names = list(layers)
         out = []
-        for name in layers:
+        for name in names:
             for src in self.project.layer(name).all_sources():
                 out += [LockReport(name, r) for r in src.lock(self.ctx, update)]
             self._locked.add(name)
+        touched = {s.lock_file for n in names for s in self._maven_sources([n])}
+        prune(self.ctx, [s for s in self._maven_sources(self.project.layers)
+                         if s.lock_file in touched])
         return out
 
-    def keys(self, layers: Iterable[str]) -> dict[str, str]:
-        """Input keys of these layers: every lock settled first, then every key (base
-        images of `builder` layers assembled before the keys that name them), so a
-        bad pin or a missing lock fails before any layer is built."""
+    def check_locks(self, layers: Iterable[str], *, unclaimed_pins: bool = False
+                    ) -> list[LockReport]:
+        """Verify, without the network, that every lock of these layers exists and
+        holds what the recipes ask for; with `unclaimed_pins` (`ociforge lock --check`)
+        also that their maven lock files hold nothing no layer asks for. One LockError
+        names every layer, lock file and problem, and the `ociforge lock` to run."""
         names = list(dict.fromkeys(layers))
-        self.lock([n for n in names if n not in self._locked])
+        out: list[LockReport] = []
+        problems: list[tuple[str, str]] = []
+        for name in names:
+            for src in self.project.layer(name).all_sources():
+                try:
+                    out += [LockReport(name, r) for r in src.check_lock(self.ctx)]
+                except LockError as e:
+                    problems.append((name, str(e)))
+        if unclaimed_pins:
+            mine = {s.lock_file: n for n in names for s in self._maven_sources([n])}
+            extra = unclaimed(self.ctx, [s for s in self._maven_sources(self.project.layers)
+                                         if s.lock_file in mine])
+            problems += [(mine[f], f"{f} pins {', '.join(coords)}, which no layer asks for")
+                         for f, coords in extra.items()]
+        if problems:
+            todo = " ".join(dict.fromkeys(n for n, _ in problems))
+            raise LockError("; ".join(f"layer {n}: {p}" for n, p in problems)
+                            + f": run `ociforge lock {todo}`")
+        self._locked.update(names)
+        return out
+
+    def _maven_sources(self, layers: Iterable[str]) -> list[MavenSource]:
+        return [s for n in layers for s in self.project.layer(n).all_sources()
+                if isinstance(s, MavenSource)]
+
+    def keys(self, layers: Iterable[str]) -> dict[str, str]:
+        """Input keys of these layers: every lock checked first (never resolved: a
+        missing pin is an error naming `ociforge lock`), then every key (base images
+        of `builder` layers assembled before the keys that name them), so a bad pin or
+        a missing lock fails before any layer is built."""
+        names = list(dict.fromkeys(layers))
+        self.check_locks([n for n in names if n not in self._locked])
         out = {n: self._key(n) for n in names}
         self.ctx.digests.save()
         return out

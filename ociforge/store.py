@@ -3,6 +3,7 @@
 Layout on disk (the top level is a valid OCI image layout that skopeo/umoci read):
 
     oci-layout, index.json, blobs/sha256/<hex>
+    ociforge/index.last-good.json    a copy of index.json as last written (store_index.py)
     ociforge/layers/<key-hex>.json   layer records (the build cache)
     ociforge/tmp/                    blobs being written (same filesystem: rename is atomic)
     ociforge/quarantine/             corrupt blobs moved aside by fsck
@@ -15,6 +16,11 @@ do not import this module (image.py reads blobs through a Protocol this class me
 Writes go to a temporary file, are fsynced, then renamed: a reader never sees a
 partial blob, and a killed writer leaves only a temporary file that gc removes.
 Writers hold the gc lock shared; gc holds it exclusively.
+
+Damage is StoreCorruptError (exit 5) with what to run, never a guess: a damaged
+index.json, a blob or record that is not a file, a directory of the layout that is a
+file. What ociforge cannot read for a reason of the host (permission denied) stays an
+OSError naming the path (exit 1).
 """
 
 from __future__ import annotations
@@ -28,14 +34,15 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .digests import CHUNK, canonical_json, digest_bytes, digest_hex
-from .errors import ImageNotInStoreError, StoreCorruptError
+from .digests import CHUNK, canonical_json, digest_bytes, digest_hex, is_digest
+from .errors import ImageNotInStoreError, OciforgeError, StoreCorruptError
 from .image import RecordFor, StoredImage, load_image
 from .oci import MT_CONFIG as MT_CONFIG
 from .oci import MT_DOCKER_LIST as MT_DOCKER_LIST
@@ -43,9 +50,10 @@ from .oci import MT_DOCKER_MANIFEST as MT_DOCKER_MANIFEST
 from .oci import MT_INDEX, Descriptor, walk
 from .oci import MT_MANIFEST as MT_MANIFEST
 from .records import LayerRecord, pick_record
+from .store_index import REF_NAME as REF_NAME
+from .store_index import IndexDamagedError, parse_index, ref_name
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
-REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def default_store_path() -> Path:
@@ -77,11 +85,14 @@ def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
     """Write a small file whole or not at all."""
     tmp_dir = tmp_dir or path.parent
     tmp = tmp_dir / f"{os.getpid()}-{path.name}.{secrets.token_hex(4)}.part"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
 
 
@@ -115,7 +126,12 @@ class BlobWriter:
         final = self._store.blob_path(digest)
         # Always rename, even over an existing blob: the new bytes are verified, the
         # old ones may have been damaged on disk. Same content, so readers can't tell.
-        os.replace(self.tmp_path, final)
+        try:
+            os.replace(self.tmp_path, final)
+        except IsADirectoryError:
+            self.tmp_path.unlink(missing_ok=True)
+            raise StoreCorruptError(f"{final} is a directory where blob {digest} belongs; "
+                                    "run `ociforge store fsck` to quarantine it") from None
         _fsync_dir(final.parent)
         self.digest = digest
         return digest
@@ -169,19 +185,34 @@ class Store:
         self.tmp_dir = self.meta_dir / "tmp"
         self.quarantine_dir = self.meta_dir / "quarantine"
         self.locks_dir = self.meta_dir / "locks"
+        self.index_path = self.root / "index.json"
+        self.last_good_index = self.meta_dir / "index.last-good.json"
         self._init()
 
     def _init(self) -> None:
         for d in (self.blobs_dir, self.records_dir, self.tmp_dir, self.quarantine_dir,
                   self.locks_dir):
+            if d.exists() and not d.is_dir():
+                raise StoreCorruptError(
+                    f"the store {self.root} is damaged: {d} is not a directory; move it "
+                    "aside, then run `ociforge store fsck`")
             d.mkdir(parents=True, exist_ok=True)
         with self.index_lock():
             layout = self.root / "oci-layout"
             if not layout.exists():
                 atomic_write(layout, canonical_json(OCI_LAYOUT), self.tmp_dir)
-            index = self.root / "index.json"
-            if not index.exists():
-                atomic_write(index, canonical_json(self._empty_index()), self.tmp_dir)
+            # A new store gets an empty index. One that holds blobs, or a last good
+            # copy of its index, has lost its index: that is for fsck, not a fresh start.
+            if not os.path.lexists(self.index_path) and self._is_new():
+                self._write_index(self._empty_index())
+            elif not self.last_good_index.exists():
+                # A store written before the last good copy existed: take one now.
+                with contextlib.suppress(OSError, StoreCorruptError):
+                    self._write_last_good(canonical_json(self.read_index()))
+
+    def _is_new(self) -> bool:
+        with os.scandir(self.blobs_dir) as entries:
+            return next(entries, None) is None and not self.last_good_index.exists()
 
     @staticmethod
     def _empty_index() -> dict[str, Any]:
@@ -192,7 +223,11 @@ class Store:
     @contextlib.contextmanager
     def _flock(self, name: str, kind: int) -> Iterator[None]:
         path = self.locks_dir / name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except IsADirectoryError:
+            raise StoreCorruptError(f"lock file {path} is a directory; remove it (locks hold "
+                                    "nothing)") from None
         try:
             fcntl.flock(fd, kind)
             yield
@@ -221,11 +256,17 @@ class Store:
         return self.blobs_dir / digest_hex(digest)
 
     def has_blob(self, digest: str, size: int | None = None) -> bool:
+        actual = self.blob_size(digest)
+        return actual is not None and (size is None or actual == size)
+
+    def blob_size(self, digest: str) -> int | None:
+        """The size of the blob's file; None if no regular file is there (missing, a
+        directory, a dangling link)."""
         try:
             st = self.blob_path(digest).stat()
         except FileNotFoundError:
-            return False
-        return size is None or st.st_size == size
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def new_blob(self) -> BlobWriter:
         return BlobWriter(self)
@@ -242,11 +283,21 @@ class Store:
             w.abort()
             raise
 
-    def open_blob(self, digest: str) -> VerifyingReader:
+    def require_blob(self, digest: str) -> Path:
+        """The blob's path; StoreCorruptError if it is missing or not a file."""
         path = self.blob_path(digest)
-        if not path.exists():
-            raise StoreCorruptError(f"blob {digest} is missing from the store {self.root}")
-        return VerifyingReader(path, digest)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise StoreCorruptError(
+                f"blob {digest} is missing from the store {self.root}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreCorruptError(f"blob {digest} is not a file in the store ({path}); "
+                                    "run `ociforge store fsck` to quarantine it")
+        return path
+
+    def open_blob(self, digest: str) -> VerifyingReader:
+        return VerifyingReader(self.require_blob(digest), digest)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open_blob(digest) as r:
@@ -258,9 +309,10 @@ class Store:
     def check_blob_size(self, digest: str, size: int) -> None:
         """Cheap corruption check used on every cache hit: existence and length."""
         try:
-            actual = self.blob_path(digest).stat().st_size
+            st = self.blob_path(digest).stat()
         except FileNotFoundError:
             raise StoreCorruptError(f"blob {digest} is missing from the store") from None
+        actual = st.st_size if stat.S_ISREG(st.st_mode) else -1
         if actual != size:
             raise StoreCorruptError(
                 f"blob {digest} is corrupt on disk: {actual} bytes, recorded {size}; "
@@ -268,20 +320,55 @@ class Store:
             )
 
     def iter_blobs(self) -> Iterator[str]:
+        """The digest of every entry of blobs/sha256 named like a blob (files of other
+        names are not ociforge's and are left alone)."""
         for p in sorted(self.blobs_dir.iterdir()):
-            if not p.name.startswith(".") and len(p.name) == 64:
+            if is_digest("sha256:" + p.name):
                 yield "sha256:" + p.name
 
     # -- index -------------------------------------------------------------------------
 
     def read_index(self) -> dict[str, Any]:
-        return json.loads((self.root / "index.json").read_bytes())
+        """index.json, every entry a well-formed descriptor; IndexDamagedError (exit 5,
+        saying to run fsck) if it is missing, not a file or not an image index."""
+        try:
+            data = self.index_path.read_bytes()
+        except FileNotFoundError:
+            raise IndexDamagedError(self.index_path, "is missing") from None
+        except IsADirectoryError:
+            raise IndexDamagedError(self.index_path, "is a directory") from None
+        return parse_index(data, self.index_path)
+
+    def _write_index(self, index: dict[str, Any]) -> None:
+        data = canonical_json(index)
+        atomic_write(self.index_path, data, self.tmp_dir)
+        self._write_last_good(data)
+
+    def _write_last_good(self, data: bytes) -> None:
+        """The copy fsck recovers tags from if index.json is damaged."""
+        if self.last_good_index.is_dir():
+            raise StoreCorruptError(f"{self.last_good_index} is a directory; run "
+                                    "`ociforge store fsck` to quarantine it")
+        atomic_write(self.last_good_index, data, self.tmp_dir)
+
+    def ensure_last_good(self) -> None:
+        """Write the last good copy if there is none (fsck, after quarantining one that
+        was not a file). One that differs from index.json is left alone: the index may
+        have been emptied by another tool, and the copy is what could bring tags back."""
+        if not os.path.lexists(self.last_good_index):
+            self._write_last_good(canonical_json(self.read_index()))
+
+    def replace_index(self, index: dict[str, Any]) -> None:
+        """Write a whole index (fsck's recovery); its entries must be well-formed."""
+        parse_index(canonical_json(index), self.index_path)
+        with self.index_lock():
+            self._write_index(index)
 
     def tags(self) -> dict[str, dict[str, Any]]:
         """Name → index entry (descriptor with annotations)."""
         out = {}
-        for m in self.read_index().get("manifests", []):
-            name = m.get("annotations", {}).get(REF_NAME)
+        for m in self.read_index()["manifests"]:
+            name = ref_name(m)
             if name:
                 out[name] = m
         return out
@@ -297,7 +384,7 @@ class Store:
             manifests.append(entry)
             manifests.sort(key=lambda m: m.get("annotations", {}).get(REF_NAME, ""))
             index["manifests"] = manifests
-            atomic_write(self.root / "index.json", canonical_json(index), self.tmp_dir)
+            self._write_index(index)
 
     def untag(self, name: str) -> bool:
         with self.index_lock():
@@ -305,7 +392,7 @@ class Store:
             before = len(index.get("manifests", []))
             index["manifests"] = [m for m in index.get("manifests", [])
                                   if m.get("annotations", {}).get(REF_NAME) != name]
-            atomic_write(self.root / "index.json", canonical_json(index), self.tmp_dir)
+            self._write_index(index)
             return len(index["manifests"]) != before
 
     # -- layer records -----------------------------------------------------------------
@@ -314,24 +401,47 @@ class Store:
         return self.records_dir / f"{digest_hex(key)}.json"
 
     @staticmethod
-    def _load_record(path: Path) -> LayerRecord | None:
+    def load_record_file(path: Path) -> LayerRecord:
+        """The record in `path`: StoreCorruptError if it is not a file or not a record
+        (a torn one cannot happen with atomic writes: it was damaged), OSError if the
+        host will not let us read it."""
         try:
             return LayerRecord.from_json(json.loads(path.read_bytes()))
-        except (OSError, ValueError):
-            # Missing, or not a record (a torn one cannot happen with atomic writes).
+        except IsADirectoryError:
+            reason = "is a directory"
+        except ValueError as e:  # not JSON, or not a record
+            reason = f"is not a layer record ({str(e)[:80]})"
+        raise StoreCorruptError(f"layer record {path} {reason}; run `ociforge store fsck` "
+                                "to quarantine it")
+
+    def _load_record(self, path: Path) -> LayerRecord | None:
+        try:
+            return self.load_record_file(path)
+        except (OSError, StoreCorruptError):
             return None
 
     def read_record(self, key: str) -> LayerRecord | None:
-        return self._load_record(self.record_path(key))
+        """The cached layer of `key`; None if there is none or it cannot be parsed (the
+        build rewrites it). A path that is not a file is damage no rebuild can
+        overwrite: StoreCorruptError."""
+        path = self.record_path(key)
+        if path.is_dir():
+            self.load_record_file(path)  # raises, naming it
+        return self._load_record(path)
 
     def write_record(self, record: LayerRecord) -> None:
         data = json.dumps(record.to_json(), sort_keys=True, indent=1).encode() + b"\n"
         atomic_write(self.record_path(record.input_key), data, self.tmp_dir)
 
-    def iter_records(self) -> Iterator[LayerRecord]:
-        """Every readable record, in file-name (input key) order."""
-        for p in sorted(self.records_dir.glob("*.json")):
-            record = self._load_record(p)
+    def record_files(self) -> list[Path]:
+        return sorted(self.records_dir.glob("*.json"))
+
+    def iter_records(self, strict: bool = False) -> Iterator[LayerRecord]:
+        """Every readable record, in file-name (input key) order. `strict` (gc): a
+        record that cannot be read raises (StoreCorruptError, or OSError from the
+        host) instead of being skipped, since what it names is unknown."""
+        for p in self.record_files():
+            record = self.load_record_file(p) if strict else self._load_record(p)
             if record is not None:
                 yield record
 
@@ -364,29 +474,49 @@ class Store:
             if name not in tags:
                 raise ImageNotInStoreError(name, tags)
         picker = self._record_picker()
-        return [load_image(self, name, tags[name], picker) for name in names]
+        out = []
+        for name in names:
+            try:
+                out.append(load_image(self, name, tags[name], picker))
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                # A document that hashes right but is not what its descriptor says.
+                raise StoreCorruptError(
+                    f"image {name!r} ({tags[name]['digest']}) is damaged: "
+                    f"{type(e).__name__}: {str(e)[:120]}; run `ociforge store fsck`") from e
+        return out
 
     # -- reachability ------------------------------------------------------------------
 
-    def tagged_descriptors(self) -> list[Descriptor]:
-        """The descriptors index.json lists (tags and other tools' entries), well-formed
-        ones only."""
-        out = []
-        for m in self.read_index().get("manifests", []):
-            try:
-                out.append(Descriptor.from_json(m))
-            except (KeyError, TypeError, ValueError):
-                continue
-        return out
-
     def referenced_blobs(self, include_records: bool = True) -> set[str]:
-        """Every blob reachable from index.json, plus those of cached layer records."""
-        seen = {node.descriptor.digest
-                for node in walk(self.tagged_descriptors(), self.read_bytes, strict=False)}
+        """Every blob reachable from index.json, plus those of cached layer records.
+
+        Proof, not a best effort (gc deletes the rest): a document of a tagged graph
+        (manifest, index, index child) that cannot be read raises StoreCorruptError
+        naming the tag and the digest (OciforgeError, exit 1, when the host refused
+        the read), and so does a layer record that cannot be read."""
+        seen: set[str] = set()
+        for entry in self.read_index()["manifests"]:
+            seen.update(self._reachable(entry))
         if include_records:
-            for rec in self.iter_records():
+            for rec in self.iter_records(strict=True):
                 seen.update(blob.digest for blob in rec.blobs.values())
         return seen
+
+    def _reachable(self, entry: dict[str, Any]) -> set[str]:
+        root = Descriptor.from_json(entry)
+        name = ref_name(entry)
+        what = f"image {name!r}" if name else "an untagged index entry"
+        hint = "run `ociforge store fsck`, then assemble or pull it again" + (
+            f", or drop the tag: `ociforge store untag {name}`" if name else "")
+        try:
+            return {node.descriptor.digest for node in walk([root], self.read_bytes)}
+        except (StoreCorruptError, ValueError) as e:  # ValueError: DocumentError, digest
+            reason = str(e).split("; run ")[0]
+            raise StoreCorruptError(f"{what} ({root.digest}) cannot be read: {reason}; "
+                                    f"{hint}") from e
+        except OSError as e:
+            raise OciforgeError(f"{what} ({root.digest}) cannot be read: "
+                                f"{e.filename}: {e.strerror}") from e
 
     def stale_tmp_files(self, min_age_s: float = 0) -> list[Path]:
         """Temporary files whose writer process is gone (killed mid-write)."""

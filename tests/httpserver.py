@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,23 +18,29 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @contextmanager
-def serve(root: Path, handler_class: type[SimpleHTTPRequestHandler] = _Quiet
-          ) -> Iterator[str]:
+def serve(root: Path, handler_class: type[SimpleHTTPRequestHandler] = _Quiet,
+          tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """Serve `root` on an ephemeral loopback port; yields the base URL. A handler
-    subclass can add behaviour (auth, injected failures)."""
-    with run_server(functools.partial(handler_class, directory=str(root))) as url:
+    subclass can add behaviour (auth, injected failures); `tls` (certificate, key)
+    makes it HTTPS."""
+    with run_server(functools.partial(handler_class, directory=str(root)), tls) as url:
         yield url
 
 
 @contextmanager
-def run_server(handler: Callable[..., BaseRequestHandler]) -> Iterator[str]:
+def run_server(handler: Callable[..., BaseRequestHandler],
+               tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """Any request handler on an ephemeral loopback port; yields the base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -311,10 +311,11 @@ def test_a_highly_compressed_member_is_read_in_linear_time_and_bounded_memory(
     out = subprocess.run([sys.executable, "-c", IMPORT_AND_MEASURE, str(arc),
                           str(tmp_path / "staging")], check=True, capture_output=True,
                          text=True).stdout.split()
-    secs, rss_mb = float(out[0]), int(out[1])
+    rss_mb = int(out[1])  # out[0], the seconds, is for a person reading -s output
     assert (tmp_path / "staging" / "0").stat().st_size == size
-    assert rss_mb < 150, f"peak RSS {rss_mb} MB"  # was 829 MB; now ~30 MB
-    assert secs < 10, f"{secs:.1f} s"  # was 27 s; now ~1 s
+    # Peak memory, not time (no timings in tests): the quadratic reader held the whole
+    # inflated buffer (829 MB for this archive); the streaming one stays near 30 MB.
+    assert rss_mb < 150, f"peak RSS {rss_mb} MB"
 
 
 def _staged_bytes(staging: Path) -> int:

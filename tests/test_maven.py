@@ -275,27 +275,40 @@ def test_repository_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert effective_repositories(spec.repositories, ctx, empty)[0].credentials.username == "per-id"  # type: ignore[union-attr]
 
 
-# -- end to end: `ociforge assemble` -----------------------------------------------------
+# -- end to end: `ociforge lock`, then `ociforge assemble` -------------------------------
 
 
 @pytest.mark.slow
-def test_assemble_places_jars_writes_lock_and_reuses(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lock_then_assemble_places_jars_and_reuses(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     repo = tmp_path / "m2"
     jars = {HADOOP_AWS: publish(repo, HADOOP_AWS, checksums=("sha1", "md5")),
             AWS_BUNDLE: publish(repo, AWS_BUNDLE, checksums=("sha1", "sha256", "sha512"),
                                 style="named"),
             ACCELERATOR: publish(repo, ACCELERATOR, checksums=("md5",), style="upper"),
             RAPIDS: publish(repo, RAPIDS, checksums=("sha512",), style="named")}
+    strongest = {HADOOP_AWS: "sha1", AWS_BUNDLE: "sha512", ACCELERATOR: "md5",
+                 RAPIDS: "sha512"}
     coord, debian = DEBIAN_JAR
     if debian.exists():  # a real jar from Debian's Maven repository, when installed
         jars[coord] = publish(repo, coord, data=debian.read_bytes())
+        strongest[coord] = "sha1"
     proj = project(tmp_path / "p", list(jars))
     store = tmp_path / "s"
     with serve(repo) as url:
         monkeypatch.setenv("OCIFORGE_MAVEN_REPOS", url)  # no list in the recipe
-        r = run_cli("assemble", "img", "--json", store=store, project=proj)
-        assert r.rc == 0, r.err
+        # Never trust on first use: without a lock, assemble refuses and names the fix.
+        first = run_cli("assemble", "img", store=store, project=proj)
+        assert first.rc == 3, first.err
+        assert ("layer addons: layers/locks/maven.lock is missing: run `ociforge lock addons`"
+                in first.err)
+        assert store_is_empty(store) and not (proj / "layers" / "locks").exists()
+        locked = run_cli("lock", "--json", store=store, project=proj)
+        assert locked.rc == 0, locked.err
+        assert locked.json() == [{"layer": "addons", "lock": "layers/locks/maven.lock",
+                                  "packages": len(jars), "changed": True}]
+    r = run_cli("assemble", "img", "--json", store=store, project=proj)  # repository gone
+    assert r.rc == 0, r.err
     members = layer_members(store, r.json())
     expected = {f"opt/spark/jars/{Coordinate.parse(c).filename}": data
                 for c, data in jars.items()}
@@ -305,15 +318,18 @@ def test_assemble_places_jars_writes_lock_and_reuses(tmp_path: Path,
     with zipfile.ZipFile(repo / Coordinate.parse(HADOOP_AWS).path) as zf:
         assert "org/apache/hadoop/fs/s3a/S3AFileSystem.class" in zf.namelist()
 
+    # Each line: the pin, where it came from, its size, the strongest checksum file the
+    # repository published (what the download was verified against), no signature.
     lock = (proj / "layers" / "locks" / "maven.lock").read_text()
     for c, data in jars.items():
-        assert f"{c} sha256:{sha(data)} {url}\n" in lock
+        assert (f"{c} sha256:{sha(data)} {url} size={len(data)} checksum={strongest[c]} "
+                "asc=none\n") in lock
     provenance = json.loads(records_text(store))["provenance"]["sources"][0]
     assert provenance["artifacts"][0] == {
         "coordinates": HADOOP_AWS, "filename": "hadoop-aws-3.4.2.jar",
         "sha256": sha(jars[HADOOP_AWS]), "repository": url}
 
-    # The repository is gone now: the key comes from the lock, the layer from the store.
+    # The key comes from the lock, the layer from the store.
     again = run_cli("assemble", "img", "--json", store=store, project=proj)
     assert again.rc == 0, again.err
     assert again.json()["layers"]["built"] == []
@@ -328,11 +344,13 @@ def test_assemble_places_jars_writes_lock_and_reuses(tmp_path: Path,
                                              (("sha1", "sha512"), "sha512"),
                                              (("md5",), "md5")])
 def test_wrong_checksum_file(tmp_path: Path, checksums: tuple[str, ...], wrong: str) -> None:
+    """A stand-in whose checksum file does not match it (a corrupted or tampered
+    artifact): `ociforge lock` refuses it and keeps nothing."""
     repo = tmp_path / "m2"
     publish(repo, AWS_BUNDLE, checksums=checksums, wrong=wrong)
     with serve(repo) as url:
         proj = project(tmp_path / "p", [AWS_BUNDLE], [url])
-        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        r = run_cli("lock", store=tmp_path / "s", project=proj)
     assert r.rc == 4, r.err
     assert AWS_BUNDLE in r.err and url in r.err
     assert f"bundle-2.29.52.jar.{wrong}" in r.err
@@ -348,7 +366,7 @@ def test_repository_without_checksum_files(tmp_path: Path) -> None:
     publish(repo, HADOOP_AWS, checksums=())
     with serve(repo) as url:
         proj = project(tmp_path / "p", [HADOOP_AWS], [url])
-        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        r = run_cli("lock", store=tmp_path / "s", project=proj)
     assert r.rc == 4 and "publishes no checksum file" in r.err and HADOOP_AWS in r.err
 
 
@@ -359,34 +377,35 @@ def test_missing_artifact_names_every_repository(tmp_path: Path) -> None:
     publish(second, HADOOP_AWS)
     with serve(first) as url1, serve(second) as url2:
         proj = project(tmp_path / "p", [HADOOP_AWS, AWS_BUNDLE], [url1, url2])
-        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        r = run_cli("lock", store=tmp_path / "s", project=proj)
         assert r.rc == 6, r.err
         assert (f"{AWS_BUNDLE}: not found in any repository; tried {url1} (HTTP 404); "
                 f"{url2} (HTTP 404)") in r.err
         assert not (proj / "layers" / "locks" / "maven.lock").exists()  # all or nothing
         data = publish(second, AWS_BUNDLE)
-        found = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        found = run_cli("lock", store=tmp_path / "s", project=proj)
         assert found.rc == 0, found.err
     lock = (proj / "layers" / "locks" / "maven.lock").read_text()
-    assert f"{AWS_BUNDLE} sha256:{sha(data)} {url2}\n" in lock
-    assert f"{HADOOP_AWS} sha256:" in lock and f" {url1}\n" in lock
+    assert f"{AWS_BUNDLE} sha256:{sha(data)} {url2} " in lock
+    assert f"{HADOOP_AWS} sha256:" in lock and f" {url1} size=" in lock
 
 
 @pytest.mark.slow
 def test_unreachable_repository(tmp_path: Path) -> None:
+    """A repository nothing listens on (127.0.0.1:9): named with the reason; the next
+    repository of the list still serves."""
     proj = project(tmp_path / "p", [HADOOP_AWS], ["http://127.0.0.1:9"])
-    r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+    r = run_cli("lock", store=tmp_path / "s", project=proj)
     assert r.rc == 6, r.err
     assert (f"{HADOOP_AWS}: no repository could be reached; tried http://127.0.0.1:9 "
             "(unreachable: connection refused)") in r.err
-    # Behind a dead first repository, the next one still serves.
     repo = tmp_path / "m2"
     publish(repo, HADOOP_AWS)
     with serve(repo) as url:
         project(proj, [HADOOP_AWS], ["http://127.0.0.1:9", url])
-        ok = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        ok = run_cli("lock", store=tmp_path / "s", project=proj)
     assert ok.rc == 0, ok.err
-    assert f" {url}\n" in (proj / "layers" / "locks" / "maven.lock").read_text()
+    assert f" {url} size=" in (proj / "layers" / "locks" / "maven.lock").read_text()
 
 
 @pytest.mark.slow
@@ -395,6 +414,7 @@ def test_changed_artifact_is_refused_against_the_lock(tmp_path: Path) -> None:
     old = publish(repo, HADOOP_AWS)
     with serve(repo) as url:
         proj = project(tmp_path / "p", [HADOOP_AWS], [url])
+        assert run_cli("lock", store=tmp_path / "s", project=proj).rc == 0
         assert run_cli("assemble", "img", store=tmp_path / "s", project=proj).rc == 0
         # Republished under the same version, with matching checksum files.
         new = publish(repo, HADOOP_AWS, data=make_jar(HADOOP_AWS, salt="rebuilt"))
@@ -413,38 +433,46 @@ def test_settings_xml_credentials_reach_a_private_mirror(tmp_path: Path,
     data = publish(repo, HADOOP_AWS, checksums=("sha1", "sha256"))
     home = tmp_path / "home"
     proj = project(tmp_path / "p", [HADOOP_AWS])  # Maven Central by default …
+    lock_file = proj / "layers" / "locks" / "maven.lock"
     with serve(repo, _AuthHandler) as url:
         # … which the settings.xml mirror stands in for, with its server's credentials.
         write(home / ".m2" / "settings.xml",
               SETTINGS.format(user=USER, url=url + "/", mirror_of="*"))
         monkeypatch.delenv("OCIFORGE_MAVEN_SETTINGS")  # found through $HOME
-        r = run_cli("assemble", "img", "--json", store=tmp_path / "s", project=proj,
-                    env={"HOME": str(home), "CORP_PW": SECRET})
+        env = {"HOME": str(home), "CORP_PW": SECRET}
+        locked = run_cli("lock", store=tmp_path / "s", project=proj, env=env)
+        assert locked.rc == 0, locked.err
+        r = run_cli("assemble", "img", "--json", store=tmp_path / "s", project=proj, env=env)
         assert r.rc == 0, r.err
         monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
         # Without them: exit 8, naming the repository and what it answered.
         shutil.rmtree(tmp_path / "cache")
-        (proj / "layers" / "locks" / "maven.lock").unlink()
-        denied = run_cli("assemble", "img", store=tmp_path / "s3", project=proj,
+        lock_file.unlink()
+        denied = run_cli("lock", store=tmp_path / "s3", project=proj,
                          env={"OCIFORGE_MAVEN_REPOS": url})
         assert denied.rc == 8, denied.err
         assert f"tried {url} (HTTP 401, no credentials for id '127.0.0.1')" in denied.err
-        wrong = run_cli("assemble", "img", store=tmp_path / "s3", project=proj,
+        wrong = run_cli("lock", store=tmp_path / "s3", project=proj,
                         env={"OCIFORGE_MAVEN_REPOS": url, "OCIFORGE_MAVEN_USERNAME": USER,
                              "OCIFORGE_MAVEN_PASSWORD": "nope"})
         assert wrong.rc == 8 and "credentials from $OCIFORGE_MAVEN_USERNAME refused" in wrong.err
         # The unqualified env pair also works for a repository named by env.
-        env_ok = run_cli("assemble", "img", "--json", store=tmp_path / "s4", project=proj,
-                         env={"OCIFORGE_MAVEN_REPOS": url, "OCIFORGE_MAVEN_USERNAME": USER,
-                              "OCIFORGE_MAVEN_PASSWORD": SECRET})
-        assert env_ok.rc == 0, env_ok.err
+        env_ok = {"OCIFORGE_MAVEN_REPOS": url, "OCIFORGE_MAVEN_USERNAME": USER,
+                  "OCIFORGE_MAVEN_PASSWORD": SECRET}
+        relocked = run_cli("lock", store=tmp_path / "s4", project=proj, env=env_ok)
+        assert relocked.rc == 0, relocked.err
+        shutil.rmtree(tmp_path / "cache")  # the build downloads again, with credentials
+        built = run_cli("assemble", "img", "--json", store=tmp_path / "s4", project=proj,
+                        env=env_ok)
+        assert built.rc == 0, built.err
     assert layer_members(tmp_path / "s", r.json())["opt/spark/jars/hadoop-aws-3.4.2.jar"][1] \
         == data
-    lock = (proj / "layers" / "locks" / "maven.lock").read_text()
-    assert f"{HADOOP_AWS} sha256:{sha(data)} {url}\n" in lock
+    lock = lock_file.read_text()
+    assert f"{HADOOP_AWS} sha256:{sha(data)} {url} " in lock
     for secret in (SECRET, USER):
         for text in (lock, records_text(tmp_path / "s"), records_text(tmp_path / "s4"),
-                     r.out, r.err, denied.err, wrong.err, env_ok.out, env_ok.err):
+                     locked.out, locked.err, r.out, r.err, denied.err, wrong.err,
+                     relocked.out, relocked.err, built.out, built.err):
             assert secret not in text
 
 
@@ -455,7 +483,7 @@ def test_busy_repository_is_retried(tmp_path: Path) -> None:
     _FlakyHandler.failures_left = 2
     with serve(repo, _FlakyHandler) as url:
         proj = project(tmp_path / "p", [HADOOP_AWS], [url])
-        r = run_cli("assemble", "img", store=tmp_path / "s", project=proj)
+        r = run_cli("lock", store=tmp_path / "s", project=proj)
     assert r.rc == 0, r.err
     assert _FlakyHandler.failures_left == 0
 
@@ -492,6 +520,8 @@ def test_maven_repo_flag_and_lock_command(tmp_path: Path) -> None:
     proj = project(tmp_path / "p", [HADOOP_AWS])
     lock = proj / "layers" / "locks" / "maven.lock"
     with serve(repo) as url:
+        locked = run_cli("--maven-repo", url, "lock", store=tmp_path / "s", project=proj)
+        assert locked.rc == 0, locked.err
         r = run_cli("--maven-repo", url, "assemble", "img", "--json", store=tmp_path / "s",
                     project=proj)
         assert r.rc == 0, r.err

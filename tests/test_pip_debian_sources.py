@@ -80,6 +80,13 @@ def test_pip_layer_lock_and_rebuild_on_pin_change(tmp_path: Path) -> None:
     proj = _pip_project(tmp_path / "p", ["tinypkg==1.0"])
     store = tmp_path / "s"
     with serve(www) as url:
+        # Locks are made by `ociforge lock` only: assemble refuses to resolve.
+        unlocked = run_cli("--index-url", f"{url}/simple", "assemble", "img", store=store,
+                           project=proj)
+        assert unlocked.rc == 3 and "run `ociforge lock py`" in unlocked.err
+        locked = run_cli("--index-url", f"{url}/simple", "lock", "py", store=store,
+                         project=proj)
+        assert locked.rc == 0, locked.err
         r = run_cli("--index-url", f"{url}/simple", "assemble", "img", "--json", store=store,
                     project=proj)
         assert r.rc == 0, r.err
@@ -103,6 +110,11 @@ def test_pip_layer_lock_and_rebuild_on_pin_change(tmp_path: Path) -> None:
                         store=store, project=proj)
         assert again.json()["layers"]["built"] == []
         _pip_project(proj, ["tinypkg==2.0"])
+        stale = run_cli("--index-url", f"{url}/simple", "assemble", "img", store=store,
+                        project=proj)
+        assert stale.rc == 3 and "py.lock was made from other requirements" in stale.err
+        assert run_cli("--index-url", f"{url}/simple", "lock", "py", store=store,
+                       project=proj).rc == 0
         changed = run_cli("--index-url", f"{url}/simple", "assemble", "img", "--json",
                           store=store, project=proj)
         assert changed.rc == 0, changed.err
@@ -138,7 +150,7 @@ def test_pip_pin_that_does_not_exist(tmp_path: Path) -> None:
     make_index(www, [make_wheel(www / "files", "tinypkg", "1.0")])
     proj = _pip_project(tmp_path / "p", ["tinypkg==9.9.9"])
     with serve(www) as url:
-        r = run_cli("--index-url", f"{url}/simple", "assemble", "img", store=tmp_path / "s",
+        r = run_cli("--index-url", f"{url}/simple", "lock", store=tmp_path / "s",
                     project=proj)
     assert r.rc == 7
     assert "pip: no distribution of tinypkg==9.9.9 for Python 3.11" in r.err

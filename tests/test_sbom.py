@@ -140,11 +140,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("sbom")
     project = make_full_project(base / "proj", base / "www")
     with serve(base / "www") as url:
-        r = run_cli("--index-url", f"{url}/simple", "--maven-repo", f"{url}/maven",
-                    "assemble", "hello", "full", store=base / "store", project=project,
-                    env={"OCIFORGE_CACHE": str(base / "cache"),
-                         "OCIFORGE_MAVEN_SETTINGS": "none"})
-    assert r.rc == 0, r.err
+        for step in (["lock"], ["assemble", "hello", "full"]):
+            r = run_cli("--index-url", f"{url}/simple", "--maven-repo", f"{url}/maven",
+                        *step, store=base / "store", project=project,
+                        env={"OCIFORGE_CACHE": str(base / "cache"),
+                             "OCIFORGE_MAVEN_SETTINGS": "none"})
+            assert r.rc == 0, r.err
     return base / "store"
 
 

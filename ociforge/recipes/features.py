@@ -35,6 +35,9 @@ class FeatureDef(Spec):
     requires: list[str] = []
     layers: list[str] = []            # templates: "s3a-{line}"
     builtin: list[str] = []           # `{version}` patterns whose distribution has it already
+    # `{version}` pattern -> why the feature cannot be had there (no artifact exists):
+    # asking for it on such an image is a recipe error naming the reason.
+    unavailable: dict[str, str] = {}
     env: dict[str, str] = {}
     labels: dict[str, str] = {}
     ports: list[Port] = []
@@ -101,6 +104,10 @@ class Features:
         caveats: list[str] = []
         for name in names:
             f = self.defs[name]
+            for pattern, why in f.unavailable.items():
+                if fnmatch.fnmatchcase(version, pattern):
+                    raise where.error(f"feature {name!r} is not available for {version}: "
+                                      f"{' '.join(why.split())}")
             if any(fnmatch.fnmatchcase(version, p) for p in f.builtin):
                 continue
             fwhere = where.at(name)

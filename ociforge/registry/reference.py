@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import OciforgeError
 from ..net.credentials import is_loopback  # noqa: F401  (its old home; catalog imports it)
+from ..net.redact import redact_reference, split_reference_userinfo
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -68,12 +69,34 @@ def _looks_like_host(part: str) -> bool:
     return "." in part or ":" in part or part == "localhost" or part.startswith("[")
 
 
+CREDENTIALS_IN_REFERENCE = (
+    "credentials do not belong in the reference {shown!r}: put them in an auth file "
+    "($REGISTRY_AUTH_FILE, or auths in $DOCKER_CONFIG/config.json, as `docker login` "
+    "and `podman login` write them)")
+
+
+def _refuse_userinfo(text: str) -> None:
+    """`user:pw@host/repo` is refused without echoing what precedes the '@'. An '@'
+    that is not userinfo must start a digest; a bad one is named alone."""
+    userinfo, _ = split_reference_userinfo(text)
+    if userinfo is None:
+        return
+    head, tail = text.rsplit("@", 1)
+    if "/" in tail or (":" in head and "/" not in head) or userinfo != head:
+        raise ReferenceError(CREDENTIALS_IN_REFERENCE.format(shown=redact_reference(text)))
+    raise ReferenceError(f"invalid digest {tail!r} in a reference "
+                         "(a digest is sha256:<64 hex digits>)")
+
+
 def parse(ref: str, *, default_registry: str = DOCKER_HUB) -> Reference:
-    """`ubuntu` → docker.io/library/ubuntu; `localhost/foo` → registry localhost."""
+    """`ubuntu` → docker.io/library/ubuntu; `localhost/foo` → registry localhost.
+    Userinfo (`user:pw@host/repo`) is refused: credentials live in auth files."""
     text = ref.strip()
     for scheme in ("docker://", "oci://"):
         if text.startswith(scheme):
             text = text[len(scheme):]
+    _refuse_userinfo(text)
+    ref = redact_reference(ref)  # from here on only what may be printed
     digest = None
     if "@" in text:
         text, digest = text.split("@", 1)

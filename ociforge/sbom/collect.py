@@ -15,6 +15,7 @@ from typing import Any
 
 from ..assemble import rfc3339
 from ..image import StoredLayer
+from ..net.redact import redact
 from ..records import LayerRecord
 from ..store import Store
 from ..tartree import source_date_epoch
@@ -109,7 +110,7 @@ def _debian(store: Store, stored: StoredLayer, prov: dict[str, Any],
 
 def _pip(store: Store, stored: StoredLayer, prov: dict[str, Any],
          layer: str) -> list[Component]:
-    index = str(prov.get("index", ""))
+    index = redact(str(prov.get("index", "")))  # records of any age: never a credential
     return [Component(
         "pypi", p["name"], p["version"], pypi_purl(p["name"], p["version"]), layer,
         sha256=p.get("sha256"), filename=p.get("filename"),
@@ -127,7 +128,7 @@ def _maven(store: Store, stored: StoredLayer, prov: dict[str, Any],
     dest = str(prov.get("dest", "")).rstrip("/")
     for a in prov.get("artifacts", []):
         c = Coordinate.parse(a["coordinates"])
-        repo = str(a.get("repository") or "")
+        repo = redact(str(a.get("repository") or ""))
         out.append(Component(
             "maven", c.artifact, c.version,
             maven_purl(c.group, c.artifact, c.version, c.classifier, c.ext), layer,
@@ -141,7 +142,7 @@ def _maven(store: Store, stored: StoredLayer, prov: dict[str, Any],
 def _pypi(store: Store, stored: StoredLayer, prov: dict[str, Any],
           layer: str) -> list[Component]:
     package, version = str(prov["package"]), str(prov["version"])
-    filename, index = str(prov.get("filename", "")), str(prov.get("index", ""))
+    filename, index = str(prov.get("filename", "")), redact(str(prov.get("index", "")))
     download = None
     if index in PYPI_SIMPLE and filename.endswith((".tar.gz", ".zip")):
         # PyPI's stable address of an sdist (it redirects to the hashed path).
@@ -156,7 +157,7 @@ def _pypi(store: Store, stored: StoredLayer, prov: dict[str, Any],
 
 def _archive(store: Store, stored: StoredLayer, prov: dict[str, Any],
              layer: str) -> list[Component]:
-    url = str(prov.get("url", ""))
+    url = redact(str(prov.get("url", "")))
     base = url.rstrip("/").rsplit("/", 1)[-1]
     sha256 = prov.get("sha256")
     is_url = "://" in url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,8 +19,16 @@ from .base import BuildContext, PathMapSpec, Sha256, Sha512, SourceBase
 
 
 def _url_or_project_path(value: str, info: ValidationInfo) -> str:
-    """An HTTP(S) URL, or a local archive: then a path inside the project."""
-    return value if is_url(value) else check_project_path(value, info)
+    """An HTTP(S) URL, or a local archive: then a path inside the project. Another
+    scheme is refused by name (not taken for a path, which would be echoed with any
+    credentials in it)."""
+    if is_url(value):
+        return value
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme:
+        raise ValueError(f"unsupported URL scheme {scheme.group(1)!r} "
+                         "(http and https only, or a path in the project)")
+    return check_project_path(value, info)
 
 
 class ArchiveCaps(Spec):

@@ -3,14 +3,19 @@
 A source goes through three phases, each with its own rule:
 
     lock(ctx, update)          may use the network; writes the source's lock file(s)
+                               (`ociforge lock` only)
+    check_lock(ctx)            no network: the lock files exist and hold what the
+                               recipe asks for (every build, before any key); never
+                               resolves: a missing pin is a LockError
     key_material(ctx) -> dict  pure: reads the recipe, the checkout and lock files;
                                no network, no subprocess, no writes
     populate(tree, ctx, workdir) -> dict
                                fills the layer's tree (network and tools allowed);
                                returns provenance for SBOMs
 
-The build session runs every lock, then every key, then builds only the layers whose
-key is not cached, so a bad pin fails before anything is built. Base images (for
+The build session checks every lock, then computes every key, then builds only the
+layers whose key is not cached, so a bad or missing pin fails before anything is built;
+pins are made only by `ociforge lock` (never on first use). Base images (for
 `builder` sources) reach a source only through the context's `images` port.
 """
 
@@ -112,6 +117,8 @@ class Source(Protocol):
 
     def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]: ...
 
+    def check_lock(self, ctx: BuildContext) -> list[LockResult]: ...
+
     def key_material(self, ctx: BuildContext) -> dict[str, Any]: ...
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]: ...
@@ -164,6 +171,10 @@ class SourceBase(Spec):
 
     def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
         """Settle this source's lock files (nothing to lock by default)."""
+        return []
+
+    def check_lock(self, ctx: BuildContext) -> list[LockResult]:
+        """Raise LockError unless the lock files are present and current (no network)."""
         return []
 
 

@@ -31,6 +31,7 @@ from ..archives import iter_tar_names
 from ..digests import file_hexdigest, key_of
 from ..engines import BuildRequest, base_reference, cleanup, find_engine, run_build
 from ..errors import BuildError, RecipeError
+from ..net.redact import redact_text
 from ..spec import ProjectPath, check_project_path
 from ..store import cache_home
 from ..tartree import Tree, normalize_path
@@ -79,12 +80,17 @@ def context_entries(root: Path, exclude: list[str],
 
 
 def _secrets(values: list[str]) -> list[str]:
-    """Credentials inside URL-valued args (`https://user:token@mirror/`), to hide."""
+    """What to hide of `pass_env` values in logs and errors: the credentials inside
+    URL-valued args (`https://user:token@mirror/`), and any other value of 8 characters
+    or more whole (a token; shorter ones, `-Xmx4g`, would hide common text)."""
     out = []
     for v in values:
         parts = urlsplit(v)
-        if parts.password:
-            out.append(parts.password)
+        if parts.scheme and parts.netloc:
+            if parts.password:
+                out.append(parts.password)
+        elif len(v) >= 8:
+            out.append(v)
     return out
 
 
@@ -187,7 +193,8 @@ class BuilderSource(SourceBase, ArchiveCaps):
         stats = import_into(tree, ctx, work, req.output, self.paths, self.preserve_owners,
                             {"engine": engine.name}, self.limits())
         return {**stats, "context": self.context, "dockerfile": self.dockerfile,
-                "build_args": dict(sorted(self.build_args.items())), "target": self.target,
+                "build_args": {k: redact_text(v) for k, v in sorted(self.build_args.items())},
+                "target": self.target,
                 "base_images": bases}
 
     def check_output(self, output: Path) -> None:

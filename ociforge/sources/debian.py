@@ -22,6 +22,7 @@ from pydantic import Field
 from ..archives import import_archive
 from ..errors import BuildError
 from ..jks import pem_certificates, write_jks
+from ..net.redact import redact, redact_text
 from ..tartree import FILE, SYMLINK, Entry, Tree
 from .archive import ArchiveCaps
 from .base import BuildContext, SourceBase, Spec
@@ -115,15 +116,18 @@ class DebianSource(SourceBase, ArchiveCaps):
         out.unlink()
         stripped = strip_setuid_bits(tree) if self.strip_setuid else []
         rewritten = rewrite_java_cacerts(tree, workdir / "cacerts", ctx.sde)
-        return {"suite": self.suite, "mirror": self.mirror_url(), "snapshot": self.snapshot,
+        return {"suite": self.suite, "mirror": redact(self.mirror_url()),
+                "snapshot": self.snapshot,
                 "java_cacerts_rewritten": rewritten, "setuid_stripped": stripped,
                 "packages": dpkg_packages(tree)}
 
     def _explain(self, output: str) -> str:
+        output = redact_text(output)  # apt may print the mirror with its credentials
         missing = re.findall(r"Unable to locate package (\S+)", output)
         if missing:
             return (f"Debian package(s) {', '.join(sorted(set(missing)))} not found in "
-                    f"{self.suite} ({', '.join(self.components)}) on {self.mirror_url()}")
+                    f"{self.suite} ({', '.join(self.components)}) on "
+                    f"{redact(self.mirror_url())}")
         tail = " | ".join(line for line in output.strip().splitlines()[-4:] if line.strip())
         return f"mmdebstrap failed for {self.suite}: {tail}"
 

@@ -26,13 +26,15 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkError, RecipeError
-from ..fetch import downloads_dir, fetch, verify_local
+from ..fetch import cached, fetch, obtain, verify_local
 from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..net.redact import redact_reference
 from ..spec import ProjectPath
-from ..store import atomic_write
 from ..tartree import Tree
 from .base import BuildContext, LockResult, SourceBase, Spec
+from .mavenlock import LockEntry, render_lock, write_lock
+from .mavenlock import read_lock as _read_lock
 
 if TYPE_CHECKING:
     import requests
@@ -41,17 +43,15 @@ MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 CENTRAL_HOSTS = frozenset({"repo1.maven.org", "repo.maven.apache.org"})
 REPOS_ENV = "OCIFORGE_MAVEN_REPOS"
 ENV_PREFIX = "OCIFORGE_MAVEN_"
+KEYRING_ENV = "OCIFORGE_MAVEN_KEYRING"  # a keyring (gpg --import KEYS) to check .asc files
 # Checksum files tried for every artifact; md5 only when none of these exists.
 CHECKSUMS = ("sha512", "sha256", "sha1")
 HEX_LENGTH = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
-LOCK_HEADER = ("# ociforge maven lock: coordinate, sha256, repository it came from. "
-               "Written by ociforge; `ociforge lock` re-pins. Commit it.")
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _COORD_RE = re.compile(rf"^({_PART}):({_PART}):([A-Za-z0-9_][A-Za-z0-9_.+\-]*)"
                        rf"(?::({_PART}))?(?:@([A-Za-z0-9]+))?$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_LOCK_LINE = re.compile(r"^(\S+)\s+sha256:([0-9a-f]{64})(?:\s+(\S+))?$")
 T = TypeVar("T")
 
 
@@ -123,7 +123,7 @@ def strip_credentials(url: str) -> tuple[str, Credentials | None]:
 def _check_url(url: str, what: str) -> None:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} {url!r} is not an http(s) URL")
+        raise ValueError(f"{what} {redact_reference(url)!r} is not an http(s) URL")
 
 
 def default_id(url: str) -> str:
@@ -253,51 +253,41 @@ def parse_checksum(text: str, algo: str) -> str | None:
     return squeezed.lower() if pattern.match(squeezed) else None
 
 
-# -- the lock ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LockEntry:
-    sha256: str
-    repository: str = ""
+# -- the lock (format in mavenlock.py) ----------------------------------------------
 
 
 def read_lock(path: Path) -> dict[str, LockEntry]:
     """coordinate → pin. One file may serve several maven layers."""
-    if not path.exists():
-        return {}
-    entries: dict[str, LockEntry] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _LOCK_LINE.match(line)
-        try:
-            coord = _coordinate(m.group(1)) if m else None
-        except ValueError:
-            coord = None
-        if m is None or coord is None:
-            raise RecipeError(f"{path}:{n}: not a lock line "
-                              "(`group:artifact:version sha256:<hex> repository`)")
-        entries[coord] = LockEntry(m.group(2), m.group(3) or "")
-    return entries
-
-
-def render_lock(entries: dict[str, LockEntry]) -> str:
-    lines = [LOCK_HEADER]
-    for coord in sorted(entries):
-        e = entries[coord]
-        lines.append(f"{coord} sha256:{e.sha256}" + (f" {e.repository}" if e.repository else ""))
-    return "\n".join(lines) + "\n"
+    return _read_lock(path, _coordinate)
 
 
 def update_lock(path: Path, updates: dict[str, LockEntry]) -> dict[str, LockEntry]:
     """Merge `updates` into the lock, re-reading it first so that entries other
     layers wrote meanwhile survive; written atomically."""
     entries = {**read_lock(path), **updates}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, render_lock(entries).encode())
+    write_lock(path, entries)
     return entries
+
+
+def unclaimed(ctx: BuildContext, sources: list[MavenSource]) -> dict[str, list[str]]:
+    """Lock file → its entries that none of `sources` (every maven source of the
+    project that uses that file) asks for: stale pins, for `ociforge lock --check`."""
+    wanted: dict[str, set[str]] = {}
+    for src in sources:
+        wanted.setdefault(src.lock_file, set()).update(str(c) for c in src.coordinates())
+    out = {}
+    for lock_file, coords in wanted.items():
+        extra = sorted(set(read_lock(ctx.project_path(lock_file))) - coords)
+        if extra:
+            out[lock_file] = extra
+    return out
+
+
+def prune(ctx: BuildContext, sources: list[MavenSource]) -> None:
+    """Drop the entries `unclaimed` finds (after `ociforge lock` re-pinned)."""
+    for lock_file, extra in unclaimed(ctx, sources).items():
+        path = ctx.project_path(lock_file)
+        write_lock(path, {c: e for c, e in read_lock(path).items() if c not in extra})
 
 
 # -- resolving and downloading -------------------------------------------------------
@@ -395,13 +385,54 @@ class _Resolver:
             found[algo] = (digest, url)
         return found
 
-    def download(self, coord: Coordinate, pin: str | None,
-                 reuse: Path | None = None) -> tuple[Path, Repository]:
+    def download(self, coord: Coordinate, pin: str | None) -> tuple[Path, Repository]:
         """A verified copy in the downloads cache (named by its sha256) and the
-        repository it came from. `pin`: the lock's sha256, when there is one. `reuse`:
-        a cached candidate, kept if the repository's checksums confirm it."""
+        repository it came from. `pin`: the lock's sha256, when there is one."""
+        repo = self.locate(coord)
+        return self._fetch(coord, repo, self.checksums(repo, coord), pin, None), repo
+
+    def pin(self, coord: Coordinate, reuse: Path | None) -> LockEntry:
+        """A lock entry for `coord`: downloaded (or `reuse`, a cached candidate, kept if
+        the repository's checksums confirm it) and verified against the repository's
+        checksum files; the strongest of them and the `.asc` signature recorded."""
         repo = self.locate(coord)
         sums = self.checksums(repo, coord)
+        path = self._fetch(coord, repo, sums, None, reuse)
+        strongest = next((a for a in (*CHECKSUMS, "md5") if a in sums), None)
+        return LockEntry(path.name, repo.url, path.stat().st_size, strongest,
+                         self.signature(repo, coord, path))
+
+    def signature(self, repo: Repository, coord: Coordinate, path: Path) -> str:
+        """`none`, `unverified[:issuer]`, or `verified:<fingerprint>` when
+        `$OCIFORGE_MAVEN_KEYRING` names a keyring (a bad signature is an error)."""
+        from .. import pgpsig
+
+        url = f"{repo.url}/{coord.path}.asc"
+        try:
+            r = self.request(repo, "GET", url)
+        except NetworkError as e:
+            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
+        with r:
+            if r.status_code in (404, 410):
+                return "none"
+            if not r.ok:
+                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
+                                 status=r.status_code)
+            text = r.text
+        keyring = os.environ.get(KEYRING_ENV)
+        if not keyring:
+            key = pgpsig.issuer(text)
+            return f"unverified:{key}" if key else "unverified"
+        asc = self.ctx.scratch_root / f"{os.getpid()}-{coord.filename}.asc"
+        asc.parent.mkdir(parents=True, exist_ok=True)
+        asc.write_text(text)
+        try:
+            return "verified:" + pgpsig.verify(path, asc, Path(keyring), str(coord))
+        finally:
+            asc.unlink(missing_ok=True)
+
+    def _fetch(self, coord: Coordinate, repo: Repository, sums: dict[str, tuple[str, str]],
+               pin: str | None, reuse: Path | None) -> Path:
         url = f"{repo.url}/{coord.path}"
         if not sums and pin is None:
             raise IntegrityError(f"{coord}: {repo.url} publishes no checksum file "
@@ -410,7 +441,7 @@ class _Resolver:
         pins = {a: d for a, (d, _) in sums.items()} or {"sha256": pin or ""}
         if reuse is not None and sums:
             try:
-                return verify_local(reuse, pins), repo
+                return verify_local(reuse, pins)
             except IntegrityError:
                 pass  # the repository now serves other bytes: download them
         try:
@@ -429,7 +460,7 @@ class _Resolver:
             raise FetchError(f"{coord}: {e}", url=e.url, status=e.status) from None
         if pin is not None and path.name != pin:
             raise self.lock_mismatch(coord, repo, pin, path.name)
-        return path, repo
+        return path
 
     def lock_mismatch(self, coord: Coordinate, repo: Repository, pinned: str,
                       got: str) -> IntegrityError:
@@ -487,55 +518,52 @@ class MavenSource(SourceBase):
             resolver.close()
 
     def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
-        """Pin the coordinates the lock lacks (all of them with `update`): the only
-        step that needs the network. Written to the lock all or none."""
+        """Pin the coordinates the lock lacks (all of them with `update`, as `ociforge
+        lock` does): the only step that needs the network. Written all or none."""
         path = self.lock_path(ctx)
-        if update:
-            before = read_lock(path)
-            self.resolve(ctx)
-            after = read_lock(path)
-            changed = any(before.get(str(c)) != after.get(str(c)) for c in self.coordinates())
-            return [LockResult(self.lock_file, len(self.coordinates()), changed)]
-        entries = read_lock(path)
-        missing = [c for c in self.coordinates() if str(c) not in entries]
-        if missing:
-            def resolve(resolver: _Resolver) -> dict[str, LockEntry]:
+        before = read_lock(path)
+        todo = [c for c in self.coordinates() if update or str(c) not in before]
+        if todo:
+            def repin(resolver: _Resolver) -> dict[str, LockEntry]:
                 out = {}
-                for c in missing:
-                    file, repo = resolver.download(c, None)
-                    out[str(c)] = LockEntry(file.name, repo.url)
+                for c in todo:
+                    prev = before.get(str(c))
+                    out[str(c)] = resolver.pin(c, cached({"sha256": prev.sha256})
+                                               if prev else None)
                 return out
 
-            update_lock(path, self._resolved(ctx, resolve))
-        return [LockResult(self.lock_file, len(self.coordinates()), bool(missing))]
+            after = update_lock(path, self._resolved(ctx, repin))
+            changed = any(before.get(str(c)) != after.get(str(c)) for c in todo)
+        else:
+            changed = False
+        return [LockResult(self.lock_file, len(self.coordinates()), changed)]
+
+    def check_lock(self, ctx: BuildContext) -> list[LockResult]:
+        """The lock holds a pin for every coordinate (no network; never resolves)."""
+        path = self.lock_path(ctx)
+        if not path.exists():
+            raise LockError(f"{self.lock_file} is missing")
+        entries = read_lock(path)
+        missing = [str(c) for c in self.coordinates() if str(c) not in entries]
+        if missing:
+            raise LockError(f"{self.lock_file} has no pin for {', '.join(missing)}")
+        return [LockResult(self.lock_file, len(self.coordinates()), False)]
 
     def pins(self, ctx: BuildContext) -> dict[str, LockEntry]:
         """This source's lock entries, as the lock phase left them (never resolves)."""
+        try:
+            self.check_lock(ctx)
+        except LockError as e:
+            raise LockError(f"{e}: run `ociforge lock`") from None
         entries = read_lock(self.lock_path(ctx))
-        missing = [str(c) for c in self.coordinates() if str(c) not in entries]
-        if missing:
-            raise LockError(f"{self.lock_file} has no pin for {', '.join(missing)}: "
-                            "run `ociforge lock`")
         return {str(c): entries[str(c)] for c in self.coordinates()}
 
     def resolve(self, ctx: BuildContext) -> str:
         """Re-pin every artifact from the repositories (`ociforge lock`): the way to
         accept a changed digest. Returns the lock lines of this source."""
-        old = read_lock(self.lock_path(ctx))
-
-        def repin(resolver: _Resolver) -> dict[str, LockEntry]:
-            out = {}
-            for c in self.coordinates():
-                prev = old.get(str(c))
-                cached = downloads_dir() / prev.sha256 if prev else None
-                file, repo = resolver.download(
-                    c, None, cached if cached is not None and cached.is_file() else None)
-                out[str(c)] = LockEntry(file.name, repo.url)
-            return out
-
-        new = self._resolved(ctx, repin)
-        update_lock(self.lock_path(ctx), new)
-        return render_lock(new)
+        self.lock(ctx, update=True)
+        entries = read_lock(self.lock_path(ctx))
+        return render_lock({str(c): entries[str(c)] for c in self.coordinates()})
 
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         # The repositories are not part of the key: the same pinned bytes from a
@@ -547,20 +575,31 @@ class MavenSource(SourceBase):
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         pins = self.pins(ctx)
-        resolver: _Resolver | None = None
+        resolvers: list[_Resolver] = []  # made on the first download, if any
         artifacts = []
         try:
             for c in self.coordinates():
                 pin = pins[str(c)]
-                path, repository = downloads_dir() / pin.sha256, pin.repository
-                if not path.is_file():
-                    resolver = resolver or _Resolver(self, ctx)
-                    path, repo = resolver.download(c, pin.sha256)
-                    repository = repo.url
+                path, repository = self._jar(ctx, c, pin, resolvers)
                 tree.add_from_disk(path, f"{self.dest}/{c.filename}", mode=0o644)
                 artifacts.append({"coordinates": str(c), "filename": c.filename,
                                   "sha256": pin.sha256, "repository": repository})
         finally:
-            if resolver is not None:
+            for resolver in resolvers:
                 resolver.close()
         return {"lock": self.lock_file, "dest": self.dest, "artifacts": artifacts}
+
+    def _jar(self, ctx: BuildContext, c: Coordinate, pin: LockEntry,
+             resolvers: list[_Resolver]) -> tuple[Path, str]:
+        """The jar, verified against the lock, and the repository it came from: the
+        downloads cache when it holds a good copy, else the repositories."""
+        came_from = [pin.repository]
+
+        def download() -> Path:
+            if not resolvers:
+                resolvers.append(_Resolver(self, ctx))
+            path, repo = resolvers[0].download(c, pin.sha256)
+            came_from[0] = repo.url
+            return path
+
+        return obtain({"sha256": pin.sha256}, str(c), download), came_from[0]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urldefrag, urljoin
 
 from ..errors import FetchError, IntegrityError, NetworkError
-from ..fetch import downloads_dir, fetch
+from ..fetch import fetch, obtain
 from ..net.redact import redact
 from ..tartree import Tree
 from .archive import ArchiveCaps, import_into
@@ -93,10 +93,10 @@ class PypiSource(SourceBase, ArchiveCaps):
         return {"kind": "pypi", "sha256": self.sha256, "paths": [p.key() for p in self.paths]}
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
-        cached = downloads_dir() / self.sha256
         index = self.index_url or ctx.index_url
-        url = "(cache)"
-        if not cached.exists():
+        pins = {"sha256": self.sha256}
+
+        def download() -> Path:
             url, stated = find_file_url(index, self.package, self.filename, ctx.session,
                                         ctx.retry)
             if stated and stated != self.sha256:
@@ -104,7 +104,10 @@ class PypiSource(SourceBase, ArchiveCaps):
                                      f"{self.sha256}, the index states {stated}",
                                      subject=self.filename, algorithm="sha256",
                                      expected=self.sha256, got=stated)
-        path = fetch(url, {"sha256": self.sha256}, session=ctx.session, policy=ctx.retry)
+            return fetch(url, pins, session=ctx.session, policy=ctx.retry)
+
+        # The index is asked only when the cache has no good copy.
+        path = obtain(pins, self.filename, download)
         prov = {"package": self.package, "version": self.version, "filename": self.filename,
                 "sha256": self.sha256, "index": redact(index)}
         return import_into(tree, ctx, workdir, path, self.paths, False, prov, self.limits())
