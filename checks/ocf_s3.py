@@ -25,7 +25,7 @@ def s3a_conf() -> dict[str, str]:
 def session(name: str):  # noqa: ANN201 (pyspark has no types here)
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(name)
+    builder = SparkSession.builder.appName(name).config("spark.ui.enabled", "false")
     for key, value in s3a_conf().items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -220,3 +220,83 @@ def test_entrypoint_without_exec_bit_fails_at_runtime_too(tmp_path: Path) -> Non
     assert rc == 9
     status, detail = _status(report, "hello runs")
     assert status == "failed" and "exit code" in detail
+
+
+# -- workloads against a server of the user's: host_env, {env:…}, {run}, inputs ----------
+
+WORKLOAD = """\
+checks:
+  workload:
+    images: ["hello*"]
+    host_env: {OCF_TEST_SECRET: null, OCF_TEST_GREETING: hello}
+    writable: [/tmp]
+    commands:
+      - name: job reads its input and the host's variables
+        inputs: [jobs/job.sh]
+        args: [/bin/sh, /ocf-check/job.sh, "{env:OCF_TEST_GREETING}", "{run}"]
+        expect: ['secret=s3cr3t-value greeting=hello run=r[0-9a-f]{6}_hello_(image_user|uid12345)$']
+"""
+JOB = 'echo "secret=$OCF_TEST_SECRET greeting=$1 run=$2"\n'
+
+
+def _workload_project(root: Path) -> Path:
+    _project(root)
+    write(root / "jobs" / "job.sh", JOB)
+    write(root / "recipes" / "workload.yaml", WORKLOAD)
+    return root
+
+
+def test_run_and_env_placeholders() -> None:
+    from ociforge.checks.model import host_env_values, missing_env, substitute
+
+    value = ["{version}", "s3a://{env:BUCKET}/{run}/x", "{env:UNSET}", "{port}"]
+    assert substitute(value, {"org.opencontainers.image.version": "4.1.1"}, run="r1_a",
+                      env={"BUCKET": "b"}) == ["4.1.1", "s3a://b/r1_a/x", "{env:UNSET}", "{port}"]
+    cs = CheckSet.model_validate({"images": ["x"], "host_env": {"A": None, "B": "dflt"}})
+    assert missing_env(cs, {}) == ["A"] and missing_env(cs, {"A": ""}) == ["A"]
+    assert host_env_values(cs, {"A": "1"}) == {"A": "1", "B": "dflt"}
+
+
+@pytest.mark.parametrize("inputs,message", [
+    (["/etc/passwd"], "is an absolute path"),
+    (["../outside.py"], "leads outside the project directory"),
+    (["a/job.py", "b/job.py"], "share a file name"),
+])
+def test_inputs_stay_in_the_project_and_apart(tmp_path: Path, inputs: list[str],
+                                              message: str) -> None:
+    proj = _workload_project(tmp_path / "p")
+    write(proj / "recipes" / "workload.yaml",
+          WORKLOAD.replace("[jobs/job.sh]", json.dumps(inputs)))
+    r = run_cli("images", "ls", store=tmp_path / "s", project=proj)
+    assert r.rc == 3
+    assert "checks.workload.commands[0].inputs" in r.err and message in r.err
+
+
+@pytest.mark.slow
+def test_workload_without_its_server_is_skipped_saying_what_is_missing(tmp_path: Path) -> None:
+    r = run_cli("test", "hello", "--json", "--report-dir", tmp_path / "reports",
+                "--check-set", "workload", store=tmp_path / "s",
+                project=_workload_project(tmp_path / "p"), env={"OCF_TEST_SECRET": ""})
+    assert r.rc == 0, r.err
+    status, detail = _status(r.json(), "job reads its input and the host's variables")
+    assert status == "skipped" and detail.startswith("needs OCF_TEST_SECRET in the environment")
+
+
+@pytest.mark.slow
+def test_workload_gets_inputs_host_env_and_a_run_of_its_own(tmp_path: Path) -> None:
+    """As 185 and as 12345:0 read-only: the job script mounted from the project, the
+    secret through an env file (never in the report), {run} different per user."""
+    from ociforge.checks.containerd import can_run_containers
+
+    if can_run_containers():
+        pytest.skip(can_run_containers() or "")
+    r = run_cli("test", "hello", "--json", "--report-dir", tmp_path / "reports",
+                "--check-set", "workload", store=tmp_path / "s",
+                project=_workload_project(tmp_path / "p"),
+                env={"OCF_TEST_SECRET": "s3cr3t-value"}, timeout=900)
+    assert r.rc == 0, r.out + r.err
+    report = r.json()
+    for name in ("job reads its input and the host's variables",
+                 "job reads its input and the host's variables as 12345:0 read-only"):
+        assert _status(report, name)[0] == "passed"
+    assert "s3cr3t-value" not in (tmp_path / "reports" / "report.json").read_text()

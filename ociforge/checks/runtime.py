@@ -74,10 +74,17 @@ class RuntimeChecker:
         self.hosts.write_text(f"127.0.0.1 localhost {socket.gethostname()}\n"
                               "::1 localhost ip6-localhost ip6-loopback\n")
         self._n = 0
-        nonce = secrets.token_hex(3)
-        self.runs = (Run("", False, f"r{nonce}_image_user"),
-                     Run(f" as {ARBITRARY_USER} read-only", True,
-                         f"r{nonce}_uid{ARBITRARY_USER.split(':')[0]}"))
+        self._nonce = secrets.token_hex(3)
+
+    def runs(self, image: PreparedImage, arbitrary_uid: bool) -> list[Run]:
+        """As the image's user, then (if asked) as 12345:0 read-only; `{run}` names the
+        run, the image and the user (letters, digits and _: a table name, a path)."""
+        base = f"r{self._nonce}_{re.sub(r'[^A-Za-z0-9]', '_', image.name)}"
+        runs = [Run("", False, f"{base}_image_user")]
+        if arbitrary_uid:
+            runs.append(Run(f" as {ARBITRARY_USER} read-only", True,
+                            f"{base}_uid{ARBITRARY_USER.split(':')[0]}"))
+        return runs
 
     # -- images ----------------------------------------------------------------------
 
@@ -168,7 +175,7 @@ class RuntimeChecker:
         kind = "gpu" if cs.gpu else "runtime"
         env, env_file = self._host_env(cs)
         out = []
-        for run in self.runs if cc.arbitrary_uid else self.runs[:1]:
+        for run in self.runs(image, cc.arbitrary_uid):
             c = CommandCheck.model_validate(substitute(cc.model_dump(), image.labels,
                                                        run=run.tag, env=env))
             name = c.name + run.suffix
@@ -200,7 +207,7 @@ class RuntimeChecker:
                ) -> list[CheckResult]:
         env, env_file = self._host_env(cs)
         return [self._server(image, cs, sc, run, env, env_file)
-                for run in (self.runs if sc.arbitrary_uid else self.runs[:1])]
+                for run in self.runs(image, sc.arbitrary_uid)]
 
     def _server(self, image: PreparedImage, cs: CheckSet, sc: ServerCheck, run: Run,
                 env: dict[str, str], env_file: Path | None) -> CheckResult:
