@@ -22,7 +22,7 @@ def s3a_conf() -> dict[str, str]:
     }
 
 
-def session(name: str):  # noqa: ANN201 (pyspark has no types here)
+def session(name: str):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(name).config("spark.ui.enabled", "false")
@@ -31,7 +31,7 @@ def session(name: str):  # noqa: ANN201 (pyspark has no types here)
     return builder.getOrCreate()
 
 
-def read_text(spark, path: str) -> str:  # noqa: ANN001, ANN201
+def read_text(spark, path: str) -> str:
     """A small file's content through Hadoop's FileSystem API (what S3A sees)."""
     jvm = spark._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
