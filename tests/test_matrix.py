@@ -123,7 +123,7 @@ def test_features_compose_and_name_what_is_inside() -> None:
     assert image.config.labels["org.opencontainers.image.title"] == name
     # Connect 3.5.8 is 3.5.7's jar (3.5.8 is not on Maven Central), and says so.
     assert image.config.labels["io.ociforge.connect.version"] == "3.5.7"
-    assert "spark-connect_2.12:3.5.8 is not on Maven Central" in \
+    assert "Maven Central has no spark-connect_2.12:3.5.8" in \
         image.config.labels["io.ociforge.caveats"]
     assert project.resolve(image.name) == image
     # connect is built into 4.1; no Celeborn client for Spark 4 exists: refused, saying why.
@@ -144,7 +144,7 @@ def test_features_compose_and_name_what_is_inside() -> None:
     # spark-hadoop-cloud 4.1.0 is not on Maven Central: 4.1.0 has 4.1.1's, and says so.
     labels = project.resolve("spark-4.1.0-iceberg").config.labels
     assert labels["io.ociforge.spark-hadoop-cloud.version"] == "4.1.1"
-    assert "spark-hadoop-cloud_2.13:4.1.0 is not on Maven Central" in labels["io.ociforge.caveats"]
+    assert "Maven Central has no spark-hadoop-cloud_2.13:4.1.0" in labels["io.ociforge.caveats"]
     labels = project.resolve("spark-4.1.1-gpu").config.labels
     assert "io.ociforge.rapids.shim-override" not in labels
     assert project.resolve("jupyter-4.1.1").config.cmd == ["jupyter"]
