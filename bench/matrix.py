@@ -1,15 +1,15 @@
 """`ociforge assemble --all` for the whole matrix with every layer cached (target:
 under 5 s wall for the CLI, start-up included).
 
-Uses the test cache's store (filled by scripts/prebuild-spark.sh) and, for the Maven
-add-ons, the stand-in repository the tests use, in a copy of the project (stand-in
-pins never reach the checkout). The first run builds the add-on layers; the timed runs
-that follow find everything cached.
+Uses the test cache's store and its Maven repository of the real add-on jars (both
+filled by scripts/prebuild-spark.sh, the repository served on 127.0.0.1), in a copy of
+the project. The first run builds what the store lacks; the timed runs that follow
+find everything cached.
 
     python bench/matrix.py [--store DIR] [--runs 5] [--catalog docs/images.md]
 
 With --catalog it also writes the image catalog of the whole matrix (how
-docs/images.md is made here; the add-on layers are marked as stand-ins there).
+docs/images.md is made here).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from maven_repo import standin_repository  # noqa: E402
+from maven_cache import need_m2  # noqa: E402
 from project_copy import copy_project  # noqa: E402
 from push_spark import default_store  # noqa: E402
 
@@ -44,8 +44,7 @@ def main() -> None:
     try:
         proj = work / "proj"
         copy_project(proj, "tools.yaml")
-        standin_repository(work / "repo", proj)
-        with serve(work / "repo") as url:
+        with serve(need_m2()) as url:
             cmd = [sys.executable, "-m", "ociforge.cli", "--store", str(args.store),
                    "--project", str(proj), "--maven-repo", url, "assemble", "--all", "--json"]
             first = json.loads(subprocess.run(cmd, check=True, capture_output=True,

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .recipes import Project
-from .records import LayerRecord
-from .registry.reference import is_loopback
 from .store import Store
 
 APACHE_ANCHOR = ("Apache `spark-py` 4.1.1 (official image, no pandas/pyarrow/grpcio)",
@@ -24,7 +22,6 @@ class LayerRow:
     compressed: int
     uncompressed: int
     files: int
-    standin: bool = False   # Maven jars from a loopback test repository, not the real ones
 
 
 @dataclass
@@ -47,20 +44,6 @@ def mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
-def _standin(rec: LayerRecord | None) -> bool:
-    """A layer whose Maven artifacts came from a repository on this machine's loopback
-    (the test suite's stand-in jars): its size says nothing about the real jars."""
-    from urllib.parse import urlsplit
-
-    for _kind, src in rec.sources() if rec else []:
-        for art in src.get("artifacts", []):
-            repository = art.get("repository", "") if isinstance(art, dict) else ""
-            host = urlsplit(str(repository)).hostname or ""
-            if host and is_loopback(host):
-                return True
-    return False
-
-
 def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
     """Rows for the images that are assembled; names of those that are not."""
     tags = store.tags()
@@ -69,7 +52,7 @@ def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
     for img in store.images([name for name in project.images if name in tags]):
         layers = [LayerRow(layer.name or "?", layer.descriptor.digest, layer.descriptor.size,
                            layer.record.size if layer.record else 0,
-                           layer.record.files if layer.record else 0, _standin(layer.record))
+                           layer.record.files if layer.record else 0)
                   for layer in img.layers]
         rows.append(ImageRow(img.name, img.reference, img.descriptor.digest, layers))
     return rows, missing
@@ -105,20 +88,13 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
                 f"{mb(distinct)} for all of them, against {mb(total)} for the sum of the "
                 f"image sizes: registry bytes / sum of image sizes = "
                 f"{distinct / total:.2f}." if total else ""]
-    if any(layer.standin for layer in blobs.values()):
-        out += ["", "Layers marked *stand-in* were built from stand-in jars served on "
-                "127.0.0.1 (Maven Central is unreachable where this page was generated): "
-                "their digests and sizes are not those of the real add-ons, which are larger "
-                "(the AWS SDK v2 bundle alone is about 600 MB), so the real totals and ratio "
-                "differ."]
     out += _features(project)
     out += _caveats(project, rows)
     out += ["", "## Layers", "", "| layer | blob | compressed | uncompressed | entries | "
             "used by |", "|---|---|---:|---:|---:|---|"]
     for digest, layer in sorted(blobs.items(), key=lambda kv: kv[1].name):
         users = [r.name for r in rows if any(x.digest == digest for x in r.layers)]
-        mark = " *stand-in*" if layer.standin else ""
-        out.append(f"| `{layer.name}`{mark} | `{digest[:19]}…` | {mb(layer.compressed)} | "
+        out.append(f"| `{layer.name}` | `{digest[:19]}…` | {mb(layer.compressed)} | "
                    f"{mb(layer.uncompressed)} | {layer.files} | {', '.join(users)} |")
     out += ["", "## What each layer is", ""]
     for lname, ldef in sorted(project.layers.items()):

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OCIFORGE_EXTRAS='.[test]' bash scripts/install-deps.sh \
   docker-registry containerd runc skopeo umoci pigz zstd busybox-static faketime \
-  apache2-utils openssl dpkg-dev default-jre-headless buildah
+  apache2-utils openssl dpkg-dev default-jre-headless buildah maven gpg gpgv
 # The Debian package starts a registry on :5000 that the tests do not use.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the Spark baseline images and the Python layers of the features (cuDF for
-# GPU images, JupyterLab, the 3.5 Connect client) into the test cache's store: the
-# one step of the test run that reaches PyPI and Debian, so that the tests assemble
-# all images with the network closed (Maven add-ons come from a stand-in repository
-# on 127.0.0.1, started by the tests). Layers already cached are not rebuilt.
+# Builds the Spark baseline images, the Python layers of the features (cuDF for GPU
+# images, JupyterLab, the 3.5 Connect client) and every Maven add-on layer (from the
+# committed locks) into the test cache's store, and fills a Maven repository of the
+# real add-on jars under the test cache (tests/maven_cache.py): the one step of the
+# test run that reaches PyPI, Debian and Maven Central, so that the tests assemble all
+# images with the network closed (they serve that repository on 127.0.0.1). Layers
+# already cached are not rebuilt, jars already in the repository not fetched again.
 # With CHECK_BASE_REPRODUCIBLE=1 it also builds the Debian base layer a second time
 # in a fresh store and fails if the two differ.
 set -euo pipefail
@@ -11,9 +13,25 @@ cd "$(dirname "$0")/.."
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 store="$cache/spark-store"
 OCIFORGE=${OCIFORGE:-ociforge}
+PYTHON=${PYTHON:-python3}
 "$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7
 "$OCIFORGE" --store "$store" --project . layers build python-gpu-4.1 python-gpu-3.5 \
   jupyterlab-4.1 jupyterlab-3.5 python-connect-3.5
+
+# Maven add-ons: every maven layer, from the committed locks (Maven Central, each jar
+# checked against its lock), then the same jars, the seeds' dependency list and the
+# extra jars tests need into the Maven repository under the test cache, by Maven.
+# shellcheck disable=SC2046
+"$OCIFORGE" --store "$store" --project . layers build $("$PYTHON" tests/maven_cache.py layers)
+m2="$cache/m2"
+work=$(mktemp -d /tmp/ocf-m2.XXXXXX)
+"$PYTHON" tests/maven_cache.py pom > "$work/pom.xml"
+mvn -q -B -Dmaven.repo.local="$m2" -f "$work/pom.xml" dependency:copy
+for pom in tests/data/seed-deps/*/pom.xml; do
+  mvn -q -B -Dmaven.repo.local="$m2" -f "$pom" dependency:copy-dependencies \
+    -DoutputDirectory="$work/seed"
+done
+rm -rf "$work"
 
 if [ "${CHECK_BASE_REPRODUCIBLE:-0}" = 1 ]; then
   fresh=$(mktemp -d /tmp/ocf-repro.XXXXXX)

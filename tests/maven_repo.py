@@ -1,7 +1,9 @@
-"""A Maven-layout repository of stand-in jars, for tests (Maven Central is
-unreachable here). Stand-ins carry the real coordinates and, for the add-ons, real
-*loadable* class files under the class names the checks look for (an empty public
-class: enough for `Class.forName`, nothing more)."""
+"""A Maven-layout repository of stand-in jars, for tests that need an artifact Maven
+Central would never serve: a wrong checksum file, none at all, a republished version,
+a repository behind credentials, a busy or unreachable one. The real add-on jars are
+in the test cache's Maven repository (tests/maven_cache.py). Stand-ins carry the real
+coordinates and loadable class files under the class names the checks look for (an
+empty public class: enough for `Class.forName`, nothing more)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import io
 import struct
 import zipfile
 from pathlib import Path
-
-import yaml
 
 from ociforge.sources.maven import Coordinate
 
@@ -80,22 +80,3 @@ def publish(repo: Path, coord: str, data: bytes | None = None,
                 "upper": digest.upper() + "\n"}[style]
         (repo / f"{c.path}.{algo}").write_text(text)
     return data
-
-
-def project_coordinates(project: Path) -> list[str]:
-    """Every coordinate the project's `maven` layers pin."""
-    out: list[str] = []
-    for path in sorted((project / "layers").glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
-        for src in [data.get("source"), *(data.get("sources") or [])]:
-            if src and src.get("kind") == "maven":
-                out += [a for a in src["artifacts"] if a not in out]
-    return out
-
-
-def standin_repository(repo: Path, project: Path) -> list[str]:
-    """Stand-ins (with sha1 and sha512 files, as Central has) for all of them."""
-    coords = project_coordinates(project)
-    for coord in coords:
-        publish(repo, coord, checksums=("sha1", "sha512"))
-    return coords

@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,7 +160,7 @@ def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
 
 
 @pytest.fixture
-def signer(tmp_path: Path) -> tuple[Path, Path, str]:
+def signer(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     """A throwaway signing key (gpg's GNUPGHOME, a keyring holding its public key,
     its fingerprint): the project's KEYS are unreachable here, so a key of our own
     stands in for a release manager's."""
@@ -174,7 +175,9 @@ def signer(tmp_path: Path) -> tuple[Path, Path, str]:
                if line.startswith("fpr:"))
     keyring = tmp_path / "KEYS.gpg"
     keyring.write_bytes(_gpg(home, "--export", fpr))
-    return home, keyring, fpr
+    yield home, keyring, fpr
+    # gpg started an agent for this home: stop it (and only it).
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
 
 
 @pytest.mark.slow

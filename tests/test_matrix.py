@@ -1,10 +1,10 @@
-"""The image matrix: 28 names from axes, features that compose onto any image, and
-the whole matrix assembled from cached layers plus a stand-in Maven repository.
+"""The image matrix: 30 names from axes, features that compose onto any image, and
+the whole matrix assembled from cached layers and the real add-on jars.
 
-Maven Central is unreachable here, so the add-on jars are stand-ins published under
-their real coordinates (with checksum files) on 127.0.0.1, holding loadable class
-files under the class names the checks load (tests/maven_repo.py). Everything from
-PyPI and Debian is real and comes from the cache that scripts/prebuild-spark.sh fills.
+Everything is real and comes from the cache scripts/prebuild-spark.sh fills: the
+PyPI and Debian layers, the Maven add-on layers built from the committed locks, and a
+Maven repository of the same jars (tests/maven_cache.py), served on 127.0.0.1 for
+what a test builds anew. Stand-ins appear only where a test needs a broken artifact.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 from image_readers import assert_readers_agree, linked_copy
-from maven_repo import standin_repository
+from maven_cache import need_m2
 from project_copy import PROJECT, copy_project
 
 from ociforge.checks.containerd import can_run_containers
 from ociforge.digests import digest_bytes
+from ociforge.errors import RecipeError
 from ociforge.store import Store
 
 from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
@@ -33,7 +34,7 @@ from httpserver import serve
 SPARK_STORE = TEST_CACHE / "spark-store"
 OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
            "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
-           "OCIFORGE_MAVEN_SETTINGS": "none", "OCIFORGE_MAVEN_REPOS": ""}
+           "OCIFORGE_MAVEN_SETTINGS": "none", "OCIFORGE_MAVEN_REPOS": "http://127.0.0.1:9"}
 VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
 VARIANTS = ["", "-gpu", "-iceberg", "-gpu-iceberg"]
 MATRIX = [f"{family}-{v}{suffix}" for family in ("spark", "jupyter") for v in VERSIONS
@@ -71,10 +72,13 @@ def test_matrix_expands_to_every_named_image() -> None:
         "debian-base", "jdbc-drivers", "python-deps-4.1", "spark-dist-4.1.1", "spark-entrypoint"]
     assert images["spark-4.1.1"]["aliases"] == ["spark-4.1.1-baseline"]
     assert images["spark-3.5.7-iceberg"]["features"] == ["s3a", "iceberg"]
-    assert images["spark-3.5.7-iceberg"]["layers"][5:] == ["s3a-3.5", "iceberg-3.5"]
+    assert images["spark-3.5.7-iceberg"]["layers"][5:] == [
+        "s3a-3.5", "hadoop-cloud-3.5.7", "s3a-committer", "iceberg-3.5"]
     assert images["jupyter-4.1.0-gpu-iceberg"]["layers"][5:] == [
-        "s3a-4.1", "iceberg-4.1", "rapids-4.1", "python-gpu-4.1", "gpu-support",
-        "gpu-shim-override-4.1.0", "jupyterlab-4.1"]
+        "s3a-4.1", "hadoop-cloud-4.1.0", "s3a-committer", "iceberg-4.1", "rapids-4.1",
+        "python-gpu-4.1", "gpu-support", "gpu-shim-override-4.1.0", "jupyterlab-4.1"]
+    assert images["spark-3.5.8-gpu"]["layers"][5:] == [
+        "rapids-3.5", "python-gpu-3.5", "gpu-support", "gpu-shim-override-3.5"]
     # Every image shares the base and the line's Python layer.
     for name in MATRIX:
         line = name.split("-")[1][:3]
@@ -108,24 +112,39 @@ def test_features_compose_and_name_what_is_inside() -> None:
     from ociforge.recipes import Project
 
     project = Project.load(PROJECT)
-    image = project.with_features("spark-4.1.1-baseline", ["celeborn", "s3a", "connect"])
+    image = project.with_features("spark-3.5.8-baseline", ["celeborn", "s3a", "connect"])
     name = image.name
-    # Canonical order, whatever the order asked; connect is built into 4.1.
-    assert name == "spark-4.1.1-s3a-celeborn-connect"
-    assert image.tag == "4.1.1-s3a-celeborn-connect"
-    assert image.layers[5:] == ["s3a-4.1", "celeborn-4.1"]
+    # Canonical order, whatever the order asked.
+    assert name == "spark-3.5.8-s3a-celeborn-connect"
+    assert image.tag == "3.5.8-s3a-celeborn-connect"
+    assert image.layers[5:] == ["s3a-3.5", "hadoop-cloud-3.5.8", "s3a-committer",
+                                "celeborn-3.5", "connect-3.5.8", "python-connect-3.5"]
     assert image.config.labels["io.ociforge.features"] == "s3a,celeborn,connect"
     assert image.config.labels["org.opencontainers.image.title"] == name
-    # On 3.5, connect is a Maven jar plus the Python client.
-    image = project.with_features("spark-3.5.8", ["connect"])
+    # Connect 3.5.8 is 3.5.7's jar (3.5.8 is not on Maven Central), and says so.
+    assert image.config.labels["io.ociforge.connect.version"] == "3.5.7"
+    assert "Maven Central has no spark-connect_2.12:3.5.8" in \
+        image.config.labels["io.ociforge.caveats"]
     assert project.resolve(image.name) == image
-    assert image.layers[5:] == ["connect-3.5.8", "python-connect-3.5"]
+    # connect is built into 4.1; no Celeborn client for Spark 4 exists: refused, saying why.
+    image = project.with_features("spark-4.1.1", ["s3a", "connect"])
+    assert image.name == "spark-4.1.1-s3a-connect"
+    assert image.layers[5:] == ["s3a-4.1", "hadoop-cloud-4.1.1", "s3a-committer"]
+    with pytest.raises(RecipeError, match=r"feature 'celeborn' is not available for 4\.1\.1: "
+                                          r"Maven Central has no Celeborn client for Spark 4"):
+        project.with_features("spark-4.1.1", ["celeborn"])
     # iceberg brings s3a; asking for what the image has changes nothing.
     assert project.with_features("spark-4.1.1", ["iceberg"]).name == "spark-4.1.1-iceberg"
     assert project.with_features("spark-4.1.1-iceberg", ["s3a"]).name == "spark-4.1.1-iceberg"
     # The 4.1.0 GPU trap is labelled.
     labels = project.resolve("spark-4.1.0-gpu").config.labels
     assert "untested upstream" in labels["io.ociforge.rapids.shim-override"]
+    assert "untested upstream" in \
+        project.resolve("spark-3.5.7-gpu").config.labels["io.ociforge.rapids.shim-override"]
+    # spark-hadoop-cloud 4.1.0 is not on Maven Central: 4.1.0 has 4.1.1's, and says so.
+    labels = project.resolve("spark-4.1.0-iceberg").config.labels
+    assert labels["io.ociforge.spark-hadoop-cloud.version"] == "4.1.1"
+    assert "Maven Central has no spark-hadoop-cloud_2.13:4.1.0" in labels["io.ociforge.caveats"]
     labels = project.resolve("spark-4.1.1-gpu").config.labels
     assert "io.ociforge.rapids.shim-override" not in labels
     assert project.resolve("jupyter-4.1.1").config.cmd == ["jupyter"]
@@ -180,13 +199,14 @@ def test_image_on_a_base_with_features_by_recipe(tmp_path: Path) -> None:
     write(proj / "recipes" / "team.yaml", """\
         images:
           spark-lakehouse:
-            base: spark-4.1.1
+            base: spark-3.5.8
             features: [celeborn, iceberg]
-            tag: 4.1.1-lakehouse
+            tag: 3.5.8-lakehouse
         """)
     image = images_ls(proj)["spark-lakehouse"]
     assert image["features"] == ["s3a", "celeborn", "iceberg"]
-    assert image["layers"][5:] == ["s3a-4.1", "celeborn-4.1", "iceberg-4.1"]
+    assert image["layers"][5:] == ["s3a-3.5", "hadoop-cloud-3.5.8", "s3a-committer",
+                                   "celeborn-3.5", "iceberg-3.5"]
 
 
 # -- scripts the GPU and Jupyter features ship -----------------------------------------
@@ -235,25 +255,24 @@ def test_gpu_discovery_script(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A copy of the project (the stand-in jars' pins go into its lock files, never
-    into the checkout) and the stand-in repository served on 127.0.0.1."""
+    """A copy of the project (tests may change its recipes and locks, never the
+    checkout's) and the test cache's Maven repository of the real jars on 127.0.0.1."""
     root = tmp_path_factory.mktemp("matrix")
     proj = root / "proj"
     # Without recipes/tools.yaml: the builder base (JDK + Maven from Debian) is not
     # part of the matrix and is not in the prebuilt cache.
     copy_project(proj, "tools.yaml")
-    coords = standin_repository(root / "repo", proj)
-    with serve(root / "repo") as url:
-        yield {"project": proj, "repo": url, "root": root, "coords": coords}
+    with serve(need_m2()) as url:
+        yield {"project": proj, "repo": url, "root": root}
 
 
 def _assemble(m: dict, *args: str | Path) -> dict:
-    r = cli("--maven-repo", f"standins={m['repo']}", "assemble", *args, "--json",
+    r = cli("--maven-repo", f"m2={m['repo']}", "assemble", *args, "--json",
             project=m["project"], env={"OCIFORGE_CACHE": str(m["root"] / "cache")},
             timeout=3000)
     if r.rc != 0:
         pytest.fail(f"assemble failed ({r.err.strip()}); scripts/prebuild-spark.sh builds "
-                    "the PyPI and Debian layers first")
+                    "the PyPI, Debian and Maven layers first")
     return r.json()
 
 
@@ -262,19 +281,20 @@ def test_whole_matrix_assembles_and_shares_layers(matrix: dict) -> None:
     first = _assemble(matrix, "--all")
     names = {i["name"] for i in first["images"]}
     assert set(MATRIX) <= names
-    # Only the Maven add-ons were built (the rest came from the cache), from the mirror.
+    # Nothing from PyPI, Debian or Maven was built: prebuild-spark.sh built those layers
+    # from the committed locks, and the copy of the project has the same locks. At most
+    # the small layers of the project's own files were.
     built = set(first["layers"]["built"])
-    assert built <= {"s3a-3.5", "s3a-4.1", "iceberg-3.5", "iceberg-4.1", "rapids-3.5",
-                     "rapids-4.1", "gpu-support", "gpu-shim-override-4.1.0"}, built
-    locks = sorted(p.name for p in (matrix["project"] / "layers" / "locks").glob("*.lock"))
-    assert "iceberg-4.1.lock" in locks and "rapids-3.5.lock" in locks
-    assert "127.0.0.1" in (matrix["project"] / "layers/locks/s3a-4.1.lock").read_text()
-    assert not (PROJECT / "layers/locks/s3a-4.1.lock").exists(), "stand-in pins leaked"
+    assert built <= {"gpu-support", "gpu-shim-override-4.1.0", "gpu-shim-override-3.5",
+                     "s3a-committer"}, built
+    for lock in (PROJECT / "layers" / "locks").glob("*.lock"):
+        assert (matrix["project"] / "layers" / "locks" / lock.name).read_text() == \
+            lock.read_text(), lock.name
 
-    with_features = _assemble(matrix, "spark-4.1.1", "--with", "s3a,celeborn,connect")
-    assert [i["name"] for i in with_features["images"]] == ["spark-4.1.1-s3a-celeborn-connect"]
+    with_features = _assemble(matrix, "spark-3.5.8", "--with", "s3a,celeborn,connect")
+    assert [i["name"] for i in with_features["images"]] == ["spark-3.5.8-s3a-celeborn-connect"]
     assert [i["reference"] for i in with_features["images"]] == [
-        "spark:4.1.1-s3a-celeborn-connect"]
+        "spark:3.5.8-s3a-celeborn-connect"]
 
     again = _assemble(matrix, "--all")
     assert again["layers"]["built"] == [] and again["layers"]["transcoded"] == []
@@ -291,7 +311,11 @@ def test_whole_matrix_assembles_and_shares_layers(matrix: dict) -> None:
     assert m and float(m.group(1)) < 0.5, text[-2000:]
     assert re.search(r"4\.1\.0; the image sets spark.rapids.shims-provider-override.*"
                      r"NVIDIA does not test: `spark-4.1.0-gpu`", text)
-    assert "stand-in" in text  # add-on sizes here are not the real jars'
+    assert "stand-in" not in text  # the real jars, real sizes
+    # The size goals, in decimal GB as the catalog prints them.
+    sizes = {r[0]: float(r[1].replace(",", "")) for r in re.findall(
+        r"^\| `([\w.-]+)` \|[^|]*\|[^|]*\|[^|]*\|[^|]*\| ([\d,.]+) MB \|", text, re.M)}
+    assert sizes["spark-4.1.1"] <= 1200 and sizes["spark-4.1.1-iceberg"] <= 1400, sizes
 
 
 @pytest.mark.slow
@@ -301,7 +325,7 @@ def test_inspect_catalog_and_sbom_name_the_same_layer_records(matrix: dict,
     layer record has a twin (the same diff_id and blob under another input key, as when
     two definitions make the same tar), all readers name the record one rule picks."""
     store = linked_copy(SPARK_STORE, tmp_path / "store")
-    r = cli("--maven-repo", f"standins={matrix['repo']}", "assemble", *MATRIX,
+    r = cli("--maven-repo", f"m2={matrix['repo']}", "assemble", *MATRIX,
             project=matrix["project"], store=store,
             env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3000)
     assert r.rc == 0, r.err
@@ -318,14 +342,16 @@ def test_inspect_catalog_and_sbom_name_the_same_layer_records(matrix: dict,
 
 @pytest.mark.slow
 def test_duplicate_aws_sdk_classes_are_caught(matrix: dict, tmp_path: Path) -> None:
-    """Shipping iceberg-aws-bundle next to the AWS SDK v2 bundle on 4.1 (the trap the
-    iceberg-4.1 layer avoids) fails the duplicate-class check, naming both jars."""
+    """Shipping the real iceberg-aws-bundle next to s3a-4.1's AWS SDK v2 modules (the
+    trap the iceberg-4.1 layer avoids: its own copy of the SDK) fails the duplicate-class
+    check, naming the jars; `ociforge lock` pins it from the loopback repository."""
     proj = tmp_path / "proj"
     shutil.copytree(matrix["project"], proj)
     layer = proj / "layers" / "iceberg-4.1.yaml"
     layer.write_text(layer.read_text() + "    - org.apache.iceberg:iceberg-aws-bundle:1.11.0\n")
-    (proj / "layers" / "locks" / "iceberg-4.1.lock").unlink()
-    standin_repository(matrix["root"] / "repo", proj)
+    locked = cli("--maven-repo", matrix["repo"], "lock", "iceberg-4.1", project=proj,
+                 env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")})
+    assert locked.rc == 0, locked.err
     r = cli("--maven-repo", matrix["repo"], "test", "spark-4.1.1-iceberg", "--no-runtime",
             "--json", "--report-dir", tmp_path / "report", project=proj,
             env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=1200)
@@ -333,12 +359,17 @@ def test_duplicate_aws_sdk_classes_are_caught(matrix: dict, tmp_path: Path) -> N
     _assemble(matrix, "spark-4.1.1-iceberg")
     assert r.rc == 9, r.err
     failed = [x for x in r.json()["results"] if x["status"] == "failed"]
-    assert len(failed) == 1 and failed[0]["name"].startswith("no class twice")
-    assert "bundle-2.29.52.jar and iceberg-aws-bundle-1.11.0.jar" in failed[0]["message"]
+    assert failed and all(x["name"].startswith("no class twice") for x in failed), failed
+    message = failed[0]["message"]
+    for pair in ("iceberg-aws-bundle-1.11.0.jar and s3-2.29.52.jar",
+                 "analyticsaccelerator-s3-1.2.1.jar and iceberg-aws-bundle-1.11.0.jar"):
+        assert pair in message, message
 
 
+# With the workloads that need no server of the user's (recipes/workloads.yaml): the
+# 3.5 Connect server with a PySpark client, RAPIDS explainOnly on the GPU images.
 FEATURE_SETS = ["s3a", "celeborn", "connect", "iceberg", "gpu", "gpu-smoke", "gpu-4.1.0-shim",
-                "jupyter"]
+                "gpu-3.5-shim", "jupyter", "connect-server", "gpu-explain"]
 
 
 @pytest.mark.slow
@@ -383,6 +414,16 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
         ("spark-3.5.7-s3a-celeborn-connect", "Connect client imports"),
     ]:
         assert any(i == image and n.startswith(check) for i, n in passed), (image, check)
+    # The workloads: as 185 and as 12345:0 with a read-only root. RAPIDS loads, on 4.1.0
+    # and 3.5 through the image's shim override, and plans which operators would run
+    # on the GPU (explainOnly); the 3.5 Connect server answers a PySpark client.
+    for image, check in [
+        ("spark-4.1.1-gpu-iceberg", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-4.1.0-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-3.5.7-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-3.5.7-s3a-celeborn-connect", "connect server accepts a PySpark client"),
+    ]:
+        assert {(image, check), (image, check + " as 12345:0 read-only")} <= passed, (image, check)
     # Without a GPU the GPU smoke is skipped with its reason, never passed silently.
     gpu = [x for x in results if x["kind"] == "gpu"]
     assert gpu and all(x["status"] in ("skipped", "passed") for x in gpu)

@@ -7,10 +7,12 @@ The images come from the test cache (scripts/prebuild-spark.sh builds every laye
 the Maven add-ons from the committed locks); nothing here reaches the network. One
 containerd serves the module, so each image is imported once.
 
-Celeborn has no workload here: Maven Central serves no Celeborn server jars
+The workloads that need no server (the 3.5 Connect server, RAPIDS explainOnly) run
+in tests/test_matrix.py::test_variants_run_in_containerd, on images it imports anyway.
+Celeborn has no workload: Maven Central serves no Celeborn server jars
 (org.apache.celeborn:celeborn-master_2.12 / celeborn-worker_2.12 answer 404 for
 every version), so no master or worker can be assembled; its client is checked at
-the class level (tests/test_matrix.py).
+the class level there.
 """
 
 from __future__ import annotations
@@ -94,7 +96,6 @@ def run_tag(image: str, user: str) -> str:
     return rf"r[0-9a-f]{{6}}_{re.sub(r'[^A-Za-z0-9]', '_', image)}_{user}"
 
 
-# -- S3A, the history server and Iceberg on S3 -------------------------------------------
 
 S3_IMAGES = ["spark-4.1.1-iceberg", "spark-3.5.8-iceberg"]
 ICEBERG_ONLY = ["spark-4.1.0-iceberg", "spark-3.5.7-iceberg"]
@@ -157,30 +158,3 @@ def test_iceberg_table_on_s3_snapshots_and_time_travel(s3_results: dict, s3: S3S
         assert len([f for f in files if f.startswith("data/") and f.endswith(".parquet")]) == 2
         # v1 (create), v2, v3 (two inserts), v4 (tag), v5 (set_current_snapshot)
         assert len([f for f in files if re.fullmatch(r"metadata/v\d+\.metadata\.json", f)]) >= 4
-
-
-# -- the Spark Connect server of 3.5, RAPIDS without a GPU --------------------------------
-
-
-def test_connect_server_of_3_5_accepts_a_pyspark_client(containerd: Containerd) -> None:
-    """spark-3.5.8 with the connect feature: the Connect server from the real
-    spark-connect_2.12 jar (3.5.7's: Maven Central has no 3.5.8) answers a PySpark
-    Connect client in a second container, spark.range(10).count() == 10."""
-    results = ociforge_test(containerd, None, "spark-3.5.8", "--with", "connect",
-                            "--check-set", "connect-server")
-    assert_passed(results, "spark-3.5.8-connect", "connect server accepts a PySpark client")
-
-
-GPU_IMAGES = ["spark-4.1.1-gpu", "spark-4.1.0-gpu", "spark-3.5.8-gpu"]
-
-
-@pytest.fixture(scope="module")
-def gpu_results(containerd: Containerd) -> dict[str, dict]:
-    return ociforge_test(containerd, None, *GPU_IMAGES, "--check-set", "gpu-explain")
-
-
-@pytest.mark.parametrize("image", GPU_IMAGES)
-def test_rapids_plans_a_query_without_a_gpu(gpu_results: dict, image: str) -> None:
-    """The real RAPIDS jar loads (4.1.0 and 3.5.x through the image's shim override)
-    and, in explainOnly mode, says which operators would run on the GPU."""
-    assert_passed(gpu_results, image, "RAPIDS plans a query without a GPU (explainOnly)")

@@ -368,22 +368,30 @@ class _Resolver:
         for algo in (*CHECKSUMS, "md5"):
             if algo == "md5" and found:
                 break
-            url = f"{repo.url}/{coord.path}.{algo}"
-            try:
-                r = self.request(repo, "GET", url)
-            except NetworkError as e:
-                raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
-            with r:
-                if r.status_code in (404, 410):
-                    continue
-                if not r.ok:
-                    raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
-                                     status=r.status_code)
-                digest = parse_checksum(r.text, algo)
+            url, text = self.sidecar(repo, coord, algo)
+            if text is None:
+                continue
+            digest = parse_checksum(text, algo)
             if digest is None:
                 raise IntegrityError(f"{coord}: {url} holds no {algo} digest")
             found[algo] = (digest, url)
         return found
+
+    def sidecar(self, repo: Repository, coord: Coordinate, ext: str) -> tuple[str, str | None]:
+        """(URL, text) of the file beside the artifact (`.sha1`, `.asc`, …); None as
+        the text when the repository has none (404, 410)."""
+        url = f"{repo.url}/{coord.path}.{ext}"
+        try:
+            r = self.request(repo, "GET", url)
+        except NetworkError as e:
+            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
+        with r:
+            if r.status_code in (404, 410):
+                return url, None
+            if not r.ok:
+                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
+                                 status=r.status_code)
+            return url, r.text
 
     def download(self, coord: Coordinate, pin: str | None) -> tuple[Path, Repository]:
         """A verified copy in the downloads cache (named by its sha256) and the
@@ -407,18 +415,9 @@ class _Resolver:
         `$OCIFORGE_MAVEN_KEYRING` names a keyring (a bad signature is an error)."""
         from .. import pgpsig
 
-        url = f"{repo.url}/{coord.path}.asc"
-        try:
-            r = self.request(repo, "GET", url)
-        except NetworkError as e:
-            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
-        with r:
-            if r.status_code in (404, 410):
-                return "none"
-            if not r.ok:
-                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
-                                 status=r.status_code)
-            text = r.text
+        _, text = self.sidecar(repo, coord, "asc")
+        if text is None:
+            return "none"
         keyring = os.environ.get(KEYRING_ENV)
         if not keyring:
             key = pgpsig.issuer(text)
