@@ -13,13 +13,14 @@ if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$VERSITYGW_VERSION"
   echo "versitygw $VERSITYGW_VERSION: $bin"
   exit 0
 fi
-if ! command -v go >/dev/null 2>&1; then
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+if [ ! -x "$GO" ]; then
   echo "go is not installed: versitygw is built from the Go module proxy (go install)" >&2
   exit 1
 fi
 mkdir -p "$go_dir/bin"
 GOBIN="$go_dir/bin" GOMODCACHE="$go_dir/mod" GOCACHE="$go_dir/build" \
   GOFLAGS="-modcacherw -buildvcs=false" \
-  go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 echo "$VERSITYGW_VERSION" >"$bin.version"
 echo "versitygw $VERSITYGW_VERSION: $bin"

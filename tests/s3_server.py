@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_CACHE
+from registry_server import stop_process
 
 VERSITYGW = TEST_CACHE / "go" / "bin" / "versitygw"
 REGION = "us-east-1"
@@ -123,14 +124,8 @@ class S3Server:
         return re.findall(r"<Key>([^<]*)</Key>", body.decode())
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
 
 def start_s3_server(root: Path, timeout: float = 30) -> S3Server:

@@ -255,6 +255,10 @@ def test_run_and_env_placeholders() -> None:
     cs = CheckSet.model_validate({"images": ["x"], "host_env": {"A": None, "B": "dflt"}})
     assert missing_env(cs, {}) == ["A"] and missing_env(cs, {"A": ""}) == ["A"]
     assert host_env_values(cs, {"A": "1"}) == {"A": "1", "B": "dflt"}
+    # A variable the set does not declare would reach the container as "{env:…}".
+    with pytest.raises(ValueError, match=r"\{env:ENDPOINT\} is used but ENDPOINT is not in"):
+        CheckSet.model_validate({"images": ["x"], "commands": [
+            {"name": "c", "args": ["job", "{env:ENDPOINT}"]}]})
 
 
 @pytest.mark.parametrize("inputs,message", [

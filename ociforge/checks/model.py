@@ -129,6 +129,12 @@ class CheckSet(Spec):
     def _selects(self) -> CheckSet:
         if not self.images and not self.features:
             raise ValueError("give 'images' (name patterns) or 'features' to select images")
+        used = set(_ENV_PLACEHOLDER.findall(repr([c.model_dump() for c in self.commands]
+                                                 + [s.model_dump() for s in self.servers])))
+        undeclared = sorted(used - set(self.host_env))
+        if undeclared:
+            raise ValueError(f"{{env:{undeclared[0]}}} is used but {undeclared[0]} is not in "
+                             "'host_env'")
         return self
 
     def applies_to(self, image: str, features: list[str] | tuple[str, ...] = ()) -> bool:
@@ -137,6 +143,7 @@ class CheckSet(Spec):
 
 
 _PLACEHOLDER = re.compile(r"\{(version|label:[^}]+|env:[^}]+|port|run)\}")
+_ENV_PLACEHOLDER = re.compile(r"\{env:([^}]+)\}")
 
 
 def substitute(value: Any, labels: dict[str, str], port: int | None = None, *,
