@@ -17,6 +17,7 @@ the class level there.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 from project_copy import PROJECT
 from s3_server import S3Server, start_s3_server
 
@@ -91,6 +93,16 @@ def assert_passed(results: dict, image: str, check: str, *, both_users: bool = T
         assert result["status"] == "passed", result
 
 
+def event_log(data: bytes, key: str) -> str:
+    """An event log's text: Spark 4 writes rolling logs compressed with zstd (one
+    frame per flush)."""
+    if key.endswith(".zstd"):
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                             read_across_frames=True)
+        data = reader.read()
+    return data.decode("utf-8", "replace")
+
+
 def run_tag(image: str, user: str) -> str:
     """The `{run}` pattern of one image and user (the nonce is the run's own)."""
     return rf"r[0-9a-f]{{6}}_{re.sub(r'[^A-Za-z0-9]', '_', image)}_{user}"
@@ -140,7 +152,7 @@ def test_history_server_lists_an_application_logged_to_s3(s3_results: dict, s3: 
     logs = [k for k in s3.keys("spark-logs", "events/") if k != "events/"]
     assert not [k for k in logs if k.endswith(".inprogress")], logs
     names = {m.group(1) for k in logs
-             if (m := re.search(r'"App Name":"([^"]+)"', s3.get("spark-logs", k).decode()))}
+             if (m := re.search(r'"App Name":"([^"]+)"', event_log(s3.get("spark-logs", k), k)))}
     for user in ("image_user", "uid12345"):
         assert any(re.fullmatch(f"ocf-history-{run_tag(image, user)}", n) for n in names), names
 
@@ -155,6 +167,17 @@ def test_iceberg_table_on_s3_snapshots_and_time_travel(s3_results: dict, s3: S3S
         table = re.compile(rf"ociforge-checks/iceberg/checks/t_{run_tag(image, user)}/(.*)$")
         files = [m.group(1) for k in s3.keys(BUCKET, "ociforge-checks/iceberg/")
                  if (m := table.match(k))]
-        assert len([f for f in files if f.startswith("data/") and f.endswith(".parquet")]) == 2
-        # v1 (create), v2, v3 (two inserts), v4 (tag), v5 (set_current_snapshot)
-        assert len([f for f in files if re.fullmatch(r"metadata/v\d+\.metadata\.json", f)]) >= 4
+        assert [f for f in files if f.startswith("data/") and f.endswith(".parquet")]
+        # One manifest list per snapshot: two INSERTs, two snapshots (a tag and going
+        # back to a snapshot make none); a metadata version per commit.
+        assert len([f for f in files if re.fullmatch(r"metadata/snap-\d+-.*\.avro", f)]) == 2
+        versions = sorted(int(m.group(1)) for f in files
+                          if (m := re.fullmatch(r"metadata/v(\d+)\.metadata\.json", f)))
+        assert len(versions) >= 4
+        # The table's last metadata, as Iceberg left it: back on the first snapshot.
+        prefix = next(k for k in s3.keys(BUCKET, "ociforge-checks/iceberg/") if table.match(k))
+        prefix = prefix[:prefix.index(table.match(prefix).group(1))]
+        meta = json.loads(s3.get(BUCKET, f"{prefix}metadata/v{versions[-1]}.metadata.json"))
+        first = min(meta["snapshots"], key=lambda s: s["sequence-number"])["snapshot-id"]
+        assert meta["current-snapshot-id"] == first
+        assert meta["refs"]["first_insert"]["snapshot-id"] == first
