@@ -421,6 +421,7 @@ ICEBERG_SMOKE = """\
 checks:
   iceberg-smoke:
     images: [spark-4.1.1-iceberg]
+    writable: [/tmp, /opt/spark/work-dir]   # tmpfs under the read-only root (arbitrary uid)
     commands:
       - name: Iceberg hadoop catalog CREATE INSERT SELECT
         args: [/opt/entrypoint.sh, spark-sql, --master, "local[1]",
