@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .cli_common import Ctx, fail, human_size, output_options, pass_ctx
+from .cli_common import App, fail, human_size, output_options, pass_app
 from .errors import OciforgeError
 
 with_option = click.option(
@@ -44,7 +44,7 @@ with_option = click.option(
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
         quiet: bool, index_url: str | None, maven_repos: tuple[str, ...]) -> None:
     """Daemonless, reproducible OCI image assembly."""
-    click_ctx.obj = Ctx(store, project, as_json, quiet, index_url, tuple(maven_repos))
+    click_ctx.obj = App(store, project, as_json, quiet, index_url, tuple(maven_repos))
 
 
 @cli.command()
@@ -61,14 +61,14 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
                    "the Spark distribution). Repeatable.")
 @with_option
 @output_options
-@pass_ctx
-def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
+@pass_app
+def assemble(app: App, names: tuple[str, ...], all_: bool, archive: Path | None,
              oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...],
              with_: str | None) -> None:
     """Assemble images: build missing layers, write manifests, tag them in the store."""
     started = time.monotonic()
-    with ctx.reporter() as rep:
-        session = ctx.session(rep, swaps=swaps, with_=with_)
+    with app.reporter() as rep:
+        session = app.session(rep, swaps=swaps, with_=with_)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
             results = session.assemble(selected, compression)
@@ -91,7 +91,7 @@ def assemble(ctx: Ctx, names: tuple[str, ...], all_: bool, archive: Path | None,
     for key, out in outputs.items():
         lines.append(f"{key}: {out['path']}" + (f" ({human_size(out['size'])})"
                                                 if "size" in out else ""))
-    ctx.emit(report, "\n".join(lines))
+    app.emit(report, "\n".join(lines))
 
 
 def _select(session: Any, names: tuple[str, ...], all_: bool) -> list[str]:
@@ -115,8 +115,8 @@ def _select(session: Any, names: tuple[str, ...], all_: bool) -> list[str]:
 @click.option("--containerd", "containerd_address", type=click.Path(path_type=Path),
               help="Socket of a running containerd (default: start a private one).")
 @output_options
-@pass_ctx
-def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
+@pass_app
+def test_images(app: App, names: tuple[str, ...], all_: bool, report_dir: Path,
                 no_runtime: bool, only: tuple[str, ...], with_: str | None,
                 containerd_address: Path | None) -> None:
     """Check images: structure tests, native checks, runtime and GPU smoke. Exit 9 on
@@ -126,14 +126,14 @@ def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
 
     report_dir.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
-    with ctx.reporter() as rep:
-        session = ctx.session(rep, with_=with_)
+    with app.reporter() as rep:
+        session = app.session(rep, with_=with_)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
             session.assemble(selected)
         run = CheckRun(session.store, session.project, report_dir, runtime=not no_runtime,
                        containerd_address=containerd_address, only=list(only) or None,
-                       progress=lambda msg: rep.console.log(msg) if not (ctx.json or ctx.quiet)
+                       progress=lambda msg: rep.console.log(msg) if not (app.json or app.quiet)
                        else None)
         try:
             for name in selected:
@@ -149,7 +149,7 @@ def test_images(ctx: Ctx, names: tuple[str, ...], all_: bool, report_dir: Path,
              for r in results]
     human.append(f"{counts['passed']} passed, {counts['failed']} failed, "
                  f"{counts['skipped']} skipped; reports in {report_dir}")
-    ctx.emit({"summary": counts, "results": [r.to_json() for r in results],
+    app.emit({"summary": counts, "results": [r.to_json() for r in results],
               "report_dir": str(report_dir)}, "\n".join(human))
     if counts["failed"]:
         sys.exit(9)
@@ -162,10 +162,10 @@ def layers() -> None:
 
 @layers.command("ls")
 @output_options
-@pass_ctx
-def layers_ls(ctx: Ctx) -> None:
+@pass_app
+def layers_ls(app: App) -> None:
     """List cached layer records: name, diff_id, size, source, blobs."""
-    store = ctx.store()
+    store = app.store()
     recs = sorted(store.iter_records(), key=lambda r: (r.name, r.built_at))
     data: list[dict[str, Any]] = [{"name": r.name, "input_key": r.input_key, "diff_id": r.diff_id,
              "size": r.size, "files": r.files, "source": r.source_kind,
@@ -173,7 +173,7 @@ def layers_ls(ctx: Ctx) -> None:
              "provenance": r.provenance} for r in recs]
     lines = [f"{r['name']:<28} {r['diff_id'][:19]}  {human_size(r['size']):>9}  {r['files']:>7} "
              f"files  {r['source']:<8} {','.join(sorted(r['blobs']))}" for r in data]
-    ctx.emit(data, "\n".join(lines) if lines else "no cached layers")
+    app.emit(data, "\n".join(lines) if lines else "no cached layers")
 
 
 @layers.command("build")
@@ -181,19 +181,19 @@ def layers_ls(ctx: Ctx) -> None:
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
               show_default=True)
 @output_options
-@pass_ctx
-def layers_build(ctx: Ctx, names: tuple[str, ...], compression: str) -> None:
+@pass_app
+def layers_build(app: App, names: tuple[str, ...], compression: str) -> None:
     """Build layers into the store without assembling an image (e.g. to warm a CI
     cache with the networked ones)."""
-    with ctx.reporter() as rep:
-        session = ctx.session(rep)
+    with app.reporter() as rep:
+        session = app.session(rep)
         for n in names:
             session.project.layer(n)  # unknown names fail before any work
         with session.store.writer_lock():
             records = session.build_layers(names, compression)
     data: list[dict[str, Any]] = [{"name": r.name, "diff_id": r.diff_id, "size": r.size,
                                    "built": r.name in session.stats.built} for r in records]
-    ctx.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
+    app.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
                              f"{'built' if d['built'] else 'cached'}" for d in data))
 
 
@@ -204,11 +204,11 @@ def images() -> None:
 
 @images.command("ls")
 @output_options
-@pass_ctx
-def images_ls(ctx: Ctx) -> None:
+@pass_app
+def images_ls(app: App) -> None:
     """List images the recipes define, with their layers and store digest if assembled."""
-    project = ctx.project()
-    tags = ctx.store().tags()
+    project = app.project()
+    tags = app.store().tags()
     data: list[dict[str, Any]] = []
     for name, image in project.images.items():
         entry = tags.get(name)
@@ -217,17 +217,17 @@ def images_ls(ctx: Ctx) -> None:
                      "assembled": entry["digest"] if entry else None})
     lines = [f"{d['name']:<32} {(d['assembled'] or '-')[:19]:<19}  {' + '.join(d['layers'])}"
              for d in data]
-    ctx.emit(data, "\n".join(lines))
+    app.emit(data, "\n".join(lines))
 
 
 @cli.command()
 @click.argument("name")
 @click.option("--raw", type=click.Choice(["manifest", "config"]), help="Print the raw JSON.")
 @output_options
-@pass_ctx
-def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
+@pass_app
+def inspect(app: App, name: str, raw: str | None) -> None:
     """Show an assembled image: digest, config, layers and their provenance."""
-    img = ctx.store().image(name)
+    img = app.store().image(name)
     config = img.config
     if raw:
         click.echo(json.dumps(img.manifest if raw == "manifest" else config, indent=2))
@@ -250,23 +250,23 @@ def inspect(ctx: Ctx, name: str, raw: str | None) -> None:
     for layer in layers_out:
         lines.append(f"  {layer['name'] or '?':<26} {layer['digest'][:19]}  "
                      f"{human_size(layer['size']):>9}")
-    ctx.emit(data, "\n".join(lines))
+    app.emit(data, "\n".join(lines))
 
 
 @cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("docs/images.md"), show_default=True)
 @output_options
-@pass_ctx
-def catalog(ctx: Ctx, output: Path) -> None:
+@pass_app
+def catalog(app: App, output: Path) -> None:
     """Write the image catalog (images, layers, digests, sizes) as Markdown."""
     from .catalog import collect, render
 
-    project = ctx.project()
-    rows, missing = collect(ctx.store(), project)
+    project = app.project()
+    rows, missing = collect(app.store(), project)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(rows, missing, project))
-    ctx.emit({"path": str(output), "images": [r.name for r in rows], "missing": missing},
+    app.emit({"path": str(output), "images": [r.name for r in rows], "missing": missing},
              f"wrote {output}: {len(rows)} images" +
              (f" ({len(missing)} not assembled)" if missing else ""))
 
@@ -278,10 +278,10 @@ def catalog(ctx: Ctx, output: Path) -> None:
                    "the recipes (pins for every coordinate, none left over, pip locks made "
                    "from the current requirements); exit 3 naming what to re-lock.")
 @output_options
-@pass_ctx
-def lock(ctx: Ctx, layer_names: tuple[str, ...], check: bool) -> None:
+@pass_app
+def lock(app: App, layer_names: tuple[str, ...], check: bool) -> None:
     """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
-    session = ctx.session()
+    session = app.session()
     names = list(layer_names) or list(session.project.layers)
     for n in names:
         session.project.layer(n)  # unknown names fail before any work
@@ -290,7 +290,7 @@ def lock(ctx: Ctx, layer_names: tuple[str, ...], check: bool) -> None:
     done = [{"layer": r.layer, "lock": r.lock.path, "packages": r.lock.entries,
              "changed": r.lock.changed} for r in reports]
     verb = "current" if check else "locked"
-    ctx.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages, {verb})"
+    app.emit(done, "\n".join(f"{d['layer']}: {d['lock']} ({d['packages']} packages, {verb})"
                              for d in done) or "no layers with lock files")
 
 
@@ -301,23 +301,23 @@ def store_group() -> None:
 
 @store_group.command("path")
 @output_options
-@pass_ctx
-def store_path(ctx: Ctx) -> None:
+@pass_app
+def store_path(app: App) -> None:
     """Print the store's location."""
-    store = ctx.store()
-    ctx.emit({"path": str(store.root)}, str(store.root))
+    store = app.store()
+    app.emit({"path": str(store.root)}, str(store.root))
 
 
 @store_group.command("fsck")
 @click.option("--no-repair", is_flag=True, help="Only report; quarantine nothing.")
 @output_options
-@pass_ctx
-def store_fsck(ctx: Ctx, no_repair: bool) -> None:
+@pass_app
+def store_fsck(app: App, no_repair: bool) -> None:
     """Re-hash every blob; quarantine corrupt ones and unreadable layer records;
     rebuild a damaged index.json. Exit 5 if anything was wrong."""
     from .maintenance import fsck
 
-    report = fsck(ctx.store(), repair=not no_repair)
+    report = fsck(app.store(), repair=not no_repair)
     lines = [f"checked {report.checked} blobs ({human_size(report.bytes_checked)})"]
     if report.index:
         idx = report.index
@@ -341,7 +341,7 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
     if report.stale_tmp:
         lines.append(f"removed {report.stale_tmp} stale temporary files")
     lines.append("clean" if report.clean else "NOT clean")
-    ctx.emit(report.to_json(), "\n".join(lines))
+    app.emit(report.to_json(), "\n".join(lines))
     if not report.clean:
         sys.exit(5)
 
@@ -351,14 +351,14 @@ def store_fsck(ctx: Ctx, no_repair: bool) -> None:
               help="Also drop cached layers that no tagged image uses.")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed.")
 @output_options
-@pass_ctx
-def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
+@pass_app
+def store_gc(app: App, prune_layers: bool, dry_run: bool) -> None:
     """Remove blobs that no image and no cached layer references."""
     from .maintenance import gc
 
-    report = gc(ctx.store(), prune_layers=prune_layers, dry_run=dry_run)
+    report = gc(app.store(), prune_layers=prune_layers, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    ctx.emit(report.to_json(),
+    app.emit(report.to_json(),
              f"{verb} {report.removed_blobs} blobs ({human_size(report.freed_bytes)}), "
              f"{report.removed_records} layer records, {report.removed_tmp} temporary files; "
              f"kept {report.kept_blobs} blobs")
@@ -367,19 +367,19 @@ def store_gc(ctx: Ctx, prune_layers: bool, dry_run: bool) -> None:
 @store_group.command("untag")
 @click.argument("names", nargs=-1, required=True)
 @output_options
-@pass_ctx
-def store_untag(ctx: Ctx, names: tuple[str, ...]) -> None:
+@pass_app
+def store_untag(app: App, names: tuple[str, ...]) -> None:
     """Remove tags from the store's index (their blobs go at the next gc)."""
     from .errors import ImageNotInStoreError
 
-    store = ctx.store()
+    store = app.store()
     tags = store.tags()
     for name in names:
         if name not in tags:
             raise ImageNotInStoreError(name, tags)
     for name in names:
         store.untag(name)
-    ctx.emit({"untagged": list(names)}, "\n".join(f"untagged {n}" for n in names))
+    app.emit({"untagged": list(names)}, "\n".join(f"untagged {n}" for n in names))
 
 
 class Terminated(KeyboardInterrupt):
@@ -409,11 +409,11 @@ def main() -> None:
         if os.environ.get("OCIFORGE_DEBUG") and not isinstance(e, OciforgeError):
             raise
         if isinstance(e, OSError):
-            fail(_json_ctx(), host_error(e))
+            fail(_json_app(), host_error(e))
         if not isinstance(e, OciforgeError):
             e = OciforgeError(f"internal error: {type(e).__name__}: {e} "
                               "(set OCIFORGE_DEBUG=1 for the traceback)")
-        fail(_json_ctx(), e)
+        fail(_json_app(), e)
     except KeyboardInterrupt as e:
         _stop(e)
 
@@ -448,9 +448,9 @@ def host_error(e: OSError) -> OciforgeError:
     return OciforgeError(f"{where}: {what}" if where else what)
 
 
-def _json_ctx() -> Ctx | None:
+def _json_app() -> App | None:
     if "--json" in sys.argv[1:]:
-        return Ctx(as_json=True)
+        return App(as_json=True)
     return None
 
 

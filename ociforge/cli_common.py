@@ -1,4 +1,4 @@
-"""What every `ociforge` command shares: the group's context object, `--json`, sizes,
+"""What every `ociforge` command shares: `App` (the global options), `--json`, sizes,
 and the one way an error reaches the user.
 
 A module of its own so that cli.py (which may run as `__main__`, making a second
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .store import Store
 
 
-class Ctx:
+class App:
     """Global options, and the store, project and session they select."""
 
     def __init__(self, store: Path | None = None, project: Path = Path("."),
@@ -77,12 +77,12 @@ class Ctx:
         return Reporter(enabled=None if not (self.json or self.quiet) else False)
 
 
-pass_ctx = click.make_pass_decorator(Ctx)
+pass_app = click.make_pass_decorator(App)
 
 
 def _set_json(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
-        click_ctx.ensure_object(Ctx).json = True
+        click_ctx.ensure_object(App).json = True
 
 
 def output_options(f: Any) -> Any:
@@ -101,10 +101,10 @@ def human_size(n: float) -> str:
     return f"{n} B"
 
 
-def fail(ctx: Ctx | None, err: OciforgeError) -> NoReturn:
+def fail(app: App | None, err: OciforgeError) -> NoReturn:
     """One line on stderr (and a JSON object with `--json`), the error's exit code."""
     msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if ctx is not None and ctx.json:
+    if app is not None and app.json:
         click.echo(json.dumps({"error": msg, "exit_code": err.exit_code}))
     click.echo(f"ociforge: error: {msg}", err=True)
     sys.exit(err.exit_code)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .cli_common import Ctx, human_size, output_options
+from .cli_common import App, human_size, output_options
 from .errors import OciforgeError
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
@@ -86,7 +86,7 @@ class _Clients:
 @_connection_options
 @output_options
 @click.pass_obj
-def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
+def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
          chunk_size: int, no_sbom: bool, jobs: int, insecure: bool, ca_file: Path | None,
          retries: int) -> None:
     """Push images from the store to an OCI registry.
@@ -103,7 +103,7 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     from .registry import reference
     from .registry.push import Pusher, PushRequest
 
-    store = ctx.store()
+    store = app.store()
     tags = store.tags()
     selected = sorted(tags) if all_ else list(names)
     if not selected:
@@ -129,7 +129,7 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         requests.append(PushRequest(name, Descriptor.from_json(tags[name]), target,
                                     list(dict.fromkeys([first, *extra_tags]))))
     clients = _Clients(insecure, ca_file, retries, jobs)
-    with ctx.reporter() as rep:
+    with app.reporter() as rep:
         pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
                         progress=lambda what, done, total: rep.update(what, done, total),
                         artifact_for=None if no_sbom else _sbom_artifact(store))
@@ -147,7 +147,7 @@ def push(ctx: Ctx, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
                  f"{b['mounted']} mounted; {human_size(report.bytes_sent)} sent in "
                  f"{report.seconds:.1f} s ({human_size(rate)}/s)"
                  + (f"; {report.retries} retries" if report.retries else ""))
-    ctx.emit(data, "\n".join(lines))
+    app.emit(data, "\n".join(lines))
 
 
 def _sbom_artifact(store: Any) -> Any:
@@ -177,7 +177,7 @@ def _sbom_artifact(store: Any) -> Any:
 @_connection_options
 @output_options
 @click.pass_obj
-def pull(ctx: Ctx, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
+def pull(app: App, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
          ca_file: Path | None, retries: int) -> None:
     """Pull an image from a registry into the store, verifying every digest."""
     from .registry import reference
@@ -189,12 +189,12 @@ def pull(ctx: Ctx, ref: str, name: str | None, platform: str, jobs: int, insecur
         if parsed.digest and not parsed.tag:
             name = f"{parsed.repository}@{parsed.digest}"
     client = _Clients(insecure, ca_file, retries, jobs)(parsed)
-    store = ctx.store()
-    with ctx.reporter() as rep:
+    store = app.store()
+    with app.reporter() as rep:
         report = Puller(store, client, jobs=jobs,
                         progress=lambda what, done, total: rep.update(what, done, total)
                         ).pull(parsed, name, platform)
-    ctx.emit(report.to_json(),
+    app.emit(report.to_json(),
              f"{name}  {report.digest[:19]}  {report.fetched} blobs fetched "
              f"({human_size(report.bytes_fetched)}), {report.present} present; "
              f"{report.seconds:.1f} s")

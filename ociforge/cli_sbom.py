@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import Ctx, output_options
+from .cli_common import App, output_options
 from .errors import OciforgeError
 
 
@@ -22,7 +22,7 @@ from .errors import OciforgeError
               help="Write the document here (default: stdout).")
 @output_options
 @click.pass_obj
-def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
+def sbom(app: App, name: str, fmt: str, output: Path | None) -> None:
     """Write the SBOM of an assembled image: Debian packages, Python packages, Maven
     artifacts, the Spark distribution and its jars, repository files, each with a purl.
 
@@ -32,7 +32,7 @@ def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
     from .digests import digest_bytes
     from .sbom import generate, media_type
 
-    inv, data = generate(ctx.store(), name, fmt)
+    inv, data = generate(app.store(), name, fmt)
     if not inv.components and not inv.files:
         raise OciforgeError(f"image {name!r} has no layer ociforge built (a pulled image?): "
                             "there is no provenance to describe it from")
@@ -53,7 +53,7 @@ def sbom(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
              f"({fmt}, {len(data)} bytes) for {name} {inv.manifest_digest[:19]}")
     if inv.unknown_layers:
         human += f"; {len(inv.unknown_layers)} layers without provenance not described"
-    ctx.emit(report, human)
+    app.emit(report, human)
 
 
 def register(group: click.Group) -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,18 @@ def cli_cmd(store: Path, project: Path, *args: str) -> list[str]:
     """The command line `run_cli` runs, for tests that drive the process themselves."""
     return [sys.executable, "-m", "ociforge.cli", "--store", str(store), "--project",
             str(project), *args]
+
+
+def wait_for_layer_write(tmp_dir: Path, size: int, timeout: float = 60) -> None:
+    """Until a build has written `size` bytes of a layer blob (a `.part` file), so that
+    a signal sent next lands mid-layer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parts = list(tmp_dir.glob("*.part")) if tmp_dir.exists() else []
+        if parts and max(p.stat().st_size for p in parts) > size:
+            return
+        time.sleep(0.02)
+    pytest.fail("the build never started writing its layer")
 
 
 @pytest.fixture

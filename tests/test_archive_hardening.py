@@ -279,14 +279,17 @@ class _Zeros(io.RawIOBase):
         return k
 
 
+# Peak memory from this process's own address space (VmHWM): ru_maxrss would carry
+# the high-water mark of the pytest process it was forked from across the exec.
 IMPORT_AND_MEASURE = """
-import resource, sys, time
+import re, sys, time
 from pathlib import Path
 from ociforge.archives import import_archive
 from ociforge.tartree import Tree
 t = time.monotonic()
 import_archive(Path(sys.argv[1]), Tree(), Path(sys.argv[2]), maps=[], sde=0)
-print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text())
+print(time.monotonic() - t, int(hwm.group(1)) // 1024)
 """
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,15 @@ import pytest
 
 from ociforge import errors
 
-from conftest import big_project, cli_cmd, make_hello_project, run_cli, store_is_empty, write
+from conftest import (
+    big_project,
+    cli_cmd,
+    make_hello_project,
+    run_cli,
+    store_is_empty,
+    wait_for_layer_write,
+    write,
+)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -138,14 +145,7 @@ def test_sigterm_cleans_up_and_exits_143(tmp_path: Path) -> None:
     proc = subprocess.Popen(cli_cmd(store, proj, "assemble", "big"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     tmp_dir = store / "ociforge" / "tmp"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        parts = list(tmp_dir.glob("*.part")) if tmp_dir.exists() else []
-        if parts and max(p.stat().st_size for p in parts) > (4 << 20):
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the build never started writing its layer")
+    wait_for_layer_write(tmp_dir, 4 << 20)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

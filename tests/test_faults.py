@@ -7,12 +7,19 @@ import io
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import big_project, cli_cmd, run_cli, sha256, store_is_empty, write
+from conftest import (
+    big_project,
+    cli_cmd,
+    run_cli,
+    sha256,
+    store_is_empty,
+    wait_for_layer_write,
+    write,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +30,7 @@ def test_sigkill_mid_layer_leaves_no_partial_blob(tmp_path: Path) -> None:
     proc = subprocess.Popen(cli_cmd(store, proj, "assemble", "big"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp_dir = store / "ociforge" / "tmp"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        parts = list(tmp_dir.glob("*.part")) if tmp_dir.exists() else []
-        if parts and max(p.stat().st_size for p in parts) > (8 << 20):
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("the build never started writing its layer")
+    wait_for_layer_write(tmp_dir, 8 << 20)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -135,12 +135,16 @@ def test_a_base_image_that_needs_itself_is_refused(tmp_path: Path) -> None:
         _session(tmp_path).keys(["built"])
 
 
-def test_layer_builder_builds_transcodes_and_cleans_up(tmp_path: Path) -> None:
+def _builder(tmp_path: Path) -> tuple[Project, Store, BuildContext, LayerBuilder]:
+    """The hello project and a layer builder over a fresh store, without a session."""
     proj = _hello(tmp_path)
-    project = Project.load(proj)
     store = Store(tmp_path / "store")
     ctx = BuildContext(project_root=proj, sde=0, scratch_root=store.tmp_dir)
-    builder = LayerBuilder(store, ctx)
+    return Project.load(proj), store, ctx, LayerBuilder(store, ctx)
+
+
+def test_layer_builder_builds_transcodes_and_cleans_up(tmp_path: Path) -> None:
+    project, store, ctx, builder = _builder(tmp_path)
     layer = project.layer("hello")
     key = input_key(layer, ctx)
     gz = builder.ensure("hello", layer, key, "gzip")
@@ -155,11 +159,7 @@ def test_layer_builder_builds_transcodes_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_assemble_image_is_a_function_of_records_and_recipe(tmp_path: Path) -> None:
-    proj = _hello(tmp_path)
-    project = Project.load(proj)
-    store = Store(tmp_path / "store")
-    ctx = BuildContext(project_root=proj, sde=0, scratch_root=store.tmp_dir)
-    builder = LayerBuilder(store, ctx)
+    project, store, ctx, builder = _builder(tmp_path)
     image = project.resolve("hello")
     records = [builder.ensure(n, project.layer(n), input_key(project.layer(n), ctx), "gzip")
                for n in image.layers]
