@@ -314,3 +314,65 @@ def test_containers_ran_under_the_templates_security_context(jobs: dict, image: 
             assert seen["NoNewPrivs"] == "1" and seen["Seccomp"] == "2", seen
             assert seen["root_writable"] is False, seen
             assert seen["writable"] == {"/tmp": True, "/opt/spark/work-dir": True}, seen
+
+
+# The servers under the driver template, each image and server as one of the users
+# (both users for both kinds of server across the two images; the job above ran as both).
+SERVERS = [("spark-4.1.1", "history", "12345:0"), ("spark-4.1.1", "connect", "185"),
+           ("spark-3.5.8", "history", "185"), ("spark-3.5.8", "connect", "12345:0")]
+CONNECT_CLIENT = ("from pyspark.sql import SparkSession; s = SparkSession.builder.remote("
+                  "'sc://127.0.0.1:{port}').getOrCreate(); print('COUNT=%d' % s.range(10).count())")
+
+
+@pytest.fixture(scope="module")
+def servers(ctd: Containerd, workdir: Path, pods: dict[str, Pod]) -> dict[tuple, str]:
+    """What each server answered: the history server's application list, the count a
+    PySpark Connect client (itself in a container under the template) got back."""
+    (workdir / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
+    out = {}
+    for image, mode, user in SERVERS:
+        pod = pods[image]
+        port = free_port()
+        tag = f"{os.getpid()}-{pod.name}-{mode}-{user.replace(':', '-')}"
+        env = {"SPARK_LOCAL_IP": "127.0.0.1",
+               "SPARK_HISTORY_PORT" if mode == "history" else "SPARK_CONNECT_PORT": str(port)}
+        started = time.monotonic()
+        server = Container(ctd, workdir, pod, "driver", user, f"ocf-{tag}",
+                           ["/opt/entrypoint.sh", mode], env, detach=True)
+        try:
+            assert server.finish(60) == 0, server.output()
+            if mode == "history":
+                out[(image, mode, user)] = _wait_http(
+                    f"http://127.0.0.1:{port}/api/v1/applications", r"^\s*\[\s*\]\s*$", 180)
+            else:
+                out[(image, mode, user)] = _connect(ctd, workdir, pod, user, port, tag)
+        finally:
+            server.remove()
+        print(f"\n{pod.name} {mode} server as {user}: {time.monotonic() - started:.0f} s")
+    return out
+
+
+def _connect(ctd: Containerd, workdir: Path, pod: Pod, user: str, port: int, tag: str) -> str:
+    deadline = time.monotonic() + 240
+    last = ""
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        client = Container(ctd, workdir, pod, "driver", user, f"ocf-client-{tag}-{n}",
+                           ["python3", "-c", CONNECT_CLIENT.format(port=port)])
+        client.finish(120)
+        last = client.output()
+        if "COUNT=" in last:
+            return last
+        time.sleep(2)
+    return last
+
+
+@pytest.mark.parametrize("image, mode, user", SERVERS)
+def test_servers_run_under_the_driver_template(servers: dict, image: str, mode: str,
+                                               user: str) -> None:
+    answer = servers[(image, mode, user)]
+    if mode == "history":
+        assert json.loads(answer) == []
+    else:
+        assert "COUNT=10" in answer, answer[-3000:]
