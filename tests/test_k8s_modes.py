@@ -117,7 +117,7 @@ class Container:
 
     def __init__(self, ctd: Containerd, workdir: Path, pod: Pod, role: str, user: str,
                  name: str, argv: list[str], env: dict[str, str] | None = None,
-                 detach: bool = False) -> None:
+                 detach: bool = False, pod_dir: Path | None = None) -> None:
         opts = run_options(pod.templates[role], user_override=USERS[user])
         ref = pod.prepared.ref if opts.user == "185:185" else pod.prepared.uid_ref
         assert opts.user in ("185:185", "12345:0"), opts.user
@@ -130,7 +130,7 @@ class Container:
         cmd = ["ctr", "--address", str(ctd.socket), "-n", "k8s.io", "run", "--net-host",
                "--mount", f"type=bind,src={hosts},dst=/etc/hosts,options=rbind:ro",
                "--mount", f"type=bind,src={JOB},dst=/ocf-check/{JOB.name},options=rbind:ro",
-               "--env-file", str(env_file), *opts.ctr_args(),
+               "--env-file", str(env_file), *opts.ctr_args(pod_dir or workdir / name),
                "--detach" if detach else "--rm", ref, name, *argv]
         self.lines: list[str] = []
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ociforge.k8s.checks import readonly_problems
-from ociforge.k8s.ctr import ALL_CAPABILITIES, TemplateError, run_options
+from ociforge.k8s.ctr import ALL_CAPABILITIES, EmptyDir, TemplateError, run_options
 from ociforge.k8s.podtemplate import pod_template, template_for, written_paths
 from ociforge.recipes import Project
 from ociforge.recipes.models import ImageDef
@@ -248,19 +248,21 @@ def test_schema_validation_catches_what_the_api_server_refuses(project: Project)
     assert "'name' is a required property" in (schema_error(m) or "")
 
 
-def test_ctr_options_come_from_the_template(project: Project) -> None:
+def test_ctr_options_come_from_the_template(project: Project, tmp_path: Path) -> None:
     tpl = template_for(project, "spark-3.5.8", "executor").manifest
     opts = run_options(tpl)
     assert opts.user == "185:185" and opts.read_only and opts.no_new_privileges
     assert opts.seccomp_default and opts.cap_add == []
     assert opts.cap_drop == list(ALL_CAPABILITIES) and len(ALL_CAPABILITIES) == 41
-    # The kubelet's emptyDir under fsGroup: group fsGroup, setgid, mode 2777.
-    assert opts.tmpfs == [("/opt/spark/work-dir", "nosuid:nodev:mode=2777:gid=185"),
-                          ("/tmp", "nosuid:nodev:mode=2777:gid=185")]
-    args = opts.ctr_args()
+    # The kubelet's emptyDir under fsGroup: a directory of group fsGroup, mode 2777.
+    assert opts.empty_dirs == [EmptyDir("opt-spark-work-dir", "/opt/spark/work-dir", 185),
+                               EmptyDir("tmp", "/tmp", 185)]
+    args = opts.ctr_args(tmp_path)
     assert args[:3] == ["--read-only", "--mount",
-                        "type=tmpfs,src=tmpfs,dst=/opt/spark/work-dir,"
-                        "options=nosuid:nodev:mode=2777:gid=185"]
+                        f"type=bind,src={tmp_path}/opt-spark-work-dir,dst=/opt/spark/work-dir,"
+                        "options=rbind:rw"]
+    made = (tmp_path / "tmp").stat()
+    assert (made.st_uid, made.st_gid, oct(made.st_mode & 0o7777)) == (0, 185, "0o2777")
     assert args.count("--cap-drop") == 41 and "CAP_SYS_ADMIN" in args and "--seccomp" in args
     assert "--allow-new-privs" not in args
     assert run_options(tpl, user_override=(12345, 0)).user == "12345:0"
@@ -270,7 +272,7 @@ def test_ctr_options_come_from_the_template(project: Project) -> None:
     loose["spec"]["securityContext"]["seccompProfile"] = {"type": "Unconfined"}
     opts = run_options(loose)
     assert opts.cap_add == ["SYS_ADMIN"] and not opts.no_new_privileges
-    assert not opts.seccomp_default and "--allow-new-privs" in opts.ctr_args()
+    assert not opts.seccomp_default and "--allow-new-privs" in opts.ctr_args(tmp_path)
 
 
 @pytest.mark.parametrize("change, message", [

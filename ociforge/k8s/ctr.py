@@ -1,9 +1,13 @@
 """A pod template's security context as `ctr run` options, so that a container started
 in containerd runs the way the kubelet would start the template's container: its user
-and group, a read-only root, each `emptyDir` as a tmpfs with the kubelet's ownership
-(mode 0777; with `fsGroup`, group fsGroup and mode 2777), the capabilities it drops and
-adds, no_new_privs unless privilege escalation is allowed, and containerd's default
-seccomp profile for `RuntimeDefault`.
+and group, a read-only root, each `emptyDir` as the kubelet makes it (a directory of
+the node, mode 0777; with `fsGroup`, group fsGroup and mode 2777, bind-mounted), the
+capabilities it drops and adds, no_new_privs unless privilege escalation is allowed,
+and containerd's default seccomp profile for `RuntimeDefault`.
+
+Not a tmpfs per emptyDir: runc gives a tmpfs mounted over an image directory that
+directory's mode (0775 for /opt/spark/work-dir), which the kubelet's emptyDir does not
+have, and an arbitrary uid could not write there.
 
 What a template says that `ctr` cannot do is an error, never skipped. One thing the
 kubelet does is out of ctr 1.6's reach: `fsGroup` as a supplementary group of the
@@ -13,7 +17,9 @@ ctr 1.6 also has no `--user`: the caller runs an image whose config `User` is `u
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import OciforgeError
@@ -38,20 +44,35 @@ class TemplateError(OciforgeError):
 
 
 @dataclass(frozen=True)
+class EmptyDir:
+    volume: str                        # the volume's name
+    mount_path: str
+    group: int | None                  # fsGroup: the directory's group, mode 2777
+
+
+@dataclass(frozen=True)
 class RunOptions:
     user: str                          # "uid:gid", for the image config's User
     read_only: bool
-    tmpfs: list[tuple[str, str]]       # (mount path, tmpfs options)
+    empty_dirs: list[EmptyDir]
     cap_drop: list[str]
     cap_add: list[str]
     no_new_privileges: bool
     seccomp_default: bool
 
-    def ctr_args(self) -> list[str]:
-        """`ctr run` flags (before the image reference)."""
+    def ctr_args(self, pod_dir: Path) -> list[str]:
+        """`ctr run` flags (before the image reference). The emptyDirs are directories
+        under `pod_dir`, made here as the kubelet makes them if they do not exist yet
+        (containers of one pod share them)."""
         args: list[str] = ["--read-only"] if self.read_only else []
-        for path, options in self.tmpfs:
-            args += ["--mount", f"type=tmpfs,src=tmpfs,dst={path},options={options}"]
+        for d in self.empty_dirs:
+            src = pod_dir / d.volume
+            if not src.exists():
+                src.mkdir(parents=True)
+                if d.group is not None:
+                    os.chown(src, 0, d.group)
+                src.chmod(0o2777 if d.group is not None else 0o777)
+            args += ["--mount", f"type=bind,src={src},dst={d.mount_path},options=rbind:rw"]
         for cap in self.cap_drop:
             args += ["--cap-drop", f"CAP_{cap}"]
         for cap in self.cap_add:
@@ -85,16 +106,14 @@ def run_options(manifest: dict[str, Any], container: int = 0,
         raise TemplateError("the template sets no runAsUser: the image's user would apply")
     fs_group = (spec.get("securityContext") or {}).get("fsGroup")
     volumes = {v["name"]: v for v in spec.get("volumes") or []}
-    tmpfs = []
+    empty_dirs = []
     for m in c.get("volumeMounts") or []:
         vol = volumes.get(m["name"])
         if vol is None:
             raise TemplateError(f"volumeMount {m['name']!r} names no volume")
         if "emptyDir" not in vol:
             raise TemplateError(f"volume {m['name']!r}: only emptyDir volumes can be run here")
-        mode = "mode=2777" if fs_group is not None else "mode=0777"
-        group = f":gid={fs_group}" if fs_group is not None else ""
-        tmpfs.append((m["mountPath"], f"nosuid:nodev:{mode}{group}"))
+        empty_dirs.append(EmptyDir(m["name"], m["mountPath"], fs_group))
     caps = sc.get("capabilities") or {}
     drop = [d.upper().removeprefix("CAP_") for d in caps.get("drop") or []]
     profile = (_setting(spec, c, "seccompProfile") or {}).get("type")
@@ -106,7 +125,7 @@ def run_options(manifest: dict[str, Any], container: int = 0,
     return RunOptions(
         user=f"{uid}:{gid if gid is not None else 0}",
         read_only=bool(sc.get("readOnlyRootFilesystem")),
-        tmpfs=tmpfs,
+        empty_dirs=empty_dirs,
         cap_drop=list(ALL_CAPABILITIES) if "ALL" in drop else drop,
         cap_add=[a.upper().removeprefix("CAP_") for a in caps.get("add") or []],
         no_new_privileges=sc.get("allowPrivilegeEscalation") is False,
