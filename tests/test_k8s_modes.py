@@ -117,7 +117,7 @@ class Container:
 
     def __init__(self, ctd: Containerd, workdir: Path, pod: Pod, role: str, user: str,
                  name: str, argv: list[str], env: dict[str, str] | None = None,
-                 detach: bool = False, pod_dir: Path | None = None) -> None:
+                 pod_dir: Path | None = None) -> None:
         opts = run_options(pod.templates[role], user_override=USERS[user])
         ref = pod.prepared.ref if opts.user == "185:185" else pod.prepared.uid_ref
         assert opts.user in ("185:185", "12345:0"), opts.user
@@ -131,7 +131,7 @@ class Container:
                "--mount", f"type=bind,src={hosts},dst=/etc/hosts,options=rbind:ro",
                "--mount", f"type=bind,src={JOB},dst=/ocf-check/{JOB.name},options=rbind:ro",
                "--env-file", str(env_file), *opts.ctr_args(pod_dir or workdir / name),
-               "--detach" if detach else "--rm", ref, name, *argv]
+               "--rm", ref, name, *argv]
         self.lines: list[str] = []
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
@@ -167,7 +167,13 @@ class Container:
         return "\n".join(self.lines)
 
     def remove(self) -> None:
+        """Kill it (a server, a stuck job) and wait for `ctr run` to return."""
         self.ctd.remove_container(self.name)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._reader.join(timeout=10)
 
 
 def _json_line(c: Container, prefix: str) -> Any:
@@ -193,12 +199,11 @@ def _job(ctd: Containerd, workdir: Path, pod: Pod, user: str) -> dict:
                        ["/opt/entrypoint.sh", "spark-class",
                         "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                         "--port", str(master_port), "--webui-port", str(ui_port)],
-                       loopback, detach=True)
+                       loopback)
     executor = None
     started = time.monotonic()
     try:
-        assert master.finish(60) == 0, master.output()
-        _wait_http(f"http://127.0.0.1:{ui_port}/json/", '"status" : "ALIVE"', 120)
+        _wait_http(f"http://127.0.0.1:{ui_port}/json/", '"status" : "ALIVE"', 120, master)
         # What Spark's Kubernetes backend gives the driver pod: its IP as the bind address.
         driver = Container(ctd, workdir, pod, "driver", user, f"ocf-driver-{tag}", [
             "/opt/entrypoint.sh", "driver", "--master", f"spark://127.0.0.1:{master_port}",
@@ -237,7 +242,7 @@ def _http_json(url: str) -> Any:
         return json.loads(r.read())
 
 
-def _wait_http(url: str, expect: str, timeout: float) -> str:
+def _wait_http(url: str, expect: str, timeout: float, server: Container) -> str:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -248,8 +253,11 @@ def _wait_http(url: str, expect: str, timeout: float) -> str:
                     return last
         except OSError as e:
             last = str(e)
+        if server.proc.poll() is not None:
+            break
         time.sleep(1)
-    pytest.fail(f"{url}: no {expect!r} within {timeout} s: {last[-500:]}")
+    pytest.fail(f"{url}: no {expect!r} within {timeout} s: {last[-500:]}; "
+                f"{server.name}: …{server.output()[-3000:]}")
 
 
 @pytest.mark.parametrize("user", list(USERS))
@@ -338,21 +346,22 @@ def servers(ctd: Containerd, workdir: Path, pods: dict[str, Pod]) -> dict[tuple,
                "SPARK_HISTORY_PORT" if mode == "history" else "SPARK_CONNECT_PORT": str(port)}
         started = time.monotonic()
         server = Container(ctd, workdir, pod, "driver", user, f"ocf-{tag}",
-                           ["/opt/entrypoint.sh", mode], env, detach=True)
+                           ["/opt/entrypoint.sh", mode], env)
         try:
-            assert server.finish(60) == 0, server.output()
             if mode == "history":
                 out[(image, mode, user)] = _wait_http(
-                    f"http://127.0.0.1:{port}/api/v1/applications", r"^\s*\[\s*\]\s*$", 180)
+                    f"http://127.0.0.1:{port}/api/v1/applications", r"^\s*\[\s*\]\s*$", 180,
+                    server)
             else:
-                out[(image, mode, user)] = _connect(ctd, workdir, pod, user, port, tag)
+                out[(image, mode, user)] = _connect(ctd, workdir, pod, user, port, tag, server)
         finally:
             server.remove()
         print(f"\n{pod.name} {mode} server as {user}: {time.monotonic() - started:.0f} s")
     return out
 
 
-def _connect(ctd: Containerd, workdir: Path, pod: Pod, user: str, port: int, tag: str) -> str:
+def _connect(ctd: Containerd, workdir: Path, pod: Pod, user: str, port: int, tag: str,
+             server: Container) -> str:
     deadline = time.monotonic() + 240
     last = ""
     n = 0
@@ -362,10 +371,10 @@ def _connect(ctd: Containerd, workdir: Path, pod: Pod, user: str, port: int, tag
                            ["python3", "-c", CONNECT_CLIENT.format(port=port)])
         client.finish(120)
         last = client.output()
-        if "COUNT=" in last:
-            return last
+        if "COUNT=" in last or server.proc.poll() is not None:
+            break
         time.sleep(2)
-    return last
+    return last + f"\n{server.name}: …{server.output()[-3000:]}"
 
 
 @pytest.mark.parametrize("image, mode, user", SERVERS)
