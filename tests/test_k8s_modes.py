@@ -35,7 +35,7 @@ import pytest
 
 from ociforge.checks.containerd import Containerd, can_run_containers
 from ociforge.checks.gpu import GpuHost
-from ociforge.checks.runtime import PreparedImage, RuntimeChecker, free_port
+from ociforge.checks.runtime import PreparedImage, RuntimeChecker, _port_open, free_port
 from ociforge.k8s.ctr import run_options
 from ociforge.k8s.podtemplate import template_for
 from ociforge.outputs.archive import write_archive
@@ -280,8 +280,10 @@ def test_driver_and_executor_run_a_job_across_containers(jobs: dict, image: str,
     executors = {e["id"]: e for e in job["rest"]}
     assert executors["1"]["hostPort"].startswith("127.0.0.1:")
     assert executors["1"]["totalTasks"] >= 8 and executors["1"]["failedTasks"] == 0
-    # The standalone master launched nothing: no worker, the application without executors.
+    # The standalone master launched nothing: no worker, no core granted to the application.
     assert job["master"]["aliveworkers"] == 0 and job["master"]["workers"] == []
+    apps = {a["id"]: a for a in job["master"]["activeapps"] + job["master"]["completedapps"]}
+    assert apps[job["env"]["SPARK_APPLICATION_ID"]]["cores"] == 0
     assert job["executor_rc"] == 0, job["executor"][-3000:]
 
 
@@ -309,6 +311,10 @@ def test_executor_jvm_gets_java_opts_in_order_and_its_memory(jobs: dict, image: 
         assert args["--podName"] == env["SPARK_EXECUTOR_POD_NAME"]
         assert args["--app-id"] == env["SPARK_APPLICATION_ID"]
         assert args["--hostname"] == "127.0.0.1" and args["--resourceProfileId"] == "0"
+        # And the heap is the one the JVM runs with: Spark's storage memory is
+        # (heap - 300 MiB) * 0.6, about 240 MiB for 700m (1g, the default, gives 434).
+        storage = {e["id"]: e for e in job["rest"]}["1"]["maxMemory"] / 2**20
+        assert 150 < storage < 300, storage
 
 
 @pytest.mark.parametrize("image", list(IMAGES))
@@ -365,6 +371,10 @@ def _connect(ctd: Containerd, workdir: Path, pod: Pod, user: str, port: int, tag
     deadline = time.monotonic() + 240
     last = ""
     n = 0
+    while not _port_open(port) and server.proc.poll() is None:  # before any client starts
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
     while time.monotonic() < deadline:
         n += 1
         client = Container(ctd, workdir, pod, "driver", user, f"ocf-client-{tag}-{n}",
