@@ -266,6 +266,12 @@ def test_ctr_options_come_from_the_template(project: Project, tmp_path: Path) ->
     assert args.count("--cap-drop") == 41 and "CAP_SYS_ADMIN" in args and "--seccomp" in args
     assert "--allow-new-privs" not in args
     assert run_options(tpl, user_override=(12345, 0)).user == "12345:0"
+    # Without fsGroup, the kubelet's plain emptyDir: root's, mode 0777.
+    plain = copy.deepcopy(tpl)
+    del plain["spec"]["securityContext"]["fsGroup"]
+    run_options(plain).ctr_args(tmp_path / "plain")
+    made = (tmp_path / "plain" / "tmp").stat()
+    assert (made.st_uid, made.st_gid, oct(made.st_mode & 0o7777)) == (0, 0, "0o777")
     # What a template changes, the options change with it.
     loose = broken(tpl, "capability added")
     loose["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
