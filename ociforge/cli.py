@@ -459,6 +459,8 @@ from .cli_registry import register as _register_registry  # noqa: E402
 _register_registry(cli)
 from .cli_sbom import register as _register_sbom  # noqa: E402, I001
 _register_sbom(cli)
+from .cli_k8s import register as _register_k8s  # noqa: E402, I001
+_register_k8s(cli)
 
 
 if __name__ == "__main__":

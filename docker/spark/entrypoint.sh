@@ -32,12 +32,22 @@ SPARK_CLASSPATH="${SPARK_CLASSPATH:+$SPARK_CLASSPATH:}${SPARK_HOME}/jars/*"
 if [ -n "${SPARK_EXTRA_CLASSPATH:-}" ]; then
   SPARK_CLASSPATH="$SPARK_CLASSPATH:$SPARK_EXTRA_CLASSPATH"
 fi
+# Hadoop jars of a Hadoop installation, unless given (as Spark's own entrypoint does).
+if [ -n "${HADOOP_HOME:-}" ] && [ -z "${SPARK_DIST_CLASSPATH:-}" ]; then
+  SPARK_DIST_CLASSPATH="$("$HADOOP_HOME/bin/hadoop" classpath)"
+  export SPARK_DIST_CLASSPATH
+fi
 if [ -n "${HADOOP_CONF_DIR:-}" ]; then
   SPARK_CLASSPATH="$HADOOP_CONF_DIR:$SPARK_CLASSPATH"
 fi
 if [ -n "${SPARK_CONF_DIR:-}" ]; then
   SPARK_CLASSPATH="$SPARK_CONF_DIR:$SPARK_CLASSPATH"
+else
+  SPARK_CLASSPATH="$SPARK_HOME/conf:$SPARK_CLASSPATH"
 fi
+# The working directory last (SPARK-43540, Spark 3.5+): files Spark downloads there
+# (spark.files, spark.jars in cluster mode) are on the executor's classpath.
+SPARK_CLASSPATH="$SPARK_CLASSPATH:$PWD"
 
 # SPARK_JAVA_OPT_0, SPARK_JAVA_OPT_1, ... in numeric order (not lexical: 10 after 9).
 SPARK_EXECUTOR_JAVA_OPTS=()
@@ -72,9 +82,16 @@ esac
 
 case "$mode" in
   driver)
+    # Spark's Kubernetes backend sets SPARK_DRIVER_BIND_ADDRESS to the pod's IP and
+    # executors learn it as SPARK_DRIVER_POD_IP; elsewhere the driver binds everywhere
+    # and tells executors nothing it does not know.
+    POD_IP_CONF=()
+    if [ -n "${SPARK_DRIVER_BIND_ADDRESS:-}" ]; then
+      POD_IP_CONF=(--conf "spark.executorEnv.SPARK_DRIVER_POD_IP=$SPARK_DRIVER_BIND_ADDRESS")
+    fi
     exec "$SPARK_HOME/bin/spark-submit" "${IMAGE_CONF[@]}" \
       --conf "spark.driver.bindAddress=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
-      --conf "spark.executorEnv.SPARK_DRIVER_POD_IP=${SPARK_DRIVER_BIND_ADDRESS:-0.0.0.0}" \
+      "${POD_IP_CONF[@]}" \
       --deploy-mode client "$@"
     ;;
   executor)
