@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -139,6 +140,26 @@ def obtain(pins: dict[str, str], what: str, download: Callable[[], Path]) -> Pat
         raise IntegrityError(
             f"{what}: the cached download does not match its pin; moved to {quarantined}, "
             f"and a fresh copy could not be fetched ({e})", subject=what) from None
+
+
+def admit(path: Path, pins: dict[str, str]) -> Path:
+    """Copy a local file into the cache if it matches its pins (a `.deb` apt has just
+    fetched and verified at lock time); returns the cached copy."""
+    hit = cached(pins)
+    if hit is not None:
+        return hit
+    d = downloads_dir()
+    tmp = d.parent / f"{os.getpid()}-{secrets.token_hex(6)}.part"
+    try:
+        shutil.copyfile(path, tmp)
+        hashes = _hash_file(tmp, {"sha256", *pins})
+        _check(hashes, pins, str(path))
+        final = d / hashes["sha256"].hexdigest()
+        os.replace(tmp, final)
+        _remember(final, hashes)
+        return final
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_url(ref: str) -> bool:
