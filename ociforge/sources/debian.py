@@ -39,12 +39,17 @@ from ..tartree import FILE, SYMLINK, Entry, Tree
 from .archive import ArchiveCaps
 from .base import BuildContext, LockResult, SourceBase, Spec
 from .debianlock import DebianLock, Installed, paragraphs, pin_installed, read_lock, write_lock
-from .debianrepo import DEFAULT_SNAPSHOT_ARCHIVE, fetch_locked, snapshot_url, write_repository
+from .debianrepo import (
+    DEFAULT_SNAPSHOT_ARCHIVE,
+    fetch_locked,
+    serve_repository,
+    snapshot_url,
+    write_repository,
+)
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-AUTOMOUNT = "/usr/share/mmdebstrap/hooks/file-mirror-automount"
 CACERTS = "etc/ssl/certs/java/cacerts"
 DOC_EXCLUDES = [
     "path-exclude=/usr/share/man/*",
@@ -154,19 +159,22 @@ class DebianSource(SourceBase, ArchiveCaps):
     def resolve_command(self, out: Path) -> list[str]:
         """apt resolves against the real suites; the hooks copy out what it installed,
         the indexes it verified and the `.deb`s it fetched (nothing else is kept)."""
+        # The extract variant runs no customize hooks, and installs nothing with dpkg.
+        hook = "--extract-hook" if self.variant == "extract" else "--customize-hook"
         cmd = ["mmdebstrap", "--mode=auto", "--format=null", *self._options(users=False),
-               f"--customize-hook=copy-out /var/lib/dpkg/status {out}",
-               f"--customize-hook=sync-out /var/lib/apt/lists {out}/lists",
-               f"--customize-hook=sync-out /var/cache/apt/archives {out}/debs"]
+               f"{hook}=sync-out /var/lib/apt/lists {out}/lists",
+               f"{hook}=sync-out /var/cache/apt/archives {out}/debs"]
+        if self.variant != "extract":
+            cmd.append(f"--customize-hook=copy-out /var/lib/dpkg/status {out}")
         if self.snapshot:
             cmd.append("--aptopt=Acquire::Check-Valid-Until \"false\"")
         return [*cmd, self.suite, "/dev/null", *self.source_lines()]
 
-    def command(self, output: str, repo: Path) -> list[str]:
+    def command(self, output: str, repo_line: str) -> list[str]:
         """The build: mmdebstrap from the local repository of the locked `.deb`s."""
-        return ["mmdebstrap", "--mode=auto", "--format=tar", f"--hook-dir={AUTOMOUNT}",
-                "--skip=output/dev", "--skip=output/mknod", *self._options(users=True),
-                self.suite, output, f"deb [trusted=yes] file://{repo} ./"]
+        return ["mmdebstrap", "--mode=auto", "--format=tar", "--skip=output/dev",
+                "--skip=output/mknod", *self._options(users=True), self.suite, output,
+                repo_line]
 
     def _run(self, cmd: list[str], sde: int) -> None:
         if shutil.which("mmdebstrap") is None:
@@ -273,26 +281,32 @@ class DebianSource(SourceBase, ArchiveCaps):
         repo = workdir / "repo"
         write_repository(repo, debs)
         out = workdir / "rootfs.tar"
-        self._run(self.command(str(out), repo), ctx.sde)
+        with serve_repository(repo) as line:
+            self._run(self.command(str(out), line), ctx.sde)
         shutil.rmtree(repo)
         import_archive(out, tree, workdir / "rootfs", maps=[], sde=ctx.sde,
                        preserve_owners=True, limits=self.limits())
         out.unlink()
-        installed = dpkg_packages(tree)
-        _verify(installed, lock, self.lock_file)
+        _verify(dpkg_packages(tree), lock, self.lock_file)
         write_sources_list(tree, self.suites(), self.components)
         stripped = strip_setuid_bits(tree) if self.strip_setuid else []
         rewritten = rewrite_java_cacerts(tree, workdir / "cacerts", ctx.sde)
-        suites = {p.name: p.suite for p in lock.packages}
         return {"suite": self.suite, "suites": list(self.suites()),
                 "mirror": redact(self.mirror_url()), "snapshot": self.snapshot,
                 "lock": self.lock_file, "resolved": lock.resolved,
                 "java_cacerts_rewritten": rewritten, "setuid_stripped": stripped,
-                "packages": [{**p, "suite": suites.get(p["name"], self.suite)}
-                             for p in installed]}
+                # From the lock (the dpkg status file holds the same, checked above).
+                "packages": [{"name": p.name, "version": p.version,
+                              "architecture": p.architecture, "source": p.source,
+                              "suite": p.suite} for p in lock.packages]}
 
     def _explain(self, output: str) -> str:
         output = redact_text(output)  # apt may print the mirror with its credentials
+        unsigned = re.search(r"NO_PUBKEY \S+|BADSIG \S+|is not signed", output)
+        if unsigned and not self.trusted:
+            return (f"apt could not verify the Release signature of {', '.join(self.suites())}"
+                    f" on {redact(self.mirror_url())} with the keyring {self.keyring_path()} "
+                    f"({unsigned.group(0)})")
         missing = re.findall(r"Unable to locate package (\S+)", output)
         if missing:
             return (f"Debian package(s) {', '.join(sorted(set(missing)))} not found in "

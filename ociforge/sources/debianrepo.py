@@ -1,6 +1,8 @@
 """The locked `.deb`s of a `debian` layer: fetched by sha256 into the downloads cache
 (the mirror first, then the snapshot archive of the lock's date), and laid out as a
-flat local apt repository that holds exactly them, for mmdebstrap to build from.
+flat local apt repository that holds exactly them, served on 127.0.0.1 for the build
+(an HTTP URL, unlike a file:// one, leaves nothing of its path in the root filesystem
+and needs no bind mount in the chroot, whatever the mmdebstrap mode or variant).
 
 Given only the locked versions, apt can resolve nothing else, so the root filesystem
 depends on the lock alone, not on what the mirror serves on the day.
@@ -8,15 +10,19 @@ depends on the lock alone, not on what the mirror serves on the day.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..digests import file_hexdigest
 from ..errors import BuildError, FetchError
-from ..fetch import cached, fetch
+from ..fetch import fetch, obtain
 from ..net.redact import redact
 from .base import BuildContext
 from .debianlock import DebianLock, DebianPackage
@@ -38,18 +44,16 @@ def fetch_locked(lock: DebianLock, ctx: BuildContext, mirror_for: Callable[[str]
     """Every locked `.deb`, verified against its sha256 (cached ones are re-hashed,
     a damaged one quarantined and fetched again). A version the mirror no longer
     serves is fetched from the snapshot archive at the lock's date; if neither has
-    it, a FetchError names the package, its version and where it was looked for."""
+    it, a FetchError names the package, its version and where it was looked for (an
+    IntegrityError when a damaged cached copy was set aside and none could be fetched)."""
     out = []
     for p in lock.packages:
-        pins = {"sha256": p.sha256}
-        hit = cached(pins)
-        if hit is not None:
-            out.append((p, hit))
-            continue
         urls = [f"{mirror_for(p.suite).rstrip('/')}/{p.filename}"]
         if snapshot:
             urls.append(f"{snapshot_url(snapshot, p.suite, lock.resolved)}/{p.filename}")
-        out.append((p, _first(urls, pins, p, ctx)))
+        pins = {"sha256": p.sha256}
+        out.append((p, obtain(pins, f"Debian package {p.name} {p.version}",
+                              functools.partial(_first, urls, pins, p, ctx))))
     return out
 
 
@@ -91,3 +95,24 @@ def write_repository(repo: Path, debs: list[tuple[DebianPackage, Path]]) -> None
     sha = file_hexdigest(repo / "Packages")
     (repo / "Release").write_text(f"Origin: ociforge\nLabel: locked\nSHA256:\n"
                                   f" {sha} {len(packages)} Packages\n")
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def serve_repository(repo: Path) -> Iterator[str]:
+    """Serve the repository on an ephemeral loopback port for one build; yields the
+    apt source line."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                 functools.partial(_Quiet, directory=str(repo)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"deb [trusted=yes] http://127.0.0.1:{server.server_address[1]}/ ./"
+    finally:
+        server.shutdown()
+        server.server_close()
