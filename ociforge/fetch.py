@@ -152,14 +152,19 @@ def admit(path: Path, pins: dict[str, str]) -> Path:
     tmp = d.parent / f"{os.getpid()}-{secrets.token_hex(6)}.part"
     try:
         shutil.copyfile(path, tmp)
-        hashes = _hash_file(tmp, {"sha256", *pins})
-        _check(hashes, pins, str(path))
-        final = d / hashes["sha256"].hexdigest()
-        os.replace(tmp, final)
-        _remember(final, hashes)
-        return final
+        return _enter(tmp, _hash_file(tmp, {"sha256", *pins}), pins, str(path))
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _enter(tmp: Path, hashes: dict[str, hashlib._Hash], pins: dict[str, str],
+           what: str) -> Path:
+    """Rename a hashed temporary file into the cache if it matches its pins."""
+    _check(hashes, pins, what)
+    final = downloads_dir() / hashes["sha256"].hexdigest()
+    os.replace(tmp, final)
+    _remember(final, hashes)
+    return final
 
 
 def is_url(ref: str) -> bool:
@@ -228,10 +233,6 @@ def _download(sess: requests.Session, policy: RetryPolicy, auth: CredentialHook 
                         progress(len(chunk), total)
                 out.flush()
                 os.fsync(out.fileno())
-        _check(hashes, pins, redact(url))
-        final = d / hashes["sha256"].hexdigest()
-        os.replace(tmp, final)
-        _remember(final, hashes)
-        return final
+        return _enter(tmp, hashes, pins, redact(url))
     finally:
         tmp.unlink(missing_ok=True)

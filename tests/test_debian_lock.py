@@ -177,12 +177,18 @@ def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_bas
     assert props["ociforge:debian:suite"] == "bookworm-security"
 
 
-def test_same_lock_same_layer_from_another_mirror_and_an_empty_cache(repo: Repo) -> None:
+def lock_and_build(repo: Repo) -> Path:
+    """The project locked, and built into store s1 with its own downloads cache."""
     proj = project(repo.work / "p")
     with serve(repo.archive.root) as url:
         assert run_cli("lock", store=repo.work / "s0", project=proj,
                        env=repo.env(url)).rc == 0
         assemble(repo.work / "s1", proj, repo.env(url, cache="cache1"))
+    return proj
+
+
+def test_same_lock_same_layer_from_another_mirror_and_an_empty_cache(repo: Repo) -> None:
+    proj = lock_and_build(repo)
     # Another day, another machine: a mirror elsewhere (it has moved on: 1.1 in the
     # security suite), an empty downloads cache, another time zone.
     repo.archive.publish("bookworm-security", repo.debs["hello-1.1"])
@@ -195,11 +201,7 @@ def test_same_lock_same_layer_from_another_mirror_and_an_empty_cache(repo: Repo)
 
 
 def test_a_version_the_mirror_dropped_comes_from_the_snapshot_archive(repo: Repo) -> None:
-    proj = project(repo.work / "p")
-    with serve(repo.archive.root) as url:
-        assert run_cli("lock", store=repo.work / "s0", project=proj,
-                       env=repo.env(url)).rc == 0
-        assemble(repo.work / "s1", proj, repo.env(url, cache="cache1"))
+    proj = lock_and_build(repo)
     resolved = read_lock(proj / LOCK).resolved
     snap = repo.work / "snapshot"
     snapshot_copy(repo.archive, snap, resolved)
