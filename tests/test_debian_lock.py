@@ -29,12 +29,13 @@ from ociforge.sources.debianlock import (
     render_lock,
 )
 
-from conftest import need_tool, run_cli, store_is_empty, write
+from conftest import TEST_CACHE, need_tool, run_cli, store_is_empty, write
 from debian_repo import Archive, Deb, Signer, make_deb, snapshot_copy
 from httpserver import serve
 
 pytestmark = pytest.mark.slow
 LOCK = Path("layers") / "locks" / "base.lock"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -280,6 +281,29 @@ def test_an_archive_signed_by_another_key_is_refused(repo: Repo, tmp_path: Path)
     assert r.rc == 7
     assert "apt could not verify" in r.err and str(repo.keyring) in r.err
     assert not (proj / LOCK).exists()
+
+
+def test_the_shipped_base_carries_the_security_updates_of_its_lock(tmp_path: Path) -> None:
+    """The committed lock pins the security suite's versions (openjdk and the other
+    packages with security updates when it was made), and the SBOM of an image of the
+    test store (built from that lock by scripts/prebuild-spark.sh) lists every locked
+    package at its locked version, with the suite it came from."""
+    lock = read_lock(REPO / "layers" / "locks" / "debian-base.lock")
+    security = {p.name for p in lock.packages if p.security}
+    assert {"openjdk-17-jre-headless", "libssl3", "libpython3.11-stdlib"} <= security
+    store = TEST_CACHE / "spark-store"
+    if not (store / "index.json").exists():
+        pytest.fail(f"{store} is missing: run scripts/prebuild-spark.sh first")
+    out = tmp_path / "sbom.json"
+    r = run_cli("sbom", "spark-4.1.1", "--format", "cyclonedx", "-o", out, store=store,
+                timeout=900)
+    assert r.rc == 0, r.err
+    debs = {}
+    for c in json.loads(out.read_text())["components"]:
+        props = {p["name"]: p["value"] for p in c.get("properties", [])}
+        if "ociforge:debian:suite" in props:
+            debs[c["name"]] = (c["version"], props["ociforge:debian:suite"])
+    assert debs == {p.name: (p.version, p.suite) for p in lock.packages}
 
 
 # -- the lock format, without an archive -------------------------------------------------
