@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.errors import BuildError, LockError
-from ociforge.sources.debian import _verify
+from ociforge.errors import BuildError, LockError, UsageError
+from ociforge.sources.debian import DebianSource, _verify
 from ociforge.sources.debianlock import (
     DebianLock,
     DebianPackage,
@@ -360,3 +360,32 @@ def test_a_root_filesystem_that_differs_from_its_lock_is_refused() -> None:
                                                    "but not installed: bash=5.2-1")):
         _verify([{"name": "dash", "version": "1", "architecture": "amd64"}], lock, "l.lock")
 
+
+
+def test_suites_and_where_their_packages_come_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three suites by default, the security one from the security archive; every
+    place is configurable, and a snapshot date resolves from the snapshot archive."""
+    for var in ("OCIFORGE_DEBIAN_MIRROR", "OCIFORGE_DEBIAN_SECURITY_MIRROR",
+                "OCIFORGE_DEBIAN_SNAPSHOT", "OCIFORGE_DEBIAN_KEYRING"):
+        monkeypatch.delenv(var, raising=False)
+    src = DebianSource.model_validate({"kind": "debian", "lock": "l.lock"})
+    assert src.suites() == ("bookworm", "bookworm-updates", "bookworm-security")
+    assert [line.split()[2:4] for line in src.source_lines()] == [
+        ["http://deb.debian.org/debian", "bookworm"],
+        ["http://deb.debian.org/debian", "bookworm-updates"],
+        ["http://deb.debian.org/debian-security", "bookworm-security"]]
+    assert all("[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" in line
+               for line in src.source_lines())
+    monkeypatch.setenv("OCIFORGE_DEBIAN_SECURITY_MIRROR", "http://127.0.0.1:9/sec")
+    assert src.mirror_for("bookworm-security") == "http://127.0.0.1:9/sec"
+    snap = DebianSource.model_validate({"kind": "debian", "lock": "l.lock", "security": False,
+                                        "snapshot": "20261101T000000Z"})
+    assert snap.suites() == ("bookworm", "bookworm-updates")
+    assert snap.mirror_for("bookworm") == \
+        "https://snapshot.debian.org/archive/debian/20261101T000000Z"
+    monkeypatch.setenv("OCIFORGE_DEBIAN_SNAPSHOT", "http://127.0.0.1:9/{archive}/{when}/")
+    with pytest.raises(UsageError, match=re.escape("only {archive} and {timestamp}")):
+        snap.mirror_for("bookworm")
+    monkeypatch.setenv("OCIFORGE_DEBIAN_KEYRING", "/nonexistent.gpg")
+    with pytest.raises(BuildError, match=re.escape("keyring /nonexistent.gpg does not exist")):
+        src.source_lines()

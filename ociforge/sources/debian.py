@@ -88,7 +88,7 @@ class DebianSource(SourceBase, ArchiveCaps):
     # Where a locked version the mirror has dropped is fetched from: a URL template
     # with {archive} (debian, debian-security) and {timestamp} (the lock's `resolved`).
     snapshot_archive: str | None = None
-    # Resolve against snapshot.debian.org at this time instead of the mirror.
+    # Resolve against the snapshot archive at this time instead of the mirror.
     snapshot: str | None = Field(None, pattern=r"^\d{8}T\d{6}Z$")
     # The keyring apt verifies the suites' Release files with ($OCIFORGE_DEBIAN_KEYRING).
     keyring: str | None = None
@@ -109,7 +109,7 @@ class DebianSource(SourceBase, ArchiveCaps):
     def mirror_for(self, suite: str) -> str:
         security = suite.endswith("-security")
         if self.snapshot:
-            return snapshot_url(DEFAULT_SNAPSHOT_ARCHIVE, suite, self.snapshot)
+            return snapshot_url(self.snapshot_template(), suite, self.snapshot)
         if security:
             return self.security_mirror or os.environ.get("OCIFORGE_DEBIAN_SECURITY_MIRROR",
                                                           DEFAULT_SECURITY_MIRROR)

@@ -21,7 +21,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..digests import file_hexdigest
-from ..errors import BuildError, FetchError
+from ..errors import BuildError, FetchError, UsageError
 from ..fetch import fetch, obtain
 from ..net.redact import redact
 from .base import BuildContext
@@ -36,7 +36,12 @@ def archive_of(suite: str) -> str:
 
 
 def snapshot_url(template: str, suite: str, timestamp: str) -> str:
-    return template.format(archive=archive_of(suite), timestamp=timestamp).rstrip("/")
+    """The snapshot archive's root for a suite's archive at a time."""
+    try:
+        return template.format(archive=archive_of(suite), timestamp=timestamp).rstrip("/")
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(f"snapshot archive {redact(template)!r}: a URL template may name "
+                         "only {archive} and {timestamp}") from None
 
 
 def fetch_locked(lock: DebianLock, ctx: BuildContext, mirror_for: Callable[[str], str],
