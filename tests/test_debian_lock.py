@@ -24,6 +24,7 @@ from ociforge.sources.debianlock import (
     DebianLock,
     DebianPackage,
     Installed,
+    compare,
     pin_installed,
     read_lock,
     render_lock,
@@ -333,6 +334,18 @@ def test_lock_round_trip_and_refusals(tmp_path: Path) -> None:
         read_lock(path)
     with pytest.raises(LockError, match="is missing"):
         read_lock(tmp_path / "none.lock")
+
+
+def test_compare_names_what_moved() -> None:
+    old = DebianLock(("bookworm",), "amd64", ("main",), "apt", (), "20261130T000000Z",
+                     (_pkg("bash", "5.2-1"), _pkg("libssl3", "3.0.20-1"), _pkg("gone", "1")))
+    new = DebianLock(("bookworm",), "amd64", ("main",), "apt", (), "20261207T000000Z",
+                     (_pkg("bash", "5.2-1", "bookworm-updates"),
+                      _pkg("libssl3", "3.0.22-1", "bookworm-security"), _pkg("added", "2")))
+    changes = compare(old, new)
+    assert [(c.name, c.old and c.old.version, c.new and c.new.version, c.security)
+            for c in changes] == [("added", None, "2", False), ("gone", "1", None, False),
+                                  ("libssl3", "3.0.20-1", "3.0.22-1", True)]
 
 
 def test_a_version_in_several_suites_is_taken_from_the_security_suite(tmp_path: Path) -> None:

@@ -159,6 +159,29 @@ def read_lock(path: Path) -> DebianLock:
     return lock
 
 
+@dataclass(frozen=True)
+class PackageChange:
+    """One package that differs between two locks: `old`/`new` is None where the
+    package is only in the other lock."""
+
+    name: str
+    old: DebianPackage | None
+    new: DebianPackage | None
+
+    @property
+    def security(self) -> bool:
+        """The new version comes from the security archive."""
+        return self.new is not None and self.new.security
+
+
+def compare(old: DebianLock, new: DebianLock) -> list[PackageChange]:
+    """The packages whose pin differs (version, or bytes), added or removed, by name
+    (what `lock --update` moved; what `outdated` reports from a fresh resolve)."""
+    a, b = old.by_name(), new.by_name()
+    return [PackageChange(n, a.get(n), b.get(n)) for n in sorted(a.keys() | b.keys())
+            if a.get(n) is None or b.get(n) is None or a[n].pin() != b[n].pin()]
+
+
 # -- reading apt's indexes --------------------------------------------------------------
 
 
