@@ -270,9 +270,10 @@ class DebianSource(SourceBase, ArchiveCaps):
             lock = self.current_lock(ctx)
         except LockError as e:
             raise LockError(f"{e}: run `ociforge lock`") from None
-        options = self.model_dump(include={"suite", "variant", "architecture", "exclude_docs",
-                                           "strip_setuid", "users"})
-        return {"kind": "debian", "v": 2, **options,
+        options = self.model_dump(include={"suite", "variant", "architecture", "components",
+                                           "exclude_docs", "strip_setuid", "users"})
+        # The suites name /etc/apt/sources.list's lines.
+        return {"kind": "debian", "v": 2, **options, "suites": list(self.suites()),
                 "packages": [p.pin() for p in lock.packages]}
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:

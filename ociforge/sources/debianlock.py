@@ -115,7 +115,8 @@ def write_lock(path: Path, lock: DebianLock) -> None:
 
 def _package(path: Path, n: int, line: str) -> DebianPackage:
     f = line.split()
-    ok = (len(f) == 9 and _NAME.match(f[0]) and _VERSION.match(f[1]) and f[6].isdigit()
+    ok = (len(f) == 9 and _NAME.match(f[0]) and _VERSION.match(f[1]) and _NAME.match(f[2])
+          and _NAME.match(f[3]) and f[6].isdigit()
           and re.fullmatch(r"sha256:[0-9a-f]{64}", f[7]) and _NAME.match(f[4])
           and _VERSION.match(f[5]) and f[8].endswith(".deb") and ".." not in f[8].split("/")
           and not f[8].startswith("/"))
