@@ -277,16 +277,21 @@ def catalog(app: App, output: Path) -> None:
               help="Only verify, without the network, that every lock exists and matches "
                    "the recipes (pins for every coordinate, none left over, pip locks made "
                    "from the current requirements); exit 3 naming what to re-lock.")
+@click.option("--update", is_flag=True,
+              help="Also re-resolve Debian locks that are current (the suites moved: "
+                   "security updates); without it a Debian lock is resolved only when "
+                   "missing or no longer matching its layer.")
 @output_options
 @pass_app
-def lock(app: App, layer_names: tuple[str, ...], check: bool) -> None:
-    """Re-resolve the lock files of `pip` and `maven` layers (all unless named)."""
+def lock(app: App, layer_names: tuple[str, ...], check: bool, update: bool) -> None:
+    """Re-resolve the lock files of `pip` and `maven` layers, and write missing or
+    stale Debian locks (all layers unless named; `--update`: Debian locks too)."""
     session = app.session()
     names = list(layer_names) or list(session.project.layers)
     for n in names:
         session.project.layer(n)  # unknown names fail before any work
     reports = (session.check_locks(names, unclaimed_pins=True) if check
-               else session.lock(names, update=True))
+               else session.lock(names, update=True, move=update))
     done = [{"layer": r.layer, "lock": r.lock.path, "packages": r.lock.entries,
              "changed": r.lock.changed} for r in reports]
     verb = "current" if check else "locked"

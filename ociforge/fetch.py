@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -141,6 +142,31 @@ def obtain(pins: dict[str, str], what: str, download: Callable[[], Path]) -> Pat
             f"and a fresh copy could not be fetched ({e})", subject=what) from None
 
 
+def admit(path: Path, pins: dict[str, str]) -> Path:
+    """Copy a local file into the cache if it matches its pins (a `.deb` apt has just
+    fetched and verified at lock time); returns the cached copy."""
+    hit = cached(pins)
+    if hit is not None:
+        return hit
+    d = downloads_dir()
+    tmp = d.parent / f"{os.getpid()}-{secrets.token_hex(6)}.part"
+    try:
+        shutil.copyfile(path, tmp)
+        return _enter(tmp, _hash_file(tmp, {"sha256", *pins}), pins, str(path))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _enter(tmp: Path, hashes: dict[str, hashlib._Hash], pins: dict[str, str],
+           what: str) -> Path:
+    """Rename a hashed temporary file into the cache if it matches its pins."""
+    _check(hashes, pins, what)
+    final = downloads_dir() / hashes["sha256"].hexdigest()
+    os.replace(tmp, final)
+    _remember(final, hashes)
+    return final
+
+
 def is_url(ref: str) -> bool:
     return urlparse(ref).scheme in ("http", "https")
 
@@ -207,10 +233,6 @@ def _download(sess: requests.Session, policy: RetryPolicy, auth: CredentialHook 
                         progress(len(chunk), total)
                 out.flush()
                 os.fsync(out.fileno())
-        _check(hashes, pins, redact(url))
-        final = d / hashes["sha256"].hexdigest()
-        os.replace(tmp, final)
-        _remember(final, hashes)
-        return final
+        return _enter(tmp, hashes, pins, redact(url))
     finally:
         tmp.unlink(missing_ok=True)

@@ -99,15 +99,18 @@ class BuildSession:
 
     # -- locks and keys -----------------------------------------------------------------
 
-    def lock(self, layers: Iterable[str], update: bool = False) -> list[LockReport]:
+    def lock(self, layers: Iterable[str], update: bool = False, move: bool = False
+             ) -> list[LockReport]:
         """`ociforge lock`: resolve the lock files of these layers (all of their pins
-        again with `update`), then drop the maven pins no layer of the project asks for
+        again with `update`; the pins of `moving` sources, a Debian lock, only with
+        `move`: `lock --update`), then drop the maven pins no layer of the project asks for
         from the lock files they touched. The only phase that resolves."""
         names = list(layers)
         out = []
         for name in names:
             for src in self.project.layer(name).all_sources():
-                out += [LockReport(name, r) for r in src.lock(self.ctx, update)]
+                out += [LockReport(name, r)
+                        for r in src.lock(self.ctx, move if src.moving else update)]
             self._locked.add(name)
         touched = {s.lock_file for n in names for s in self._maven_sources([n])}
         prune(self.ctx, [s for s in self._maven_sources(self.project.layers)

@@ -7,7 +7,8 @@
 # images with the network closed (they serve that repository on 127.0.0.1). Layers
 # already cached are not rebuilt, jars already in the repository not fetched again.
 # With CHECK_BASE_REPRODUCIBLE=1 it also builds the Debian base layer a second time
-# in a fresh store and fails if the two differ.
+# from its lock in a fresh store, with an empty downloads cache (every .deb fetched
+# again), and fails if the two differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
@@ -39,10 +40,12 @@ if [ "${CHECK_BASE_REPRODUCIBLE:-0}" = 1 ]; then
   # The base the images use now (the store may also hold older cached versions).
   first=$("$OCIFORGE" --store "$store" inspect spark-4.1.1 --json |
           python3 -c 'import json,sys; print(next(l["diff_id"] for l in json.load(sys.stdin)["layers"] if l["name"]=="debian-base"))')
-  mkdir -p "$fresh/proj/layers" "$fresh/proj/recipes"
+  mkdir -p "$fresh/proj/layers/locks" "$fresh/proj/recipes"
   cp layers/debian-base.yaml "$fresh/proj/layers/"
+  cp layers/locks/debian-base.lock "$fresh/proj/layers/locks/"
   printf 'images:\n  base:\n    layers: [debian-base]\n' > "$fresh/proj/recipes/base.yaml"
-  TZ=Asia/Tokyo "$OCIFORGE" --store "$fresh/store" --project "$fresh/proj" assemble base >/dev/null
+  TZ=Asia/Tokyo OCIFORGE_CACHE="$fresh/cache" \
+    "$OCIFORGE" --store "$fresh/store" --project "$fresh/proj" assemble base >/dev/null
   second=$("$OCIFORGE" --store "$fresh/store" layers ls --json |
            python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["diff_id"])')
   if [ "$first" != "$second" ]; then

@@ -34,6 +34,8 @@ from httpserver import serve
 SPARK_STORE = TEST_CACHE / "spark-store"
 OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
            "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
+           "OCIFORGE_DEBIAN_SECURITY_MIRROR": "http://127.0.0.1:9/debian-security",
+           "OCIFORGE_DEBIAN_SNAPSHOT": "http://127.0.0.1:9/{archive}/{timestamp}/",
            "OCIFORGE_MAVEN_SETTINGS": "none", "OCIFORGE_MAVEN_REPOS": "http://127.0.0.1:9"}
 VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
 VARIANTS = ["", "-gpu", "-iceberg", "-gpu-iceberg"]

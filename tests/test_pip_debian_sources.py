@@ -187,7 +187,10 @@ def _debian_project(root: Path, url: str, packages: list[str]) -> Path:
     write(root / "layers" / "base.yaml", f"""\
         source:
           kind: debian
+          lock: layers/locks/base.lock
           suite: bookworm
+          updates: false
+          security: false
           variant: extract
           mirror: {url}
           trusted: true
@@ -203,6 +206,8 @@ def test_debian_source_from_local_repository(tmp_path: Path) -> None:
     make_apt_repo(tmp_path / "repo", [busybox_deb()])
     with serve(tmp_path / "repo") as url:
         proj = _debian_project(tmp_path / "p", url, ["busybox-static"])
+        locked = run_cli("lock", store=tmp_path / "s", project=proj)
+        assert locked.rc == 0, locked.err
         r = run_cli("assemble", "base", "--json", store=tmp_path / "s", project=proj)
     assert r.rc == 0, r.err
     members = _layer_members(tmp_path / "s", r.json(), 0)
@@ -217,8 +222,9 @@ def test_debian_package_that_does_not_exist(tmp_path: Path) -> None:
     make_apt_repo(tmp_path / "repo", [busybox_deb()])
     with serve(tmp_path / "repo") as url:
         proj = _debian_project(tmp_path / "p", url, ["busybox-static", "no-such-pkg"])
-        r = run_cli("assemble", "base", store=tmp_path / "s", project=proj)
+        r = run_cli("lock", store=tmp_path / "s", project=proj)
     assert r.rc == 7
     assert "Debian package(s) no-such-pkg not found in bookworm" in r.err
     assert len(r.err.strip().splitlines()) == 1
     assert store_is_empty(tmp_path / "s")
+    assert not (proj / "layers" / "locks" / "base.lock").exists()

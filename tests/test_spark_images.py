@@ -28,7 +28,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 SPARK_STORE = TEST_CACHE / "spark-store"
 VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
 OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
-           "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"}
+           "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
+           "OCIFORGE_DEBIAN_SECURITY_MIRROR": "http://127.0.0.1:9/debian-security",
+           "OCIFORGE_DEBIAN_SNAPSHOT": "http://127.0.0.1:9/{archive}/{timestamp}/"}
 
 
 def _assemble(*args: str | Path) -> dict:

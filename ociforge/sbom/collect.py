@@ -100,11 +100,12 @@ def _debian(store: Store, stored: StoredLayer, prov: dict[str, Any],
     for p in packages:
         name, version, arch = p["name"], p.get("version", ""), p.get("architecture", "")
         source = p.get("source") or name
+        from_suite = p.get("suite") or suite  # the lock's suite (security?), else the layer's
         out.append(Component(
             "deb", name, version, deb_purl(name, version, arch, suite), layer,
             source_info=f"Debian binary package built from source package {source}",
             properties={"debian:source": source, "debian:architecture": arch,
-                        **({"debian:suite": suite} if suite else {})}))
+                        **({"debian:suite": from_suite} if from_suite else {})}))
     return out
 
 

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -112,6 +112,7 @@ class Source(Protocol):
     """The contract every layer source implements (see the module docstring)."""
 
     kind: str
+    moving: ClassVar[bool]
 
     def needs_images(self) -> list[str]: ...
 
@@ -164,6 +165,11 @@ Sha512 = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
 
 class SourceBase(Spec):
     """A source's recipe fields, with the phases most sources do not need."""
+
+    # A source whose pins snapshot something that moves (a Debian suite): `ociforge
+    # lock` re-resolves it only when asked (`--update`), as it would pin other versions
+    # on another day. The others (exact versions) are re-resolved by every `lock`.
+    moving: ClassVar[bool] = False
 
     def needs_images(self) -> list[str]:
         """Images this source builds on; the session assembles them first."""
