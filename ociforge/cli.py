@@ -466,6 +466,8 @@ from .cli_sbom import register as _register_sbom  # noqa: E402, I001
 _register_sbom(cli)
 from .cli_k8s import register as _register_k8s  # noqa: E402, I001
 _register_k8s(cli)
+from .cli_plan import register as _register_plan  # noqa: E402, I001
+_register_plan(cli)
 
 
 if __name__ == "__main__":

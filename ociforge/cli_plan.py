@@ -1,0 +1,52 @@
+"""`ociforge plan`: the selection's layers split into N CI build jobs, then publish.
+
+Kept apart from cli.py and attached with `register(cli)`, like the SBOM command.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .cli_common import App, human_size, output_options
+
+
+@click.command("plan")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every image the recipes define.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many build jobs to split the layers into.")
+@click.option("--github-matrix", is_flag=True,
+              help="Print only the JSON a GitHub Actions `strategy.matrix` takes.")
+@output_options
+@click.pass_obj
+def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix: bool) -> None:
+    """Split the layers of images NAME… (or --all) into build jobs: each distinct layer
+    in exactly one job, a layer built on other images together with theirs, largest
+    first (sizes from this store's layer records); then one publish stage that only
+    stitches manifests. Each job runs `ociforge layers build LAYER…`."""
+    from .plan import known_sizes, make_plan
+
+    if not names and not all_:
+        raise click.UsageError("name images, or use --all")
+    project = app.project()
+    selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
+    result = make_plan(project, dict.fromkeys(selected), jobs, known_sizes(app.store()))
+    if github_matrix:
+        click.echo(json.dumps(result.github_matrix(), separators=(",", ":")))
+        return
+    if app.json:
+        app.emit(result.to_json())
+        return
+    for job in result.jobs:
+        click.echo(f"job {job.index}  {human_size(job.size):>10}  "
+                   f"ociforge layers build {' '.join(job.layers)}")
+    click.echo(f"publish     {len(result.images)} images (stitching only)")
+    if result.unknown and not app.quiet:
+        click.echo(f"no size on record under these names in this store: "
+                   f"{', '.join(result.unknown)}", err=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(plan)

@@ -1,0 +1,103 @@
+"""`ociforge plan`: a selection's layers split into CI build jobs — each distinct layer
+in exactly one job, a layer built on other images in the job that builds theirs,
+largest first, the same plan for the same inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ociforge.plan import make_plan
+from ociforge.recipes import Project
+
+from conftest import run_cli, write
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _project(root: Path) -> Project:
+    """Six files layers, a builder layer on image `tools`, three images."""
+    for name in ("base", "jdk", "py", "jars", "conf", "toolchain"):
+        write(root / "layers" / f"{name}.yaml",
+              f"source: {{kind: files, dirs: [{{path: /{name}}}]}}\n")
+    write(root / "ctx" / "Dockerfile", "FROM scratch\n")
+    write(root / "layers" / "dist.yaml",
+          "source: {kind: builder, context: ctx, base_images: {BASE: tools}}\n")
+    write(root / "recipes" / "images.yaml", """\
+        images:
+          tools: {layers: [base, toolchain]}
+          spark: {layers: [base, jdk, dist, conf]}
+          spark-py: {layers: [base, jdk, dist, py, conf]}
+          jars: {layers: [base, jars]}
+        """)
+    return Project.load(root)
+
+
+SIZES = {"base": 400, "jdk": 200, "py": 900, "jars": 300, "conf": 1, "toolchain": 50,
+         "dist": 350}
+
+
+def test_every_layer_is_built_by_exactly_one_job(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    plan = make_plan(project, ["spark", "spark-py", "jars"], 3, SIZES)
+    built = [ln for job in plan.jobs for ln in job.layers]
+    assert sorted(built) == sorted(set(built))
+    # Every layer of the selection, and those of the builder layer's base image.
+    assert set(built) == {"base", "jdk", "dist", "conf", "py", "jars", "toolchain"}
+    assert plan.needs == {"dist": ("tools",)}
+
+
+def test_a_builder_layer_is_planned_with_the_layers_of_its_base_images(tmp_path: Path) -> None:
+    """Matrix jobs run in parallel: the job that builds `dist` must also build what
+    `tools` is made of, whatever the sizes say."""
+    plan = make_plan(_project(tmp_path), ["spark"], 4, SIZES)
+    (job,) = [j for j in plan.jobs if "dist" in j.layers]
+    assert {"base", "toolchain"} <= set(job.layers)
+    assert job.layers.index("base") < job.layers.index("dist")
+
+
+def test_largest_units_first_onto_the_least_loaded_job(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    plan = make_plan(project, ["spark", "spark-py", "jars"], 3, SIZES)
+    # Units: {base, toolchain, dist} 800, py 900, jars 300, jdk 200, conf 1.
+    assert [set(j.layers) for j in plan.jobs] == [
+        {"py"}, {"base", "toolchain", "dist"}, {"jars", "jdk", "conf"}]
+    assert [j.size for j in plan.jobs] == [900, 800, 501]
+    # More jobs than units: no empty jobs.
+    assert len(make_plan(project, ["jars"], 8, SIZES).jobs) == 2
+
+
+def test_same_inputs_same_plan_and_unknown_sizes_named(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    one = make_plan(project, ["spark-py", "jars"], 2, {"py": 5})
+    two = make_plan(Project.load(tmp_path), ["spark-py", "jars"], 2, {"py": 5})
+    assert one == two
+    assert "py" not in one.unknown and "jars" in one.unknown
+
+
+def test_cli_github_matrix_and_json(tmp_path: Path) -> None:
+    _project(tmp_path / "proj")
+    r = run_cli("plan", "spark", "jars", "--jobs", "2", "--github-matrix",
+                store=tmp_path / "store", project=tmp_path / "proj")
+    assert r.rc == 0, r.err
+    matrix = json.loads(r.out)
+    assert [e["job"] for e in matrix["include"]] == [1, 2]
+    layers = [ln for e in matrix["include"] for ln in e["layers"].split()]
+    assert sorted(layers) == sorted({"base", "toolchain", "jdk", "dist", "conf", "jars"})
+    r = run_cli("plan", "--all", "-j", "2", "--json", store=tmp_path / "store",
+                project=tmp_path / "proj")
+    data = json.loads(r.out)
+    assert data["publish"] == ["jars", "spark", "spark-py", "tools"]
+    assert set(data["unknown_sizes"]) == set(data["needs"]) | {
+        "base", "toolchain", "jdk", "conf", "py", "jars"}
+    r = run_cli("plan", store=tmp_path / "store", project=tmp_path / "proj")
+    assert r.rc == 2 and "--all" in r.err
+
+
+def test_the_matrix_plans_into_jobs(tmp_path: Path) -> None:
+    """The shipped recipes: every layer of the 30-odd images in one of four jobs."""
+    project = Project.load(PROJECT)
+    plan = make_plan(project, list(project.images), 4, {})
+    built = [ln for job in plan.jobs for ln in job.layers]
+    assert len(built) == len(set(built))
+    assert {ln for img in project.images for ln in project.resolve(img).layers} <= set(built)
