@@ -7,6 +7,7 @@ the snapshot archive, and every failure names the package and version."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -32,7 +33,9 @@ from ociforge.sources.debianlock import (
 
 from conftest import TEST_CACHE, need_tool, run_cli, store_is_empty, write
 from debian_repo import Archive, Deb, Signer, make_deb, snapshot_copy
+from fault_proxy import FaultProxy
 from httpserver import serve
+from registry_server import Registry
 
 pytestmark = pytest.mark.slow
 LOCK = Path("layers") / "locks" / "base.lock"
@@ -128,11 +131,43 @@ def digests(store: Path) -> dict[str, str]:
             for m in index["manifests"]}
 
 
+@contextlib.contextmanager
+def proxy_stopped(proxy: FaultProxy) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        proxy.stop()
+
+
+def blobs_of(store: Path, images: list[str]) -> set[str]:
+    """Config and layer digests of these stored images."""
+    blob = store / "blobs" / "sha256"
+    out = set()
+    for digest in (digests(store)[name] for name in images):
+        manifest = json.loads((blob / digest.split(":")[1]).read_text())
+        out |= {manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])}
+    return out
+
+
+def push_all(store: Path, proxy: FaultProxy) -> dict[str, object]:
+    """Every image of the store to one repository through the counting proxy (SBOMs
+    left out: they change with every package and are counted by the push tests)."""
+    r = run_cli("push", "--all", "--to", f"{proxy.host}/deb/matrix", "--no-sbom", "--json",
+                store=store)
+    assert r.rc == 0, r.err
+    report: dict[str, object] = r.json()
+    return report
+
+
 def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_base(
-        repo: Repo) -> None:
+        repo: Repo, registry: Registry) -> None:
+    """...and the weekly push after the update uploads exactly the new blobs (counted
+    at a proxy in front of Debian's docker-registry): the new base layer once, the two
+    images' new configs; the unchanged `app` layer not again."""
     proj = project(repo.work / "p")
     store = repo.work / "s"
-    with serve(repo.archive.root) as url:
+    proxy = FaultProxy(registry.port).start()
+    with proxy_stopped(proxy), serve(repo.archive.root) as url:
         env = repo.env(url)
         locked = run_cli("lock", store=store, project=proj, env=env)
         assert locked.rc == 0, locked.err
@@ -145,6 +180,10 @@ def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_bas
         assert sorted(first["layers"]["built"]) == ["app", "base"]  # type: ignore[index]
         before = digests(store)
         assert layer_file(store, "app", "usr/share/hello-ocf/version") == "1.0\n"
+        pushed_before = push_all(store, proxy)
+        old_blobs = blobs_of(store, ["app", "base-img"])
+        assert set(proxy.digest_of_upload.values()) == old_blobs
+        assert pushed_before["blobs"]["pushed"] == proxy.completed_uploads == 4
 
         # A security update: the index now points at 1.1; the lock still pins 1.0.
         repo.archive.publish("bookworm-security", repo.debs["hello-1.1"])
@@ -165,6 +204,13 @@ def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_bas
         assert (hello.version, hello.suite, hello.security) == ("1.1", "bookworm-security",
                                                                  True)
         after = assemble(store, proj, env)
+        uploads_before = dict(proxy.digest_of_upload)
+        pushed_after = push_all(store, proxy)
+        new_uploads = {d for u, d in proxy.digest_of_upload.items() if u not in uploads_before}
+        new_blobs = blobs_of(store, ["app", "base-img"]) - old_blobs
+    # The push uploaded exactly the blobs that are new: base layer, two configs.
+    assert new_uploads == new_blobs and len(new_blobs) == 3
+    assert pushed_after["blobs"]["pushed"] == proxy.completed_uploads - 4 == 3
     # Exactly one layer rebuilt; both images re-stitched on it.
     assert after["layers"]["built"] == ["base"]  # type: ignore[index]
     assert "app" in after["layers"]["reused"]  # type: ignore[index,operator]
