@@ -39,12 +39,20 @@ with_option = click.option(
 @click.option("--maven-repo", "maven_repos", multiple=True, metavar="[ID=]URL",
               help="Maven repository for `maven` layers without their own list (repeatable; "
                    "default $OCIFORGE_MAVEN_REPOS, then Maven Central).")
+@click.option("--cache", "cache_repo", envvar="OCIFORGE_CACHE_REPO", metavar="REGISTRY/REPO",
+              help="Share layers through this registry repository: look a layer up "
+                   "there before building it, push it there after.")
+@click.option("--cache-mode", type=click.Choice(["read", "readwrite"]),
+              envvar="OCIFORGE_CACHE_MODE", default="readwrite", show_default=True,
+              help="`read`: use the layer cache, never write to it (untrusted branches).")
 @click.version_option(package_name="ociforge")
 @click.pass_context
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
-        quiet: bool, index_url: str | None, maven_repos: tuple[str, ...]) -> None:
+        quiet: bool, index_url: str | None, maven_repos: tuple[str, ...],
+        cache_repo: str | None, cache_mode: str) -> None:
     """Daemonless, reproducible OCI image assembly."""
-    click_ctx.obj = App(store, project, as_json, quiet, index_url, tuple(maven_repos))
+    click_ctx.obj = App(store, project, as_json, quiet, index_url, tuple(maven_repos),
+                        cache_repo or None, cache_mode)
 
 
 @cli.command()
@@ -80,14 +88,15 @@ def assemble(app: App, names: tuple[str, ...], all_: bool, archive: Path | None,
     report = {
         "images": [r.to_json() for r in results],
         "layers": {"built": stats.built, "reused": stats.reused,
-                   "transcoded": stats.transcoded},
+                   "transcoded": stats.transcoded, "remote": stats.remote},
         "outputs": outputs,
         "seconds": round(time.monotonic() - started, 3),
     }
     lines = [f"{r.name:<32} {r.manifest.digest[:19]}  {human_size(r.to_json()['size']):>9}  "
              f"{r.reference}" for r in results]
     lines.append(f"layers: {len(stats.built)} built, {len(stats.reused)} cached, "
-                 f"{len(stats.transcoded)} recompressed; {report['seconds']} s")
+                 + (f"{len(stats.remote)} from the layer cache, " if stats.remote else "")
+                 + f"{len(stats.transcoded)} recompressed; {report['seconds']} s")
     for key, out in outputs.items():
         lines.append(f"{key}: {out['path']}" + (f" ({human_size(out['size'])})"
                                                 if "size" in out else ""))
@@ -191,10 +200,13 @@ def layers_build(app: App, names: tuple[str, ...], compression: str) -> None:
             session.project.layer(n)  # unknown names fail before any work
         with session.store.writer_lock():
             records = session.build_layers(names, compression)
+    stats = session.stats
     data: list[dict[str, Any]] = [{"name": r.name, "diff_id": r.diff_id, "size": r.size,
-                                   "built": r.name in session.stats.built} for r in records]
+                                   "built": r.name in stats.built,
+                                   "remote": r.name in stats.remote} for r in records]
     app.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
-                             f"{'built' if d['built'] else 'cached'}" for d in data))
+                             + ("built" if d["built"] else "layer cache" if d["remote"]
+                                else "cached") for d in data))
 
 
 @cli.group()

@@ -29,18 +29,29 @@ class App:
 
     def __init__(self, store: Path | None = None, project: Path = Path("."),
                  as_json: bool = False, quiet: bool = False, index_url: str | None = None,
-                 maven_repos: tuple[str, ...] = ()) -> None:
+                 maven_repos: tuple[str, ...] = (), cache_repo: str | None = None,
+                 cache_mode: str = "readwrite") -> None:
         self.store_path = store
         self.project_root = project
         self.json = as_json
         self.quiet = quiet
         self.index_url = index_url
         self.maven_repos = maven_repos
+        self.cache_repo = cache_repo
+        self.cache_mode = cache_mode
+        self._remote: Any = None
 
     def store(self) -> Store:
+        """The store; blobs it holds only as notes of a layer cache are fetched from
+        that cache when read."""
         from .store import Store, default_store_path
 
-        return Store(self.store_path or default_store_path())
+        store = Store(self.store_path or default_store_path())
+        if self.cache_repo or store.remote_dir.is_dir():
+            from .registry.layercache import CacheBlobs, client_for
+
+            store.remote = CacheBlobs(client_for, self.warn)
+        return store
 
     def project(self) -> Project:
         from .recipes import Project
@@ -63,7 +74,20 @@ class App:
                                  swaps=tuple(pairs), features=features)
         progress = (lambda name, done, total: rep.update(f"layer {name}", done, total)) \
             if rep is not None else None
-        return BuildSession(self.store(), self.project(), options, progress)
+        store = self.store()
+        remote = None
+        if self.cache_repo:
+            from .registry.layercache import open_cache
+
+            remote = open_cache(self.cache_repo, self.cache_mode, store, self.warn)
+        session = BuildSession(store, self.project(), options, progress, remote)
+        if store.remote is not None:
+            store.remote.rebuild = session.rebuild_blob  # type: ignore[attr-defined]
+        return session
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (also with --json: stdout stays machine-readable)."""
+        click.echo(f"ociforge: warning: {message}", err=True)
 
     def emit(self, data: Any, human: str | None = None) -> None:
         if self.json:

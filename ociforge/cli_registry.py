@@ -95,6 +95,9 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     are mounted, the rest are uploaded (large ones in chunks that resume after a drop).
     Each image's SPDX SBOM is attached as an OCI 1.1 artifact whose subject is the
     image (referrers API, or the `sha256-<digest>` tag where the registry has none).
+    With a layer cache (`--cache`), images the store lacks (all of the project's with
+    --all) are assembled from cached layers first: nothing is built or downloaded when
+    the cache holds every layer, and layers are mounted from the cache repository.
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
     credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
     """
@@ -106,6 +109,10 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     store = app.store()
     tags = store.tags()
     selected = sorted(tags) if all_ else list(names)
+    if app.cache_repo and (all_ or any(n not in tags for n in names)):
+        selected = _stitch(app, names, all_)
+        store = app.store()
+        tags = store.tags()
     if not selected:
         raise click.UsageError("name at least one image, or use --all")
     missing = [n for n in selected if n not in tags]
@@ -148,6 +155,22 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
                  f"{report.seconds:.1f} s ({human_size(rate)}/s)"
                  + (f"; {report.retries} retries" if report.retries else ""))
     app.emit(data, "\n".join(lines))
+
+
+def _stitch(app: App, names: tuple[str, ...], all_: bool) -> list[str]:
+    """With a layer cache: assemble the project's images NAME… (or all of them) from
+    cached layer records, the manifests only; a layer's bytes stay in the cache
+    repository and are mounted from it by the push."""
+    with app.reporter() as rep:
+        session = app.session(rep)
+        tags = session.store.tags()
+        selected = session.select([n for n in names if n not in tags], all_)
+        with session.store.writer_lock():
+            session.assemble(selected)
+    if session.stats.built:
+        app.warn(f"the layer cache lacked {len(session.stats.built)} layers; built here: "
+                 + ", ".join(session.stats.built))
+    return [*(n for n in names if n in tags), *selected]
 
 
 def _sbom_artifact(store: Any) -> Any:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from . import LAYER_FORMAT_VERSION, __version__
 from .compression import LayerEncoder, compression_params
@@ -47,29 +48,41 @@ def _workdir(staging: Path, index: int) -> Path:
     return path
 
 
+class RemoteCache(Protocol):
+    """A layer cache shared between machines (registry/layercache.py): what the
+    builder asks before building a layer this store lacks, and tells after."""
+
+    def lookup(self, key: str) -> LayerRecord | None: ...
+
+    def put(self, record: LayerRecord) -> None: ...
+
+
 @dataclass
 class BuildStats:
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     transcoded: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)  # taken from the remote cache
 
 
 class LayerBuilder:
     """Builds layers on demand, through the store's cache of layer records."""
 
-    def __init__(self, store: Store, ctx: BuildContext, progress: Progress | None = None
-                 ) -> None:
+    def __init__(self, store: Store, ctx: BuildContext, progress: Progress | None = None,
+                 remote: RemoteCache | None = None) -> None:
         self.store = store
         self.ctx = ctx
         self.progress = progress
+        self.remote = remote
         self.stats = BuildStats()
 
     def _usable(self, rec: LayerRecord | None, compression: str) -> bool:
         if rec is None or not rec.has_params_for(compression):
             return False
         blob = rec.blob(compression)
-        # Existence and size on every hit; a full re-hash happens when the blob is read.
-        self.store.check_blob_size(blob.digest, blob.size)
+        # Existence and size on every hit (a blob left in the remote cache counts);
+        # a full re-hash happens when the blob is read.
+        self.store.check_available(blob.digest, blob.size)
         return True
 
     def ensure(self, name: str, layer: LayerDef, key: str, compression: str) -> LayerRecord:
@@ -88,11 +101,33 @@ class LayerBuilder:
             if existing and self._has_any_blob(existing):
                 rec = self._transcode(existing, compression)
                 self.stats.transcoded.append(name)
+            elif (rec := self._from_remote(key, compression)) is not None:
+                self.stats.remote.append(name)
+                self.store.write_record(rec)
+                return rec
             else:
                 rec = self._build(name, key, layer, compression)
                 self.stats.built.append(name)
             self.store.write_record(rec)
+            if self.remote is not None:
+                self.remote.put(rec)
             return rec
+
+    def _from_remote(self, key: str, compression: str) -> LayerRecord | None:
+        """The remote cache's record of `key` if it has a blob in `compression` made
+        with today's parameters (its blobs stay remote until read)."""
+        if self.remote is None:
+            return None
+        rec = self.remote.lookup(key)
+        return rec if rec is not None and rec.has_params_for(compression) else None
+
+    def rebuild_blob(self, name: str, layer: LayerDef, key: str, compression: str) -> None:
+        """Build a layer again to get its blob's bytes (the remote copy was bad); the
+        build is reproducible, so the blob has the digest the record names."""
+        with self.store.build_lock(key):
+            rec = self._build(name, key, layer, compression)
+            self.stats.built.append(name)
+            self.store.write_record(rec)
 
     def _lookup(self, key: str, compression: str) -> LayerRecord | None:
         rec = self.store.read_record(key)

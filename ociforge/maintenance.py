@@ -91,7 +91,7 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
             report.unreadable_files.append(_quarantine(store, last_good, repair, {
                 "path": str(last_good), "problem": f"{last_good} is not a file"}))
         for rec in list(store.iter_records()):
-            if not all(store.has_blob(b.digest, b.size) for b in rec.blobs.values()):
+            if not all(store.available(b.digest, b.size) for b in rec.blobs.values()):
                 report.dropped_records.append(f"{rec.name} ({rec.input_key})")
                 if repair:
                     store.drop_record(rec.input_key)
@@ -111,9 +111,10 @@ def fsck(store: Store, repair: bool = True) -> FsckReport:
 
 
 def _complete(store: Store, entry: dict[str, Any]) -> bool:
-    """Whether every blob a tag reaches is in the store (and its documents read)."""
+    """Whether every blob a tag reaches is in the store or noted in the remote layer
+    cache (and its documents read)."""
     try:
-        return all(store.has_blob(node.descriptor.digest)
+        return all(store.available(node.descriptor.digest, node.descriptor.size)
                    for node in walk([Descriptor.from_json(entry)], store.read_bytes))
     except Exception:  # a document missing, corrupt or not JSON; a malformed entry
         return False

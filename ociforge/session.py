@@ -21,7 +21,7 @@ from typing import Any
 from .assemble import AssembledImage, assemble_image
 from .digestcache import DigestCache
 from .errors import LockError, RecipeError
-from .layers import BuildStats, LayerBuilder, Progress, input_key
+from .layers import BuildStats, LayerBuilder, Progress, RemoteCache, input_key
 from .recipes import Project
 from .records import LayerRecord
 from .sources.base import DEFAULT_INDEX_URL, BuildContext, LockResult
@@ -54,7 +54,8 @@ class BuildSession:
 
     def __init__(self, store: Store, project: Project,
                  options: SessionOptions | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, remote: RemoteCache | None = None
+                 ) -> None:
         store.read_index()  # a damaged index stops the run before any layer is built
         self.store = store
         self.project = project
@@ -69,7 +70,7 @@ class BuildSession:
             index_url=self.options.index_url or DEFAULT_INDEX_URL,
             maven_repos=self.options.maven_repos,
             images=_Images(self))
-        self.builder = LayerBuilder(store, self.ctx, progress)
+        self.builder = LayerBuilder(store, self.ctx, progress, remote)
         self._locked: set[str] = set()
         self._keys: dict[str, str] = {}
         self._bases: dict[str, tuple[str, str]] = {}  # base → (tagged name, digest)
@@ -216,6 +217,19 @@ class BuildSession:
             export_layout(self.store, refs, oci_layout, progress=tick("oci-layout"))
             outputs["oci_layout"] = {"path": str(oci_layout)}
         return outputs
+
+    def rebuild_blob(self, key: str, digest: str) -> bool:
+        """Build the layer of `key` again to make blob `digest` (the layer cache's copy
+        was bad); False if this run did not compute that key."""
+        name = next((n for n, k in self._keys.items() if k == key), None)
+        rec = self.store.read_record(key)
+        if name is None or rec is None:
+            return False
+        compression = next((c for c, b in rec.blobs.items() if b.digest == digest), None)
+        if compression is None:
+            return False
+        self.builder.rebuild_blob(name, self.project.layer(name), key, compression)
+        return self.store.has_blob(digest)
 
     # -- base images (the context's image port) -------------------------------------------
 

@@ -8,6 +8,8 @@ Layout on disk (the top level is a valid OCI image layout that skopeo/umoci read
     ociforge/tmp/                    blobs being written (same filesystem: rename is atomic)
     ociforge/quarantine/             corrupt blobs moved aside by fsck
     ociforge/locks/                  per-layer build locks, the gc lock, the index lock
+    ociforge/remote/<hex>.json       blobs a layer record names that live in a remote
+                                     layer cache, not here (fetched when read)
 
 Readers get images and layer records as typed values (`image()`, `record_for()`,
 `read_record()`, `iter_records()`): the models live in records.py and image.py, which
@@ -39,7 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .digests import CHUNK, canonical_json, digest_bytes, digest_hex, is_digest
 from .errors import ImageNotInStoreError, OciforgeError, StoreCorruptError
@@ -54,6 +56,13 @@ from .store_index import REF_NAME as REF_NAME
 from .store_index import IndexDamagedError, parse_index, ref_name
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+
+
+class RemoteBlobs(Protocol):
+    """Where a blob noted as remote comes from (a registry layer cache): `fetch`
+    writes it into the store, verified against its digest, or raises."""
+
+    def fetch(self, store: Store, digest: str, note: dict[str, Any]) -> None: ...
 
 
 def default_store_path() -> Path:
@@ -187,6 +196,9 @@ class Store:
         self.locks_dir = self.meta_dir / "locks"
         self.index_path = self.root / "index.json"
         self.last_good_index = self.meta_dir / "index.last-good.json"
+        self.remote_dir = self.meta_dir / "remote"
+        # Set by whoever can reach the remote cache (the CLI): lazy blobs come through it.
+        self.remote: RemoteBlobs | None = None
         self._init()
 
     def _init(self) -> None:
@@ -284,8 +296,11 @@ class Store:
             raise
 
     def require_blob(self, digest: str) -> Path:
-        """The blob's path; StoreCorruptError if it is missing or not a file."""
+        """The blob's path; StoreCorruptError if it is missing or not a file. A blob
+        noted as remote is fetched here, the first time its bytes are needed."""
         path = self.blob_path(digest)
+        if not os.path.lexists(path):
+            self.materialise(digest)
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -305,6 +320,52 @@ class Store:
 
     def read_json(self, digest: str) -> Any:
         return json.loads(self.read_bytes(digest))
+
+    # -- remote blobs (a layer cache in a registry) ----------------------------------
+
+    def note_remote(self, digest: str, size: int, note: dict[str, Any]) -> None:
+        """Remember that blob `digest` (`size` bytes) can be fetched as `note` says
+        (registry, repository, the cache key); nothing is downloaded now."""
+        self.remote_dir.mkdir(exist_ok=True)
+        atomic_write(self.remote_dir / f"{digest_hex(digest)}.json",
+                     canonical_json({**note, "digest": digest, "size": size}), self.tmp_dir)
+
+    def remote_note(self, digest: str) -> dict[str, Any] | None:
+        try:
+            note = json.loads((self.remote_dir / f"{digest_hex(digest)}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return note if isinstance(note, dict) and note.get("digest") == digest else None
+
+    def drop_remote_note(self, digest: str) -> None:
+        (self.remote_dir / f"{digest_hex(digest)}.json").unlink(missing_ok=True)
+
+    def available(self, digest: str, size: int) -> bool:
+        """Here with this size, or noted as remote with this size."""
+        if self.has_blob(digest, size):
+            return True
+        note = self.remote_note(digest)
+        return note is not None and note.get("size") == size
+
+    def materialise(self, digest: str) -> None:
+        """Fetch a remote blob into the store (no-op for one that is not noted)."""
+        note = self.remote_note(digest)
+        if note is None or self.has_blob(digest):
+            return
+        if self.remote is None:
+            raise StoreCorruptError(
+                f"blob {digest} is in the layer cache {note.get('registry')}/"
+                f"{note.get('repository')}, not in the store {self.root}; run with "
+                f"--cache {note.get('registry')}/{note.get('repository')}")
+        self.remote.fetch(self, digest, note)
+
+    def check_available(self, digest: str, size: int) -> None:
+        """`check_blob_size`, where a blob noted as remote (same size) also passes."""
+        if not self.has_blob(digest):
+            note = self.remote_note(digest)
+            if note is not None and note.get("size") == size:
+                return
+        self.check_blob_size(digest, size)
 
     def check_blob_size(self, digest: str, size: int) -> None:
         """Cheap corruption check used on every cache hit: existence and length."""

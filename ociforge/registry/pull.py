@@ -107,6 +107,10 @@ class Puller:
         report.seconds = time.monotonic() - started
         return report
 
+    def fetch_blob(self, repo: str, blob: Descriptor) -> int:
+        """One blob of `repo` into the store, verified; the bytes received."""
+        return self._fetch(repo, blob)
+
     def _fetch(self, repo: str, blob: Descriptor) -> int:
         """Download one blob into the store, resuming with a Range request after a drop
         (each attempt asks for what the writer lacks; `retrying` decides when to stop)."""

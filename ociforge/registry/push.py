@@ -84,7 +84,7 @@ class Pusher:
         trees = {r.name: walk(self.store, r.manifest) for r in requests}
         for tree in trees.values():
             for blob in tree.blobs:
-                self.store.check_blob_size(blob.digest, blob.size)
+                self.store.check_available(blob.digest, blob.size)
         scopes = self._scopes(requests, trees)
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
@@ -226,7 +226,8 @@ class Pusher:
                 return "mounted"
             if location:
                 break
-        upload = BlobUpload(client, repo, scopes, self.store.blob_path(blob.digest),
+        # Not mountable: the bytes are needed (a blob left in the layer cache comes now).
+        upload = BlobUpload(client, repo, scopes, self.store.require_blob(blob.digest),
                             blob.digest, blob.size, self.chunk_size, self.counter,
                             progress=lambda done: self.progress(label, done, blob.size))
         with self._stats_lock:

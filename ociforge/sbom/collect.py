@@ -50,9 +50,15 @@ def collect(store: Store, name: str) -> Inventory:
     return inv
 
 
+def scan_want(rec: LayerRecord) -> Want | None:
+    """What an SBOM reads from this layer's tar (None: the record says it all)."""
+    kinds = rec.source_kind.split("+")
+    want = Want(jars=bool(OPAQUE_KINDS & set(kinds)), files="files" in kinds)
+    return want if want.jars or want.files else None
+
+
 def _add_layer(store: Store, inv: Inventory, stored: StoredLayer, rec: LayerRecord) -> None:
     layer = rec.name
-    kinds = rec.source_kind.split("+")
     containers: list[str] = []
     files_prov: list[dict[str, Any]] = []
     for kind, prov in rec.sources():
@@ -65,8 +71,8 @@ def _add_layer(store: Store, inv: Inventory, stored: StoredLayer, rec: LayerReco
         inv.components += found
         if kind in OPAQUE_KINDS and found:
             containers.append(found[0].key)
-    want = Want(jars=bool(OPAQUE_KINDS & set(kinds)), files="files" in kinds)
-    if not (want.jars or want.files):
+    want = scan_want(rec)
+    if want is None:
         return
     scan = scan_layer(store, stored, want)
     parent = containers[0] if len(containers) == 1 else None

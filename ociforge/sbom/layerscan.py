@@ -16,6 +16,7 @@ import json
 import tarfile
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..digests import digest_hex
@@ -42,11 +43,17 @@ class Want:
                        if on)
 
 
+def scan_path(store: Store, diff_id: str, want: Want) -> Path:
+    """Where the scan of layer `diff_id` for `want` is cached (a layer cache in a
+    registry carries this file, so an SBOM needs no layer bytes on another machine)."""
+    return store.meta_dir / "sbom" / f"{digest_hex(diff_id)}-{want.tag()}.json"
+
+
 def scan_layer(store: Store, layer: StoredLayer, want: Want) -> dict[str, Any]:
     """{"jars": [...], "files": [...], "dpkg_status": str | None} of one layer (the
     result is cached in `store` by diff_id)."""
     diff_id = layer.diff_id
-    cache = store.meta_dir / "sbom" / f"{digest_hex(diff_id)}-{want.tag()}.json"
+    cache = scan_path(store, diff_id, want)
     with contextlib.suppress(OSError, ValueError):
         cached = json.loads(cache.read_bytes())
         if cached.get("v") == SCAN_VERSION and cached.get("diff_id") == diff_id:
