@@ -25,7 +25,8 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     """Split the layers of images NAME… (or --all) into build jobs: each distinct layer
     in exactly one job, a layer built on other images together with theirs, largest
     first (sizes from this store's layer records); then one publish stage that only
-    stitches manifests. Each job runs `ociforge layers build LAYER…`."""
+    stitches manifests. Each job runs `ociforge layers build LAYER…` (with the run's
+    `--cache`, which makes the layers every other job's and the publish stage's)."""
     from .plan import known_sizes, make_plan
 
     if not names and not all_:
@@ -39,10 +40,12 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     if app.json:
         app.emit(result.to_json())
         return
+    cache = f"--cache {app.cache_repo} " if app.cache_repo else ""
     for job in result.jobs:
         click.echo(f"job {job.index}  {human_size(job.size):>10}  "
-                   f"ociforge layers build {' '.join(job.layers)}")
-    click.echo(f"publish     {len(result.images)} images (stitching only)")
+                   f"ociforge {cache}layers build {' '.join(job.layers)}")
+    click.echo(f"publish     {len(result.images)} images (stitching only)"
+               + (f": ociforge {cache}push --all --to REGISTRY/REPO" if cache else ""))
     if result.unknown and not app.quiet:
         click.echo(f"no size on record under these names in this store: "
                    f"{', '.join(result.unknown)}", err=True)

@@ -116,7 +116,9 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
     loads = [0] * min(jobs, len(weighted))
     members: list[list[str]] = [[] for _ in loads]
     for group in weighted:
-        i = min(range(len(loads)), key=lambda k: (loads[k], k))
+        # Equal loads (layers of unknown size weigh 0): the job with fewer layers, so
+        # a plan made on an empty store still spreads the work.
+        i = min(range(len(loads)), key=lambda k: (loads[k], len(members[k]), k))
         loads[i] += sum(sizes.get(ln, 0) for ln in group)
         members[i].extend(group)
     position = {ln: i for i, ln in enumerate(order)}

@@ -368,7 +368,10 @@ class Store:
         self.check_blob_size(digest, size)
 
     def check_blob_size(self, digest: str, size: int) -> None:
-        """Cheap corruption check used on every cache hit: existence and length."""
+        """Cheap corruption check used on every cache hit: existence and length (a
+        blob noted as remote is fetched first: the caller is about to read it)."""
+        if not os.path.lexists(self.blob_path(digest)):
+            self.materialise(digest)
         try:
             st = self.blob_path(digest).stat()
         except FileNotFoundError:

@@ -20,6 +20,7 @@ if [ ! -s "$cache/busybox-static.deb" ]; then
 fi
 # The S3 server of the workload tests (tests/test_workloads.py), from the Go module proxy.
 bash scripts/build-s3-server.sh
+bash scripts/build-go-tools.sh
 # Kubernetes' Pod Security admission checks (tests/test_k8s_templates.py), same way.
 bash scripts/build-psa-check.sh
 echo "test dependencies ready (cache: $cache)"

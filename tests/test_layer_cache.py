@@ -1,0 +1,252 @@
+"""The registry as a shared layer cache (`--cache`), against Debian's docker-registry
+behind a counting proxy on loopback: a fleet of runners with empty stores builds each
+layer once, a fifth runner publishes every image by stitching (no layer blob down or
+up), racing runners agree, a corrupt entry is rebuilt, read mode never writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, write
+from fault_proxy import FaultProxy
+from registry_images import random_file
+from registry_server import Registry
+
+pytestmark = pytest.mark.slow
+
+KiB = 1 << 10
+WRITES = ("PUT", "POST", "PATCH")
+
+
+def fleet_project(root: Path) -> Path:
+    """Five images over nine random-bytes layers, some shared (`base-*` by all)."""
+    layers = {"base-0": 300, "base-1": 200, "a-0": 150, "a-1": 100, "b-0": 250,
+              "c-0": 120, "c-1": 80, "d-0": 60, "e-0": 40}
+    for i, (name, kib) in enumerate(layers.items()):
+        random_file(root / "files" / f"{name}.bin", kib * KiB, 7000 + i)
+        write(root / "layers" / f"{name}.yaml", f"""\
+            source:
+              kind: files
+              files:
+                - {{src: files/{name}.bin, dest: /data/{name}.bin}}
+            """)
+    images = {"img-a": ["base-0", "base-1", "a-0", "a-1"], "img-b": ["base-0", "base-1", "b-0"],
+              "img-c": ["base-0", "c-0", "c-1"], "img-d": ["base-0", "base-1", "d-0", "a-0"],
+              "img-e": ["e-0"]}
+    write(root / "recipes" / "fleet.yaml", "images:\n" + "".join(
+        f"  {name}:\n    layers: {json.dumps(ls)}\n    config:\n      cmd: [\"/bin/true\"]\n"
+        for name, ls in images.items()))
+    return root
+
+
+def one_layer_project(root: Path, name: str, seed: int, kib: int = 64) -> Path:
+    random_file(root / "files" / f"{name}.bin", kib * KiB, seed)
+    write(root / "layers" / f"{name}.yaml", f"""\
+        source:
+          kind: files
+          files:
+            - {{src: files/{name}.bin, dest: /data/{name}.bin}}
+        """)
+    write(root / "recipes" / f"{name}.yaml", f"""\
+        images:
+          {name}:
+            layers: [{name}]
+            config:
+              cmd: ["/bin/true"]
+        """)
+    return root
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    p = FaultProxy(registry.port).start()
+    yield p
+    p.stop()
+
+
+def cached(proxy: FaultProxy, repo: str, *args: str | Path, store: Path, project: Path,
+           mode: str = "readwrite") -> tuple[int, str, str]:
+    r = run_cli("--cache", f"{proxy.host}/{repo}", "--cache-mode", mode, *args,
+                store=store, project=project)
+    return r.rc, r.out, r.err
+
+
+def cli_cmd(proxy: FaultProxy, repo: str, store: Path, project: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ociforge.cli", "--store", str(store), "--project",
+            str(project), "--cache", f"{proxy.host}/{repo}", *args]
+
+
+def layer_digests(store: Path) -> set[str]:
+    """Every layer blob digest the store's records name (local or noted remote)."""
+    out = set()
+    for path in (store / "ociforge" / "layers").glob("*.json"):
+        out |= {b["digest"] for b in json.loads(path.read_text())["blobs"].values()}
+    return out
+
+
+def blob_gets(proxy: FaultProxy, digests: set[str]) -> int:
+    return sum(1 for e in proxy.log if e.method == "GET" and "/blobs/sha256:" in e.path
+               and e.path.rsplit("/", 1)[-1] in digests)
+
+
+def uploaded(proxy: FaultProxy, digests: set[str]) -> set[str]:
+    return set(proxy.digest_of_upload.values()) & digests
+
+
+def cache_tags(proxy: FaultProxy, repo: str) -> list[str]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{proxy.host}/v2/{repo}/tags/list") as resp:
+        return [t for t in json.load(resp)["tags"] or [] if t.startswith("layer-")]
+
+
+def fsck_clean(store: Path) -> None:
+    r = run_cli("store", "fsck", "--no-repair", "--json", store=store)
+    assert r.rc == 0, r.err
+    report = r.json()
+    assert not report["corrupt"] and not report["dropped_records"], report
+    assert not report["dangling_tags"], report
+
+
+def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
+                                                           tmp_path: Path) -> None:
+    project = fleet_project(tmp_path / "proj")
+    r = run_cli("plan", "--all", "--jobs", "4", "--json", store=tmp_path / "planner",
+                project=project)
+    assert r.rc == 0, r.err
+    jobs = [j["layers"] for j in r.json()["jobs"]]
+    all_layers = {ln for j in jobs for ln in j}
+    assert len(jobs) == 4 and len(all_layers) == 9
+    # Four runners at once, each its own empty store, one cache repository.
+    procs = [subprocess.Popen(cli_cmd(proxy, "ci/cache", tmp_path / f"runner{i}", project,
+                                      "layers", "build", *layers, "--json"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, layers in enumerate(jobs)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    built = [d["name"] for out, _ in outs for d in json.loads(out) if d["built"]]
+    assert sorted(built) == sorted(all_layers), "a layer was built twice, or not at all"
+    assert len(cache_tags(proxy, "ci/cache")) == 9
+
+    # The publisher: an empty store, a warm cache. Nothing built, no layer blob moved.
+    layers = set().union(*(layer_digests(tmp_path / f"runner{i}") for i in range(4)))
+    proxy.log.clear()
+    before = set(proxy.digest_of_upload.values())
+    pub = tmp_path / "publisher"
+    r = run_cli("--cache", f"{proxy.host}/ci/cache", "push", "--all", "--to",
+                f"{proxy.host}/ci/published", "--json", store=pub, project=project)
+    assert r.rc == 0, r.err
+    report = r.json()
+    assert len(report["images"]) == 5
+    assert report["blobs"]["pushed"] == 5  # the five configs; every layer was mounted
+    assert report["blobs"]["mounted"] == 9
+    assert blob_gets(proxy, layers) == 0, "the publisher downloaded a layer blob"
+    assert not uploaded(proxy, layers) - before, "the publisher uploaded a layer blob"
+    assert not {"sha256:" + p.name for p in (pub / "blobs" / "sha256").iterdir()} & layers
+    attached = {a["name"]: a for a in report["attached"]}
+    assert all("skipped" not in a for a in attached.values()), attached
+    fsck_clean(pub)
+
+    # A pulled image checks out: digests verified by the pull, the files are the project's.
+    dest = tmp_path / "pulled"
+    r = run_cli("pull", f"{proxy.host}/ci/published:img-a", "--name", "img-a", "--json",
+                store=dest)
+    assert r.rc == 0, r.err
+    fsck_clean(dest)
+    manifest = json.loads((dest / "blobs" / "sha256" /
+                           r.json()["digest"].split(":")[1]).read_text())
+    found = {}
+    for layer in manifest["layers"]:
+        with tarfile.open(dest / "blobs" / "sha256" / layer["digest"].split(":")[1]) as tar:
+            for m in tar.getmembers():
+                if m.isfile():
+                    found[m.name] = tar.extractfile(m).read()  # type: ignore[union-attr]
+    for name in ("base-0", "base-1", "a-0", "a-1"):
+        assert found[f"data/{name}.bin"] == (project / "files" / f"{name}.bin").read_bytes()
+    # The same manifest as a runner that builds the image itself.
+    r = run_cli("assemble", "img-a", "--json", store=tmp_path / "local", project=project)
+    assert r.rc == 0, r.err
+    assert r.json()["images"][0]["manifest_digest"] == manifest_digest_of(dest, "img-a")
+
+
+def manifest_digest_of(store: Path, name: str) -> str:
+    index = json.loads((store / "index.json").read_text())
+    return next(m["digest"] for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == name)
+
+
+def test_two_runners_racing_on_one_layer(proxy: FaultProxy, tmp_path: Path) -> None:
+    project = one_layer_project(tmp_path / "proj", "race", seed=11, kib=2048)
+    procs = [subprocess.Popen(cli_cmd(proxy, "race/cache", tmp_path / f"s{i}", project,
+                                      "assemble", "race", "--json"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    digests = {json.loads(o)["images"][0]["manifest_digest"] for o, _ in outs}
+    assert len(digests) == 1
+    assert len(cache_tags(proxy, "race/cache")) == 1
+    for i in range(2):
+        fsck_clean(tmp_path / f"s{i}")
+
+
+def test_corrupt_entry_is_rebuilt_with_a_warning(registry: Registry, proxy: FaultProxy,
+                                                 tmp_path: Path) -> None:
+    project = one_layer_project(tmp_path / "proj", "bad", seed=21)
+    one_layer_project(project, "short", seed=22)
+    rc, out, err = cached(proxy, "bad/cache", "assemble", "bad", "short", "--json",
+                          store=tmp_path / "writer", project=project)
+    assert rc == 0, err
+    keys = {r["name"]: r["input_key"] for r in json.loads(run_cli(
+        "layers", "ls", "--json", store=tmp_path / "writer").out)}
+    blobs = {ln: json.loads(out)["images"][i]["layers"][0]["digest"]
+             for i, ln in enumerate(["bad", "short"])}
+    storage = registry.base / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+
+    def data_file(digest: str) -> Path:
+        hex_ = digest.split(":")[1]
+        return storage / hex_[:2] / hex_ / "data"
+
+    # `bad`: same size, bytes flipped (found when the bytes are fetched);
+    # `short`: truncated (found by the lookup, before anything is taken).
+    raw = bytearray(data_file(blobs["bad"]).read_bytes())
+    raw[100] ^= 0xFF
+    data_file(blobs["bad"]).write_bytes(bytes(raw))
+    data_file(blobs["short"]).write_bytes(data_file(blobs["short"]).read_bytes()[:-10])
+
+    reader = tmp_path / "reader"
+    rc, out, err = cached(proxy, "bad/cache", "assemble", "bad", "short", "--archive",
+                          tmp_path / "out.tar", "--json", store=reader, project=project)
+    assert rc == 0, err
+    assert keys["bad"] in err and "building the layer again" in err
+    assert keys["short"] in err and "ignored" in err
+    assert sorted(json.loads(out)["layers"]["built"]) == ["bad", "short"]
+    # The archive holds the right bytes (its layers re-hash), the store is clean.
+    fsck_clean(reader)
+    assert json.loads(out)["images"][0]["layers"][0]["digest"] == blobs["bad"]
+
+
+def test_read_mode_never_writes(proxy: FaultProxy, tmp_path: Path) -> None:
+    project = one_layer_project(tmp_path / "proj", "ro", seed=31)
+    rc, out, err = cached(proxy, "ro/cache", "assemble", "ro", "--json",
+                          store=tmp_path / "s1", project=project, mode="read")
+    assert rc == 0, err
+    assert json.loads(out)["layers"]["built"] == ["ro"]
+    assert sum(proxy.count(m) for m in WRITES) == 0
+    # A readwrite runner fills the cache; a read-mode one then takes the layer.
+    rc, _, err = cached(proxy, "ro/cache", "assemble", "ro", store=tmp_path / "s2",
+                        project=project)
+    assert rc == 0, err
+    proxy.log.clear()
+    rc, out, err = cached(proxy, "ro/cache", "assemble", "ro", "--json",
+                          store=tmp_path / "s3", project=project, mode="read")
+    assert rc == 0, err
+    assert json.loads(out)["layers"]["remote"] == ["ro"]
+    assert sum(proxy.count(m) for m in WRITES) == 0
