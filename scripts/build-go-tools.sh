@@ -2,12 +2,13 @@
 # Go tools the layer-cache and CI-workflow tests use, built from the Go module proxy at
 # pinned releases into the test cache (GOBIN, GOMODCACHE and GOCACHE there, as
 # build-s3-server.sh does, so CI reuses the build):
-#   registry    go-containerregistry's registry: implements the OCI 1.1 referrers API
-#               (Debian's docker-registry, distribution 2.8, does not)
+#   referrers-registry  tools/referrers-registry: go-containerregistry's registry with
+#               its OCI 1.1 referrers API on (Debian's docker-registry, distribution 2.8,
+#               has none; zot is not served by the Go module proxy)
 #   actionlint  checks the GitHub Actions workflow of docs/ci.md
 # Networked: run by scripts/install-test-deps.sh, never by the tests.
 set -euo pipefail
-GGCR_VERSION=v0.22.1
+GGCR_VERSION=v0.22.1  # keep in step with tools/referrers-registry/go.mod
 ACTIONLINT_VERSION=v1.7.12
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 go_dir="$cache/go"
@@ -28,5 +29,15 @@ build() {  # name module version
   echo "$3" >"$bin.version"
   echo "$1 $3: $bin"
 }
-build registry github.com/google/go-containerregistry/cmd/registry "$GGCR_VERSION"
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin="$go_dir/bin/referrers-registry"
+stamp="$GGCR_VERSION $(sha256sum "$here/tools/referrers-registry/main.go" | cut -c1-16)"
+if [ -x "$bin" ] && [ "$(cat "$bin.version" 2>/dev/null)" = "$stamp" ]; then
+  echo "referrers-registry ($stamp): $bin"
+else
+  (cd "$here/tools/referrers-registry" && GOMODCACHE="$go_dir/mod" GOCACHE="$go_dir/build" \
+    GOFLAGS="-modcacherw -buildvcs=false" "$GO" build -o "$bin" .)
+  echo "$stamp" >"$bin.version"
+  echo "referrers-registry ($stamp): $bin"
+fi
 build actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"

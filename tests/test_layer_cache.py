@@ -6,18 +6,21 @@ up), racing runners agree, a corrupt entry is rebuilt, read mode never writes.""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write
+from conftest import TEST_CACHE, run_cli, write
 from fault_proxy import FaultProxy
 from registry_images import random_file
-from registry_server import Registry
+from registry_server import Registry, free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -101,8 +104,6 @@ def uploaded(proxy: FaultProxy, digests: set[str]) -> set[str]:
 
 
 def cache_tags(proxy: FaultProxy, repo: str) -> list[str]:
-    import urllib.request
-
     with urllib.request.urlopen(f"http://{proxy.host}/v2/{repo}/tags/list") as resp:
         return [t for t in json.load(resp)["tags"] or [] if t.startswith("layer-")]
 
@@ -250,3 +251,76 @@ def test_read_mode_never_writes(proxy: FaultProxy, tmp_path: Path) -> None:
     assert rc == 0, err
     assert json.loads(out)["layers"]["remote"] == ["ro"]
     assert sum(proxy.count(m) for m in WRITES) == 0
+
+
+# -- a registry with the OCI 1.1 referrers API -----------------------------------------
+# zot is not served by the Go module proxy these machines reach; go-containerregistry's
+# registry with its referrers API on (tools/referrers-registry, built by
+# scripts/build-go-tools.sh) is used instead.
+
+GGCR_REGISTRY = TEST_CACHE / "go" / "bin" / "referrers-registry"
+
+
+@pytest.fixture(scope="module")
+def referrers_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not GGCR_REGISTRY.exists():
+        pytest.fail(f"{GGCR_REGISTRY} is missing: run scripts/build-go-tools.sh "
+                    "(it builds tools/referrers-registry from the Go module proxy)")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("ggcr") / "registry.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([str(GGCR_REGISTRY), "-port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    stop_process(proc)
+    log.close()
+
+
+def test_referrers_registry_cache_publish_and_sbom(referrers_registry: str,
+                                                   tmp_path: Path) -> None:
+    """The fleet's path on a registry with the referrers API: a runner fills the cache,
+    an empty store publishes by mounting, and the SBOM is found through the API."""
+    host = referrers_registry
+    project = fleet_project(tmp_path / "proj")
+    r = run_cli("--cache", f"{host}/ci/cache", "layers", "build", "base-0", "base-1", "b-0",
+                store=tmp_path / "runner", project=project)
+    assert r.rc == 0, r.err
+    r = run_cli("--cache", f"{host}/ci/cache", "push", "img-b", "--to", f"{host}/ci/pub",
+                "--json", store=tmp_path / "publisher", project=project)
+    assert r.rc == 0, r.err
+    report = r.json()
+    # The config only; the layers are mounted, or present (this registry keeps blobs
+    # for all repositories at once).
+    blobs = report["blobs"]
+    assert blobs["pushed"] == 1 and blobs["mounted"] + blobs["present"] == 3, report
+    assert report["bytes_uploaded"] < 4096
+    (attached,) = report["attached"]
+    # This registry lists referrers but sends no OCI-Subject header, so the client
+    # also keeps the fallback tag; what matters is that the API itself lists the SBOM.
+    assert attached["state"] == "pushed", attached
+    digest = report["images"][0]["digest"]
+    with urllib.request.urlopen(f"http://{host}/v2/ci/pub/referrers/{digest}") as resp:
+        index = json.load(resp)
+    assert [m["digest"] for m in index["manifests"]] == [attached["digest"]]
+    # (this registry lists the config's media type as artifactType: read the manifest)
+    req = urllib.request.Request(f"http://{host}/v2/ci/pub/manifests/{attached['digest']}",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    with urllib.request.urlopen(req) as resp:
+        artifact = json.load(resp)
+    assert artifact["artifactType"] == "application/spdx+json"
+    assert artifact["subject"]["digest"] == digest
+    with urllib.request.urlopen(f"http://{host}/v2/ci/pub/blobs/"
+                                f"{artifact['layers'][0]['digest']}") as resp:
+        assert b"/data/b-0.bin" in resp.read()
+    # The SBOM lists the layers' files without the publisher having read a layer.
+    r = run_cli("sbom", "img-b", "--json", store=tmp_path / "publisher")
+    assert r.rc == 0, r.err
+    assert "/data/b-0.bin" in r.out
+    held = {"sha256:" + p.name for p in (tmp_path / "publisher" / "blobs" / "sha256").iterdir()}
+    assert not layer_digests(tmp_path / "publisher") & held
