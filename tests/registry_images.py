@@ -67,6 +67,48 @@ def random_layers_project(root: Path, name: str, sizes: list[int], seed: int) ->
     return root
 
 
+KiB = 1 << 10
+
+
+def fleet_project(root: Path) -> Path:
+    """Five images over nine random-bytes layers, some shared (`base-*` by all)."""
+    layers = {"base-0": 300, "base-1": 200, "a-0": 150, "a-1": 100, "b-0": 250,
+              "c-0": 120, "c-1": 80, "d-0": 60, "e-0": 40}
+    for i, (name, kib) in enumerate(layers.items()):
+        random_file(root / "files" / f"{name}.bin", kib * KiB, 7000 + i)
+        write(root / "layers" / f"{name}.yaml", f"""\
+            source:
+              kind: files
+              files:
+                - {{src: files/{name}.bin, dest: /data/{name}.bin}}
+            """)
+    images = {"img-a": ["base-0", "base-1", "a-0", "a-1"], "img-b": ["base-0", "base-1", "b-0"],
+              "img-c": ["base-0", "c-0", "c-1"], "img-d": ["base-0", "base-1", "d-0", "a-0"],
+              "img-e": ["e-0"]}
+    write(root / "recipes" / "fleet.yaml", "images:\n" + "".join(
+        f"  {name}:\n    layers: {json.dumps(ls)}\n    config:\n      cmd: [\"/bin/true\"]\n"
+        for name, ls in images.items()))
+    return root
+
+
+def one_layer_project(root: Path, name: str, seed: int, kib: int = 64) -> Path:
+    random_file(root / "files" / f"{name}.bin", kib * KiB, seed)
+    write(root / "layers" / f"{name}.yaml", f"""\
+        source:
+          kind: files
+          files:
+            - {{src: files/{name}.bin, dest: /data/{name}.bin}}
+        """)
+    write(root / "recipes" / f"{name}.yaml", f"""\
+        images:
+          {name}:
+            layers: [{name}]
+            config:
+              cmd: ["/bin/true"]
+        """)
+    return root
+
+
 def assemble(project: Path, store: Path, *names: str, compression: str = "gzip") -> None:
     r = run_cli("assemble", *names, "--compression", compression, store=store,
                 project=project)
