@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .digests import digest_hex
 from .errors import OciforgeError, StoreCorruptError
 from .oci import Descriptor, walk
 from .records import LayerRecord
@@ -173,7 +174,18 @@ def gc(store: Store, prune_layers: bool = False, dry_run: bool = False) -> GcRep
                 remove_path(p)
         if not dry_run:
             _drop_stale_scans(store, plan.records)
+            _drop_stale_notes(store, plan.records)
     return report
+
+
+def _drop_stale_notes(store: Store, records: list[LayerRecord]) -> None:
+    """Notes of blobs left in a layer cache (`ociforge/remote/`) that no kept record
+    names: nothing will ask for them."""
+    live = {digest_hex(b.digest) for r in records for b in r.blobs.values()}
+    if store.remote_dir.is_dir():
+        for path in store.remote_dir.glob("*.json"):
+            if path.stem not in live:
+                path.unlink(missing_ok=True)
 
 
 def _plan(store: Store, prune_layers: bool) -> _GcPlan:

@@ -62,3 +62,15 @@ def test_plan_output_has_what_the_workflows_read(tmp_path: Path) -> None:
     plan = r.json()
     assert all({"job", "layers"} <= set(j) for j in plan["jobs"])
     assert sorted(plan["publish"]) == ["img-a", "img-b", "img-c", "img-d", "img-e"]
+
+
+def test_plan_commands_carry_the_cache(tmp_path: Path) -> None:
+    """`ociforge --cache R plan` prints job commands a runner can paste: with `--cache`."""
+    project = fleet_project(tmp_path / "proj")
+    r = run_cli("--cache", "127.0.0.1:5000/ci/cache", "plan", "--all", "--jobs", "2",
+                store=tmp_path / "s", project=project)
+    assert r.rc == 0, r.err
+    jobs = [ln for ln in r.out.splitlines() if ln.startswith("job ")]
+    assert len(jobs) == 2
+    assert all("ociforge --cache 127.0.0.1:5000/ci/cache layers build " in j for j in jobs)
+    assert "ociforge --cache 127.0.0.1:5000/ci/cache push --all" in r.out

@@ -211,6 +211,19 @@ def test_read_mode_never_writes(proxy: FaultProxy, tmp_path: Path) -> None:
     assert rc == 0, err
     assert json.loads(out)["layers"]["remote"] == ["ro"]
     assert sum(proxy.count(m) for m in WRITES) == 0
+    s3 = tmp_path / "s3"
+    (blob,) = layer_digests(s3)
+    assert not (s3 / "blobs" / "sha256" / blob.split(":")[1]).exists()  # left in the cache
+    # Later, without --cache: the store remembers where the blob is and fetches it
+    # when an output needs its bytes; gc keeps the note while a record names the blob.
+    r = run_cli("store", "gc", store=s3)
+    assert r.rc == 0, r.err
+    r = run_cli("assemble", "ro", "--archive", tmp_path / "ro.tar", store=s3, project=project)
+    assert r.rc == 0, r.err
+    assert (s3 / "blobs" / "sha256" / blob.split(":")[1]).exists()
+    assert blob_gets(proxy, {blob}) == 1
+    assert sum(proxy.count(m) for m in WRITES) == 0
+    fsck_clean(s3)
 
 
 # -- a registry with the OCI 1.1 referrers API -----------------------------------------
