@@ -13,7 +13,8 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -74,6 +75,7 @@ class LayerBuilder:
         self.ctx = ctx
         self.progress = progress
         self.remote = remote
+        self._prefetched: dict[str, LayerRecord] = {}
         self.stats = BuildStats()
 
     def _usable(self, rec: LayerRecord | None, compression: str) -> bool:
@@ -118,8 +120,21 @@ class LayerBuilder:
         with today's parameters (its blobs stay remote until read)."""
         if self.remote is None:
             return None
-        rec = self.remote.lookup(key)
+        # A miss is asked again: another runner may have pushed the layer meanwhile.
+        rec = self._prefetched.pop(key, None) or self.remote.lookup(key)
         return rec if rec is not None and rec.has_params_for(compression) else None
+
+    def prefetch(self, keys: Iterable[str], compression: str) -> None:
+        """Look up in the remote cache, at once, every key of `keys` this store cannot
+        serve: a stitching run makes one round trip's wait, not one per layer."""
+        if self.remote is None:
+            return
+        todo = [k for k in dict.fromkeys(keys)
+                if k not in self._prefetched and self._lookup(k, compression) is None]
+        if len(todo) > 1:
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cache") as pool:
+                found = zip(todo, pool.map(self.remote.lookup, todo), strict=True)
+                self._prefetched.update((k, rec) for k, rec in found if rec is not None)
 
     def rebuild_blob(self, name: str, layer: LayerDef, key: str, compression: str) -> None:
         """Build a layer again to get its blob's bytes (the remote copy was bad); the

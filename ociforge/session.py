@@ -178,6 +178,7 @@ class BuildSession:
     def build_layers(self, layers: Iterable[str], compression: str) -> list[LayerRecord]:
         """Store these layers (building what is not cached) without assembling."""
         keys = self.keys(layers)
+        self.builder.prefetch(keys.values(), compression)
         return [self.builder.ensure(n, self.project.layer(n), key, compression)
                 for n, key in keys.items()]
 
@@ -186,6 +187,9 @@ class BuildSession:
         """Build missing layers, write config + manifest, tag each image in the store."""
         images = [self.project.resolve(n) for n in names]
         keys = self.keys(ln for image in images for ln in image.layers)
+        for chosen in dict.fromkeys(compression or image.compression for image in images):
+            self.builder.prefetch((keys[ln] for image in images for ln in image.layers
+                                   if (compression or image.compression) == chosen), chosen)
         out = []
         for image in images:
             chosen = compression or image.compression

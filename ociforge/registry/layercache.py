@@ -79,6 +79,7 @@ class RegistryLayerCache:
         self.locations = BlobLocations(store)
         self.hits = 0
         self.puts = 0
+        self._bad: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -87,9 +88,12 @@ class RegistryLayerCache:
     # -- lookup --------------------------------------------------------------------
 
     def lookup(self, key: str) -> LayerRecord | None:
+        if key in self._bad:
+            return None  # warned about once
         try:
             found = self._entry(key)
         except BadEntry as e:
+            self._bad.add(key)
             self.warn(f"layer cache {self.where}: entry {cache_tag(key)} (key {key}) "
                       f"ignored: {e}; building the layer")
             return None
