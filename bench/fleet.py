@@ -16,7 +16,8 @@ about --size-mb in all, some layers shared by several images. Same registry bina
 (b) Publish every image to an empty repository of the same registry: `push --all
     --to` from an empty store with the fleet's warm cache (manifests, configs and
     SBOMs; layers mounted) vs `skopeo copy oci:LAYOUT:latest docker://…` of each
-    image from an OCI layout of it (one process per image, one after another). Goal: ≤ 0.1× skopeo's time.
+    image from an OCI layout of it (one process per image, one after another).
+    Goal: ≤ 0.1× skopeo's time.
 Writes bench/results/fleet.json.
 """
 
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from push import Registry, ociforge  # noqa: E402
+from push import Registry, ociforge
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results" / "fleet.json"

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_CACHE, run_cli
+from conftest import TEST_CACHE, make_hello_project, run_cli
 from fault_proxy import FaultProxy
 from registry_images import fleet_project, one_layer_project
 from registry_server import Registry, free_port, stop_process
@@ -297,3 +298,66 @@ def test_referrers_registry_cache_publish_and_sbom(referrers_registry: str,
     assert "/data/b-0.bin" in r.out
     held = {"sha256:" + p.name for p in (tmp_path / "publisher" / "blobs" / "sha256").iterdir()}
     assert not layer_digests(tmp_path / "publisher") & held
+
+
+def test_entry_of_another_key_is_ignored(proxy: FaultProxy, tmp_path: Path) -> None:
+    """An entry whose record is not the key's (a tag copied over, a writer's mistake)
+    is not used: warning naming the key, the layer built."""
+    project = one_layer_project(tmp_path / "proj", "one", seed=41)
+    one_layer_project(project, "two", seed=42)
+    rc, _, err = cached(proxy, "swap/cache", "assemble", "one", "two",
+                        store=tmp_path / "writer", project=project)
+    assert rc == 0, err
+    keys = {r["name"]: r["input_key"] for r in json.loads(run_cli(
+        "layers", "ls", "--json", store=tmp_path / "writer").out)}
+    # Point `two`'s tag at `one`'s entry.
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    tag = "layer-" + keys["one"].split(":")[1]
+    req = urllib.request.Request(f"http://{proxy.host}/v2/swap/cache/manifests/{tag}",
+                                 headers=accept)
+    with urllib.request.urlopen(req) as resp:
+        body = resp.read()
+    put = urllib.request.Request(
+        f"http://{proxy.host}/v2/swap/cache/manifests/layer-{keys['two'].split(':')[1]}",
+        data=body, method="PUT",
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    urllib.request.urlopen(put).close()
+    rc, out, err = cached(proxy, "swap/cache", "assemble", "one", "two", "--json",
+                          store=tmp_path / "reader", project=project)
+    assert rc == 0, err
+    assert keys["two"] in err and f"its record is for key {keys['one']}" in err
+    layers = json.loads(out)["layers"]
+    assert layers["built"] == ["two"] and layers["remote"] == ["one"]
+    assert err.count("ignored") == 1
+
+
+def test_checks_read_cached_layers_on_demand(proxy: FaultProxy, tmp_path: Path) -> None:
+    """`ociforge test` on a runner with an empty store: the layers come from the cache
+    (not built) and their bytes are fetched because the checks read them."""
+    (tmp_path / "proj").mkdir()
+    project = make_hello_project(tmp_path / "proj")
+    recipe = project / "recipes" / "hello.yaml"
+    recipe.write_text(recipe.read_text() + textwrap.dedent("""\
+        checks:
+          hello:
+            images: ["hello*"]
+            files:
+              - {path: /usr/local/bin/hello, mode: "0755", owner: "0:0"}
+              - {path: /etc/motd, contains: ["built by ociforge"]}
+        """))
+    rc, _, err = cached(proxy, "hello/cache", "assemble", "hello", store=tmp_path / "a",
+                        project=project)
+    assert rc == 0, err
+    proxy.log.clear()
+    rc, out, err = cached(proxy, "hello/cache", "test", "hello", "--no-runtime", "--json",
+                          "--report-dir", tmp_path / "reports", store=tmp_path / "b",
+                          project=project)
+    assert rc == 0, out + err
+    summary = json.loads(out)["summary"]
+    assert summary["failed"] == 0 and summary["passed"] >= 2, out
+    blobs = layer_digests(tmp_path / "b")
+    assert blob_gets(proxy, blobs) == len(blobs) == 2  # each layer fetched once
+    r = run_cli("layers", "ls", "--json", store=tmp_path / "b")
+    assert all(rec["input_key"] for rec in r.json())
+    assert sum(proxy.count(m) for m in WRITES) == 0  # nothing built, nothing to share
+    fsck_clean(tmp_path / "b")
