@@ -89,6 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=240)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     work = Path(os.environ.get("OCIFORGE_BENCH_TMP", "/tmp")) / f"fleet-bench-{os.getpid()}"
     project = make_project(work / "proj", args.size_mb)
@@ -145,8 +146,8 @@ def main() -> None:
         "stitch_over_skopeo": med["stitch"] / med["skopeo"],
         "fleet_registry_bytes": sent["fleet"],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     shutil.rmtree(work, ignore_errors=True)
 

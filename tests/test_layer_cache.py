@@ -329,6 +329,11 @@ def test_entry_of_another_key_is_ignored(proxy: FaultProxy, tmp_path: Path) -> N
     layers = json.loads(out)["layers"]
     assert layers["built"] == ["two"] and layers["remote"] == ["one"]
     assert err.count("ignored") == 1
+    # The reader (readwrite) wrote the entry over: the next runner takes both layers.
+    rc, out, err = cached(proxy, "swap/cache", "assemble", "one", "two", "--json",
+                          store=tmp_path / "third", project=project)
+    assert rc == 0 and not err, err
+    assert json.loads(out)["layers"]["remote"] == ["one", "two"]
 
 
 def test_checks_read_cached_layers_on_demand(proxy: FaultProxy, tmp_path: Path) -> None:

@@ -177,13 +177,16 @@ class RegistryLayerCache:
     # -- put -----------------------------------------------------------------------
 
     def put(self, record: LayerRecord) -> None:
-        """Write `record`'s entry (nothing in read mode, nothing if the key is there).
-        A failure is a warning: the build stands, only the sharing is lost."""
+        """Write `record`'s entry (nothing in read mode, nothing if the key is there
+        and was not found bad). A failure is a warning: the build stands, only the
+        sharing is lost."""
         if not self.write:
             return
         try:
-            if self.client.head_manifest(self.repo, cache_tag(record.input_key),
-                                         self.scopes) is not None:
+            # An entry found bad is written over (a tag pointing at another key's entry
+            # is mended; a blob damaged in the registry's storage needs its admin).
+            if record.input_key not in self._bad and self.client.head_manifest(
+                    self.repo, cache_tag(record.input_key), self.scopes) is not None:
                 return
             self._put(cache_record(record))
             self.puts += 1
