@@ -41,10 +41,12 @@ with_option = click.option(
                    "default $OCIFORGE_MAVEN_REPOS, then Maven Central).")
 @click.option("--cache", "cache_repo", envvar="OCIFORGE_CACHE_REPO", metavar="REGISTRY/REPO",
               help="Share layers through this registry repository: look a layer up "
-                   "there before building it, push it there after.")
+                   "there before building it, push it there after ($OCIFORGE_CACHE_REPO; "
+                   "docs/ci.md).")
 @click.option("--cache-mode", type=click.Choice(["read", "readwrite"]),
               envvar="OCIFORGE_CACHE_MODE", default="readwrite", show_default=True,
-              help="`read`: use the layer cache, never write to it (untrusted branches).")
+              help="`read`: use the layer cache, never write to it (untrusted branches; "
+                   "$OCIFORGE_CACHE_MODE).")
 @click.version_option(package_name="ociforge")
 @click.pass_context
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,

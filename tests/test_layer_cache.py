@@ -96,6 +96,12 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
     built = [d["name"] for out, _ in outs for d in json.loads(out) if d["built"]]
     assert sorted(built) == sorted(all_layers), "a layer was built twice, or not at all"
     assert len(cache_tags(proxy, "ci/cache")) == 9
+    # A second fleet (the next commit, nothing changed): every layer from the cache.
+    again = run_cli("--cache", f"{proxy.host}/ci/cache", "layers", "build", *sorted(all_layers),
+                    "--json", store=tmp_path / "again", project=project)
+    assert again.rc == 0, again.err
+    assert not [d for d in again.json() if d["built"]]
+    assert all(d["remote"] for d in again.json())
 
     # The publisher: an empty store, a warm cache. Nothing built, no layer blob moved.
     layers = set().union(*(layer_digests(tmp_path / f"runner{i}") for i in range(4)))
