@@ -12,12 +12,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urldefrag, urljoin
 
-from ..errors import FetchError, IntegrityError, NetworkError
+from pydantic import Field, model_validator
+
+from ..errors import FetchError, IntegrityError, LockError, NetworkError
 from ..fetch import fetch, obtain
 from ..net.redact import redact
+from ..spec import ProjectPath
 from ..tartree import Tree
 from .archive import ArchiveCaps, import_into
-from .base import BuildContext, PathMapSpec, Sha256, SourceBase
+from .base import BuildContext, LockResult, PathMapSpec, Sha256, SourceBase
+from .pypilock import FilePin, read_lock, write_lock
 
 if TYPE_CHECKING:
     import requests
@@ -81,33 +85,86 @@ def find_file_url(index_url: str, package: str, filename: str, session: requests
 
 
 class PypiSource(SourceBase, ArchiveCaps):
+    """The file's sha256 is given inline (`sha256:`) or kept in a lock file (`lock:`),
+    which `ociforge lock` fills from the index: the form a matrix template uses, so
+    that a new Spark version needs no hand-copied digest."""
+
     kind: Literal["pypi"]
     package: str
     version: str
     filename: str
-    sha256: Sha256
+    sha256: Sha256 | None = None
+    lock_file: ProjectPath | None = Field(None, alias="lock")
     paths: list[PathMapSpec] = []
     index_url: str | None = None
 
+    @model_validator(mode="after")
+    def _one_pin(self) -> PypiSource:
+        if (self.sha256 is None) == (self.lock_file is None):
+            raise ValueError("give either 'sha256' or 'lock' (a lock file `ociforge lock` "
+                             "fills)")
+        return self
+
+    def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
+        """Pin the file's sha256 as the index states it (`ociforge lock`)."""
+        if self.lock_file is None:
+            return []
+        path = ctx.project_path(self.lock_file)
+        before = read_lock(path)
+        if self.filename in before and not update:
+            return [LockResult(self.lock_file, 1, False)]
+        index = self.index_url or ctx.index_url
+        _, stated = find_file_url(index, self.package, self.filename, ctx.session, ctx.retry)
+        if not stated:
+            raise FetchError(f"{self.filename}: {redact(index)} states no sha256 for it; "
+                             "a lock needs the index's hash")
+        pin = FilePin(self.package, self.version, stated)
+        after = {**read_lock(path), self.filename: pin}  # re-read: other layers' pins
+        if after != before:
+            write_lock(path, after)
+        return [LockResult(self.lock_file, 1, before.get(self.filename) != pin)]
+
+    def check_lock(self, ctx: BuildContext) -> list[LockResult]:
+        if self.lock_file is None:
+            return []
+        self._pinned(ctx)
+        return [LockResult(self.lock_file, 1, False)]
+
+    def _pinned(self, ctx: BuildContext) -> str:
+        """The sha256 this source builds from: inline, or from the lock (never resolved)."""
+        if self.sha256 is not None:
+            return self.sha256
+        assert self.lock_file is not None
+        path = ctx.project_path(self.lock_file)
+        if not path.exists():
+            raise LockError(f"{self.lock_file} is missing")
+        pin = read_lock(path).get(self.filename)
+        if pin is None or (pin.package, pin.version) != (self.package, self.version):
+            raise LockError(f"{self.lock_file} has no pin for {self.filename} "
+                            f"({self.package}=={self.version})")
+        return pin.sha256
+
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
-        return {"kind": "pypi", "sha256": self.sha256, "paths": [p.key() for p in self.paths]}
+        return {"kind": "pypi", "sha256": self._pinned(ctx),
+                "paths": [p.key() for p in self.paths]}
 
     def populate(self, tree: Tree, ctx: BuildContext, workdir: Path) -> dict[str, Any]:
         index = self.index_url or ctx.index_url
-        pins = {"sha256": self.sha256}
+        sha256 = self._pinned(ctx)
+        pins = {"sha256": sha256}
 
         def download() -> Path:
             url, stated = find_file_url(index, self.package, self.filename, ctx.session,
                                         ctx.retry)
-            if stated and stated != self.sha256:
+            if stated and stated != sha256:
                 raise IntegrityError(f"sha256 mismatch for {self.filename}: pinned "
-                                     f"{self.sha256}, the index states {stated}",
+                                     f"{sha256}, the index states {stated}",
                                      subject=self.filename, algorithm="sha256",
-                                     expected=self.sha256, got=stated)
+                                     expected=sha256, got=stated)
             return fetch(url, pins, session=ctx.session, policy=ctx.retry)
 
         # The index is asked only when the cache has no good copy.
         path = obtain(pins, self.filename, download)
         prov = {"package": self.package, "version": self.version, "filename": self.filename,
-                "sha256": self.sha256, "index": redact(index)}
+                "sha256": sha256, "index": redact(index)}
         return import_into(tree, ctx, workdir, path, self.paths, False, prov, self.limits())
