@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 other failure; 2 usage; 3 invalid recipe; 4 integrity
 (digest mismatch, unsafe archive); 5 store corruption; 6 network; 7 build failure;
-8 registry authentication; 9 checks failed (`ociforge test`); 130 interrupted.
+8 registry authentication; 9 checks failed (`ociforge test`); 10 something is outdated
+(`ociforge outdated`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -459,6 +460,8 @@ from .cli_registry import register as _register_registry  # noqa: E402
 _register_registry(cli)
 from .cli_sbom import register as _register_sbom  # noqa: E402, I001
 _register_sbom(cli)
+from .cli_updates import register as _register_updates  # noqa: E402, I001
+_register_updates(cli)
 
 
 if __name__ == "__main__":

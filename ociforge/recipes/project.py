@@ -65,6 +65,8 @@ class Project:
         self._swaps: list[tuple[str, str]] = []
         # Matrix layer templates: (where, templates, the matrix's images, recipe file).
         self._templates: list[tuple[Where, dict[str, dict[str, Any]], list[str], Path]] = []
+        # The variables each templated layer was filled with (`outdated` reads them).
+        self.layer_vars: dict[str, dict[str, str]] = {}
         # Path fields resolve against the checkout, symlinks included, as they load.
         self._context = {PROJECT_ROOT: self.root}
 
@@ -146,6 +148,7 @@ class Project:
                     continue
                 made[name] = (layer, image)
                 self._add("layer", self.layers, name, layer, path)
+                self.layer_vars[name] = variables
 
     def _declare(self, name: str, image: ImageSpec, path: Path, where: Where) -> None:
         self._add("image", self._declared, name, _Declared(image, where), path)

@@ -7,6 +7,7 @@ the pyspark sdist carries the same jars as `spark-X-bin-hadoop3.tgz`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,22 +39,35 @@ def normalize_name(name: str) -> str:
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.links: list[tuple[str, str]] = []
+        self.links: list[tuple[str, str, bool]] = []  # (text, href, yanked)
         self._href: str | None = None
+        self._yanked = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
-            self._href = dict(attrs).get("href")
+            found = dict(attrs)
+            self._href = found.get("href")
+            self._yanked = "data-yanked" in found
 
     def handle_data(self, data: str) -> None:
         if self._href is not None:
-            self.links.append((data.strip(), self._href))
+            self.links.append((data.strip(), self._href, self._yanked))
             self._href = None
 
 
-def find_file_url(index_url: str, package: str, filename: str, session: requests.Session,
-                  policy: RetryPolicy) -> tuple[str, str | None]:
-    """(URL, sha256 the index states) of one distribution file, via the simple API."""
+@dataclass(frozen=True)
+class IndexFile:
+    """One distribution file as a simple-API project page lists it."""
+
+    filename: str
+    url: str
+    sha256: str | None
+    yanked: bool
+
+
+def list_files(index_url: str, package: str, session: requests.Session,
+               policy: RetryPolicy) -> list[IndexFile]:
+    """Every file of `package` on the index, via the simple API (JSON or HTML)."""
     from ..net.http import request
 
     page = f"{index_url.rstrip('/')}/{normalize_name(package)}/"
@@ -70,18 +84,38 @@ def find_file_url(index_url: str, package: str, filename: str, session: requests
         raise FetchError(f"GET {redact(page)}: HTTP {r.status_code}", url=page,
                          status=r.status_code)
     if r.headers.get("Content-Type", "").startswith(JSON_SIMPLE):
-        for f in r.json().get("files", []):
-            if f.get("filename") == filename:
-                return urljoin(page, f["url"]), f.get("hashes", {}).get("sha256")
-    else:
-        parser = _Links()
-        parser.feed(r.text)
-        for text, href in parser.links:
-            url, frag = urldefrag(urljoin(page, href))
-            if text == filename or url.rsplit("/", 1)[-1] == filename:
-                sha = frag.split("=", 1)[1] if frag.startswith("sha256=") else None
-                return url, sha
+        return [IndexFile(f["filename"], urljoin(page, f["url"]),
+                          f.get("hashes", {}).get("sha256"), bool(f.get("yanked")))
+                for f in r.json().get("files", []) if f.get("filename") and f.get("url")]
+    parser = _Links()
+    parser.feed(r.text)
+    out = []
+    for text, href, yanked in parser.links:
+        url, frag = urldefrag(urljoin(page, href))
+        sha = frag.split("=", 1)[1] if frag.startswith("sha256=") else None
+        out.append(IndexFile(text or url.rsplit("/", 1)[-1], url, sha, yanked))
+    return out
+
+
+def find_file_url(index_url: str, package: str, filename: str, session: requests.Session,
+                  policy: RetryPolicy) -> tuple[str, str | None]:
+    """(URL, sha256 the index states) of one distribution file, via the simple API."""
+    for f in list_files(index_url, package, session, policy):
+        if f.filename == filename or f.url.rsplit("/", 1)[-1] == filename:
+            return f.url, f.sha256
     raise FetchError(f"{filename} is not among the files of {package!r} on {redact(index_url)}")
+
+
+_DIST_VERSION = re.compile(r"^(?P<name>.+?)-(?P<version>\d[^-]*?)(?:\.tar\.gz|\.zip|\.tar\.bz2|"
+                           r"-.*\.whl)$")
+
+
+def file_version(package: str, filename: str) -> str | None:
+    """The version in a distribution file name of `package` (sdist or wheel), if any."""
+    m = _DIST_VERSION.match(filename)
+    if m is None or normalize_name(m.group("name")) != normalize_name(package):
+        return None
+    return m.group("version")
 
 
 class PypiSource(SourceBase, ArchiveCaps):
