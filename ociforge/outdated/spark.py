@@ -24,32 +24,38 @@ NEW_LINE = "a new line: one block of data in recipes/spark.yaml"
 
 
 class SparkProvider:
+    """Every `pypi` source's package (pyspark in the Spark matrix), line by line."""
+
     name = "spark"
 
-    def __init__(self, package: str = "pyspark") -> None:
-        self.package = package
+    def __init__(self) -> None:
         self._versions: dict[tuple[str, str], list[str]] = {}
 
     def check(self, project: Project, layers: list[str], ctx: BuildContext) -> Report:
         report = Report(checked={self.name: 0})
-        built: dict[str, tuple[str, str]] = {}   # version → (layer, index)
+        built: dict[str, dict[str, tuple[str, str]]] = {}  # package → version → (layer, index)
         for layer in layers:
             for src in project.layer(layer).all_sources():
-                if isinstance(src, PypiSource) and src.package == self.package:
-                    built[src.version] = (layer, src.index_url or ctx.index_url)
-        if not built:
-            return report
+                if isinstance(src, PypiSource):
+                    built.setdefault(src.package, {})[src.version] = (
+                        layer, src.index_url or ctx.index_url)
+        for package, versions in built.items():
+            self._package(package, versions, ctx, report)
+        return report
+
+    def _package(self, package: str, built: dict[str, tuple[str, str]], ctx: BuildContext,
+                 report: Report) -> None:
         newest_built = max(built, key=python_key)
-        index = built[newest_built][1]
+        layer, index = built[newest_built]
         try:
-            upstream = [v for v in index_versions(index, self.package, ctx, self._versions)
+            upstream = [v for v in index_versions(index, package, ctx, self._versions)
                         if not python_prerelease(v)]
         except FetchError as e:
             if e.status != 404:
                 raise
-            report.unchecked.append(Unchecked(self.name, built[newest_built][0],
-                                              f"{self.package} is not on the index"))
-            return report
+            report.unchecked.append(Unchecked(self.name, layer, f"{package} is not on the "
+                                                                "index"))
+            return
         lines: dict[tuple[int, ...], str] = {}
         for v in built:
             s = series(v)
@@ -60,15 +66,13 @@ class SparkProvider:
             _, compatible = newer(current, upstream, PYTHON)
             if compatible is not None:
                 report.findings.append(Finding(
-                    self.name, built[current][0], f"{self.package} {_dotted(s)}", current,
+                    self.name, built[current][0], f"{package} {_dotted(s)}", current,
                     compatible, compatible, f"add {compatible} to the matrix (one line)"))
         newest_line = max(lines)
         for s in sorted({series(v) for v in upstream if series(v) > newest_line}):
             top = max((v for v in upstream if series(v) == s), key=python_key)
-            report.findings.append(Finding(self.name, built[newest_built][0],
-                                           f"{self.package} {_dotted(s)}", newest_built, top,
-                                           None, NEW_LINE))
-        return report
+            report.findings.append(Finding(self.name, layer, f"{package} {_dotted(s)}",
+                                           newest_built, top, None, NEW_LINE))
 
 
 def _dotted(s: tuple[int, ...]) -> str:
