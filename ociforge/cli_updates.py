@@ -7,13 +7,15 @@ Kept apart from cli.py and attached with `register(cli)`, like the registry comm
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import click
 
-from .cli_common import App, output_options, pass_app
+from .cli_common import App, human_size, output_options, pass_app
 
 if TYPE_CHECKING:
+    from .imagediff import Diff
     from .recipes import Project
 
 OUTDATED_EXIT = 10  # something is newer upstream than a lock (not an error)
@@ -66,5 +68,57 @@ def outdated(app: App, names: tuple[str, ...], all_: bool) -> None:
         sys.exit(OUTDATED_EXIT)
 
 
+def _signed(n: int) -> str:
+    return ("+" if n >= 0 else "-") + human_size(abs(n))
+
+
+def diff_lines(d: Diff) -> list[str]:
+    """The human table of a diff: layers, then packages by group, then the size."""
+    lines = [f"A  {d.a['name']}  {d.a['digest'][:19]}  {human_size(d.a['size'])}",
+             f"B  {d.b['name']}  {d.b['digest'][:19]}  {human_size(d.b['size'])}"]
+    lines += [f"layer changed  {x.name}" + (f" -> {y.name}" if y.name != x.name else "")
+              + f"  {_signed(y.size - x.size)}" for x, y in d.changed]
+    lines += [f"layer added    {y.name}  +{human_size(y.size)}" for y in d.added]
+    lines += [f"layer removed  {x.name}  -{human_size(x.size)}" for x in d.removed]
+    for group, changes in d.packages.items():
+        lines += [f"{group:<8} {c['name']}  {c['old']} -> {c['new']}" for c in changes["changed"]]
+        lines += [f"{group:<8} + {c['name']} {c['version']}" for c in changes["added"]]
+        lines += [f"{group:<8} - {c['name']} {c['version']}" for c in changes["removed"]]
+    if d.undescribed:
+        lines.append("no provenance (packages not compared): " + ", ".join(d.undescribed))
+    counts = {g: sum(len(v) for v in c.values()) for g, c in d.packages.items()}
+    lines.append(f"{len(d.changed)} layers changed, {len(d.added)} added, {len(d.removed)} "
+                 f"removed, {d.unchanged} the same; packages: "
+                 + ", ".join(f"{g} {n}" for g, n in counts.items())
+                 + f"; size {_signed(d.size_delta)}")
+    return lines
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+@output_options
+@pass_app
+def diff(app: App, a: str, b: str) -> None:
+    """What differs from image A to image B: layers added, removed and changed (by the
+    names in the image history), and the Debian packages, Python distributions and jars
+    whose versions changed, with the size delta. A and B are names in the store, image
+    archives (.tar) or OCI layout directories (PATH#NAME picks one image); package
+    versions come from the provenance ociforge recorded when it built each layer."""
+    from .imagediff import diff_images
+    from .imagesource import open_image
+
+    store = app.store()
+    with ExitStack() as stack:
+        images = []
+        for arg in (a, b):
+            img, close = open_image(arg, store)
+            stack.callback(close)
+            images.append(img)
+        d = diff_images(store, images[0], images[1], a, b)
+    app.emit(d.to_json(), "\n".join(diff_lines(d)))
+
+
 def register(group: click.Group) -> None:
     group.add_command(outdated)
+    group.add_command(diff)

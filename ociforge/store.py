@@ -143,11 +143,13 @@ class BlobWriter:
 
 
 class VerifyingReader(io.RawIOBase):
-    """Reads a blob and raises at EOF if its bytes do not hash to its name."""
+    """Reads a blob and raises at EOF if its bytes do not hash to its name (a path,
+    or an open file: a member of an image archive)."""
 
-    def __init__(self, path: Path, digest: str) -> None:
+    def __init__(self, path: Path | IO[bytes], digest: str) -> None:
         super().__init__()
-        self._f = open(path, "rb", buffering=0)  # noqa: SIM115
+        self._f: Any = open(path, "rb", buffering=0) if isinstance(path, Path) \
+            else path  # noqa: SIM115
         self._digest = digest
         self._hash = hashlib.sha256()
         self._checked = False
