@@ -257,16 +257,23 @@ def inspect(app: App, name: str, raw: str | None) -> None:
 @cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("docs/images.md"), show_default=True)
+@click.option("--since", "since_", type=click.Path(path_type=Path, exists=True),
+              help="A release's image archive or OCI layout: add what changed since then "
+                   "(layers, package counts, size) per image.")
 @output_options
 @pass_app
-def catalog(app: App, output: Path) -> None:
+def catalog(app: App, output: Path, since_: Path | None) -> None:
     """Write the image catalog (images, layers, digests, sizes) as Markdown."""
-    from .catalog import collect, render
+    from .catalog import collect, render, since
 
     project = app.project()
-    rows, missing = collect(app.store(), project)
+    store = app.store()
+    rows, missing = collect(store, project)
+    text = render(rows, missing, project)
+    if since_ is not None:
+        text += "\n".join(since(store, rows, since_)) + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(rows, missing, project))
+    output.write_text(text)
     app.emit({"path": str(output), "images": [r.name for r in rows], "missing": missing},
              f"wrote {output}: {len(rows)} images" +
              (f" ({len(missing)} not assembled)" if missing else ""))

@@ -75,47 +75,62 @@ class ArchiveBlobs:
         self.tar.close()
 
 
-def _pick(where: str, manifests: list[dict[str, Any]], want: str | None) -> dict[str, Any]:
-    """The index entry named `want` (full reference, short name or tag), or the only one."""
-    def names(m: dict[str, Any]) -> list[str]:
-        ann = m.get("annotations", {})
-        full = str(ann.get(CONTAINERD_NAME, ""))
-        short = full.split("/", 1)[1] if full.startswith("docker.io/") else full
-        return [n for n in (full, short, short.removeprefix("library/"),
-                            str(ann.get(REF_NAME, ""))) if n]
-    if want is None and len(manifests) == 1:
-        return manifests[0]
-    hits = [m for m in manifests if want in names(m)] if want else []
-    if len(hits) == 1:
-        return hits[0]
-    listed = ", ".join(sorted({names(m)[0] if names(m) else str(m.get("digest"))
-                               for m in manifests})) or "none"
-    ask = f"no image {want!r}" if want else f"{len(manifests)} images"
-    raise RecipeError(f"{where}: {ask} (name one as PATH#NAME; images: {listed})")
+def _names(m: dict[str, Any]) -> list[str]:
+    """What an index entry answers to: full reference, short name, tag."""
+    ann = m.get("annotations", {})
+    full = str(ann.get(CONTAINERD_NAME, ""))
+    short = full.split("/", 1)[1] if full.startswith("docker.io/") else full
+    return [n for n in (full, short, short.removeprefix("library/"),
+                        str(ann.get(REF_NAME, ""))) if n]
 
 
-def open_image(arg: str, store: Store,
-               record_for: Callable[[str, str], Any] | None = None
-               ) -> tuple[StoredImage, Callable[[], None]]:
+class Location:
+    """An image archive or OCI layout directory, opened once for several images."""
+
+    def __init__(self, path: Path, store: Store) -> None:
+        self.path = path
+        self._record_for = store.record_picker()
+        self.blobs: LayoutBlobs | ArchiveBlobs = LayoutBlobs(path) if path.is_dir() \
+            else ArchiveBlobs(path)
+        try:
+            self.manifests = list(json.loads(self.blobs.read_file("index.json"))
+                                  .get("manifests", []))
+        except (OSError, ValueError) as e:
+            self.close()
+            raise OciforgeError(f"{path}: not an OCI layout or image archive ({e})") from None
+
+    def find(self, want: str | None) -> dict[str, Any] | None:
+        """The entry named `want` (full reference, short name or tag), or the only one."""
+        if want is None:
+            return self.manifests[0] if len(self.manifests) == 1 else None
+        hits = [m for m in self.manifests if want in _names(m)]
+        return hits[0] if len(hits) == 1 else None
+
+    def load(self, want: str | None, label: str) -> StoredImage:
+        entry = self.find(want)
+        if entry is None:
+            listed = ", ".join(sorted({(_names(m) or [str(m.get("digest"))])[0]
+                                       for m in self.manifests})) or "none"
+            ask = f"no image {want!r}" if want else f"{len(self.manifests)} images"
+            raise RecipeError(f"{self.path}: {ask} (name one as PATH#NAME; images: {listed})")
+        name = str(entry.get("annotations", {}).get(CONTAINERD_NAME) or label)
+        return load_image(self.blobs, label, {**entry, "annotations": {
+            "io.ociforge.reference": default_reference(name)}}, self._record_for)
+
+    def close(self) -> None:
+        if isinstance(self.blobs, ArchiveBlobs):
+            self.blobs.close()
+
+
+def open_image(arg: str, store: Store) -> tuple[StoredImage, Callable[[], None]]:
     """(image, close) for a store name, an archive or an OCI layout (`PATH[#NAME]`)."""
     path_text, _, want = arg.partition("#")
     path = Path(path_text)
     if arg in store.tags() or not path.exists():  # a tag wins over a file of that name
         return store.image(arg), lambda: None
-    blobs: LayoutBlobs | ArchiveBlobs = LayoutBlobs(path) if path.is_dir() \
-        else ArchiveBlobs(path)
-    close = blobs.close if isinstance(blobs, ArchiveBlobs) else (lambda: None)
+    where = Location(path, store)
     try:
-        index = json.loads(blobs.read_file("index.json"))
-        entry = _pick(str(path), list(index.get("manifests", [])), want or None)
-        name = str(entry.get("annotations", {}).get(CONTAINERD_NAME) or arg)
-        image = load_image(blobs, arg, {**entry, "annotations": {
-            "io.ociforge.reference": default_reference(name)}},
-            record_for or store.record_for)
-    except (OSError, ValueError) as e:
-        close()
-        raise OciforgeError(f"{path}: not an OCI layout or image archive ({e})") from None
+        return where.load(want or None, arg), where.close
     except BaseException:
-        close()
+        where.close()
         raise
-    return image, close

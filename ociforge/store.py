@@ -457,6 +457,10 @@ class Store:
             by_diff[record.diff_id].append(record)
         return lambda diff_id, blob: pick_record(by_diff.get(diff_id, ()), diff_id, blob)
 
+    def record_picker(self) -> RecordFor:
+        """`record_for` for many lookups: the records read once, as they are now."""
+        return self._record_picker()
+
     def record_for(self, diff_id: str, blob_digest: str | None = None) -> LayerRecord | None:
         """The record that describes the layer `diff_id` (stored as `blob_digest`), by
         the one rule every reader uses (`records.pick_record`)."""

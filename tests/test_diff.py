@@ -5,6 +5,8 @@ release changes the distribution layer and its jars and nothing else."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,21 @@ def test_spark_patch_release_changes_the_distribution_only() -> None:
     print(f"\nspark-4.1.1 -> spark-4.1.4: {len(jars)} jars changed, "
           f"{len(p['jars']['added'])} added, {len(p['jars']['removed'])} removed; "
           f"size delta {d['size_delta']} bytes")
+
+
+def test_catalog_shows_what_changed_since_a_release(two_images: dict[str, Path]) -> None:
+    """The release is both.tar (v1 and v2 as first built); then extra.txt changes and
+    v2 is rebuilt: the catalog names v2's changed layer, v1 unchanged, hello new."""
+    root = two_images["root"]
+    store, proj = root / "store-later", root / "proj-later"
+    shutil.copytree(two_images["store"], store, symlinks=True)
+    shutil.copytree(two_images["project"], proj, symlinks=True)
+    (proj / "files" / "extra.txt").write_text("extra, changed\n")
+    for args in (["assemble", "v1", "v2", "hello"],
+                 ["catalog", "-o", root / "images.md", "--since", root / "both.tar"]):
+        r = run_cli(*args, store=store, project=proj, env={"OCIFORGE_MAVEN_SETTINGS": "none"})
+        assert r.rc == 0, r.err
+    text = (root / "images.md").read_text()
+    section = text[text.index("## Changed since `both.tar`"):]
+    assert re.search(r"^\| `v2` \| extra \| 0 \| 0 \| 0 \| \+0\.0 MB \|$", section, re.M), section
+    assert "Unchanged: `v1`" in section and "New since then: `hello`" in section
