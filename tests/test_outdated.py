@@ -51,12 +51,9 @@ def _project(root: Path, alpha: str = "1.0.0", addon: str = "1.0.0") -> Path:
         source: {{kind: pypi, package: sparkish, version: 4.1.0, filename: sparkish-4.1.0.tar.gz,
                   sha256: "{HASH}"}}
         """)
-    write(root / "layers" / "base.yaml", """\
-        source: {kind: debian, suite: bookworm, packages: [openjdk-17-jre-headless]}
-        """)
     write(root / "recipes" / "images.yaml", """\
         images:
-          app: {layers: [base, py, dist, addon]}
+          app: {layers: [py, dist, addon]}
         """)
     return root
 
@@ -110,9 +107,8 @@ def test_outdated_names_what_is_newer_and_exits_10(tmp_path: Path,
     assert new_line["newest"] == "4.2.1" and "new line" in new_line["note"]
     assert ("spark", "sparkish 4.3") not in found
     assert len(report["outdated"]) == 4
-    # Debian is never reported as up to date when it could not be checked.
-    assert report["unchecked"] == [{"provider": "debian", "layer": "base", "reason":
-                                    "debian: lock not available (no layers/locks/base.lock)"}]
+    # (Debian layers: tests/test_outdated_debian.py.)
+    assert report["unchecked"] == []
     assert report["checked"] == {"debian": 0, "pip": 2, "maven": 1, "spark": 1}
     # Read-only: the project is unchanged and no store was made.
     assert _snapshot(project) == before and not (tmp_path / "store").exists()
@@ -121,7 +117,6 @@ def test_outdated_names_what_is_newer_and_exits_10(tmp_path: Path,
     assert human.rc == 10
     assert any(ln.split()[:6] == ["pip", "py", "alpha", "1.0.0", "1.0.1", "1.1.0"]
                for ln in human.out.splitlines()), human.out
-    assert "not checked: base (debian): debian: lock not available" in human.out
     assert "4 outdated in 3 layers" in human.out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..sources.debian import DebianSource
@@ -85,10 +86,10 @@ class DebianProvider:
         return report
 
     def _layer(self, layer: str, src: DebianSource, ctx: BuildContext, report: Report) -> None:
-        rel = f"layers/locks/{layer}.lock"
-        path = src.lock_path(ctx) if hasattr(src, "lock_path") else ctx.project_path(rel)
+        path = src.lock_path(ctx) if hasattr(src, "lock_path") \
+            else ctx.project_path(f"layers/locks/{layer}.lock")
         reader = _lock_reader()
-        why = (f"no {rel}" if not path.exists() else
+        why = (f"no {_relative(path, ctx)}" if not path.exists() else
                "this ociforge has no Debian lock reader" if reader is None else None)
         if why is not None or reader is None:
             report.unchecked.append(Unchecked(self.name, layer, f"{NOT_AVAILABLE} ({why})"))
@@ -107,6 +108,13 @@ class DebianProvider:
                                                 list(lock.components), lock.architecture,
                                                 where.keyring)
         return self._indexes[key]
+
+
+def _relative(path: Path, ctx: BuildContext) -> str:
+    try:
+        return str(path.relative_to(ctx.project_root))
+    except ValueError:
+        return str(path)
 
 
 def _lock_reader() -> Any:
