@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -94,17 +95,31 @@ def diff_lines(d: Diff) -> list[str]:
     return lines
 
 
+def is_registry_reference(arg: str) -> bool:
+    """`docker://REF`, `oci://REF`, or HOST/REPO… whose first part names a host
+    (`registry.example.com/spark:4.1.4`, `127.0.0.1:5000/spark@sha256:…`)."""
+    if arg.startswith(("docker://", "oci://")):
+        return True
+    first, sep, _ = arg.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
 @click.command()
 @click.argument("a")
 @click.argument("b")
+@click.option("--insecure", is_flag=True,
+              help="Allow plain HTTP and unverified TLS to a non-loopback registry.")
 @output_options
 @pass_app
-def diff(app: App, a: str, b: str) -> None:
+def diff(app: App, a: str, b: str, insecure: bool) -> None:
     """What differs from image A to image B: layers added, removed and changed (by the
     names in the image history), and the Debian packages, Python distributions and jars
     whose versions changed, with the size delta. A and B are names in the store, image
-    archives (.tar) or OCI layout directories (PATH#NAME picks one image); package
-    versions come from the provenance ociforge recorded when it built each layer."""
+    archives (.tar), OCI layout directories (PATH#NAME picks one image) or registry
+    references; package
+    versions come from the provenance ociforge recorded when it built each layer.
+    A registry reference (docker://REF, or HOST/REPO:TAG) is pulled into the store
+    first, as `ociforge pull` does (blobs the store has are not fetched)."""
     from .imagediff import diff_images
     from .imagesource import open_image
 
@@ -112,6 +127,11 @@ def diff(app: App, a: str, b: str) -> None:
     with ExitStack() as stack:
         images = []
         for arg in (a, b):
+            if arg not in store.tags() and not Path(arg.partition("#")[0]).exists() \
+                    and is_registry_reference(arg):
+                from .cli_registry import pull_into
+
+                arg = pull_into(store, arg, insecure=insecure).name
             img, close = open_image(arg, store)
             stack.callback(close)
             images.append(img)

@@ -14,6 +14,7 @@ from maven_repo import publish
 
 from conftest import TEST_CACHE, make_hello_project, run_cli, write
 from httpserver import serve
+from registry_server import Registry
 
 ADDON = "org.example:addon_2.13"
 
@@ -149,3 +150,21 @@ def test_catalog_shows_what_changed_since_a_release(two_images: dict[str, Path])
     section = text[text.index("## Changed since `both.tar`"):]
     assert re.search(r"^\| `v2` \| extra \| 0 \| 0 \| 0 \| \+0\.0 MB \|$", section, re.M), section
     assert "Unchanged: `v1`" in section and "New since then: `hello`" in section
+
+
+@pytest.mark.slow
+def test_diff_against_a_registry_reference(two_images: dict[str, Path],
+                                           registry: Registry) -> None:
+    """B as a registry serves it (docker-registry on 127.0.0.1): pulled into the store
+    first (nothing fetched that the store has), then the same diff as from the store."""
+    t = two_images
+    r = run_cli("push", "v2", "--to", f"{registry.host}/diff/v:2", "--no-sbom",
+                store=t["store"], project=t["project"])
+    assert r.rc == 0, r.err
+    d = _diff(t, "v1", f"{registry.host}/diff/v:2")
+    assert d["b"]["name"] == f"{registry.host}/diff/v:2"
+    assert d["b"]["digest"] == _diff(t, "v1", "v2")["b"]["digest"]
+    assert [(c["a"]["name"], c["b"]["name"]) for c in d["layers"]["changed"]] == [
+        ("addon-1.0", "addon-1.1")]
+    assert d["packages"]["jars"]["changed"] == [
+        {"name": "addon_2.13", "old": "1.0.0", "new": "1.1.0"}]
