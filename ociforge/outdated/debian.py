@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..sources.debian import DebianSource
-from . import debversion
 from .debindex import suite_versions
+from .debversion import compare as compare_versions
+from .debversion import key as version_key
 from .model import Finding, Report, Unchecked
 
 if TYPE_CHECKING:
@@ -63,8 +64,8 @@ def compare_lock(provider: str, layer: str, lock: Lock,
         candidates = [(v, s) for s in lock.suites for v in indexes.get(s, {}).get(p.name, [])]
         if not candidates:
             continue
-        newest, suite = max(candidates, key=lambda vs: debversion.key(vs[0]))
-        if debversion.compare(newest, p.version) > 0:
+        newest, suite = max(candidates, key=lambda vs: version_key(vs[0]))
+        if compare_versions(newest, p.version) > 0:
             note = (f"security update ({suite})" if suite.endswith("-security")
                     else f"from {suite}")
             out.append(Finding(provider, layer, p.name, p.version, newest, newest, note))
