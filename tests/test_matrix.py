@@ -485,3 +485,25 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
     # Without a GPU the GPU smoke is skipped with its reason, never passed silently.
     gpu = [x for x in results if x["kind"] == "gpu"]
     assert gpu and all(x["status"] in ("skipped", "passed") for x in gpu)
+
+
+def test_a_patch_release_is_one_line_and_a_lock(tmp_path: Path) -> None:
+    """`4.1.9: *line-4-1` under the version axis: its images, distribution layer and
+    per-version Maven layer exist at once; `lock --check` names exactly the new layers
+    to lock (no network asked)."""
+    proj = copy_project(tmp_path / "proj")
+    recipe = proj / "recipes" / "spark.yaml"
+    text = recipe.read_text()
+    anchor = "        4.1.4: {<<: *line-4-1, cloud: 4.1.2}\n"
+    assert anchor in text
+    recipe.write_text(text.replace(anchor, anchor + "        4.1.9: *line-4-1\n"))
+    images = images_ls(proj)
+    new = [n for n in images if "4.1.9" in n]
+    assert len(new) == 8 and "spark-4.1.9-gpu-iceberg" in new
+    assert images["spark-4.1.9"]["layers"][3] == "spark-dist-4.1.9"
+    r = cli("lock", "--check", project=proj, store=tmp_path / "store")
+    assert r.rc == 3, r.err
+    assert "layer spark-dist-4.1.9: layers/locks/spark-dist.lock has no pin for " \
+           "pyspark-4.1.9.tar.gz" in r.err
+    assert "layer hadoop-cloud-4.1.9: layers/locks/hadoop-cloud-4.1.9.lock is missing" in r.err
+    assert r.err.strip().endswith("run `ociforge lock spark-dist-4.1.9 hadoop-cloud-4.1.9`")
