@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ from ociforge.sources.base import BuildContext
 
 from conftest import run_cli, write
 from httpserver import serve
-
-HAS_LOCK_READER = importlib.util.find_spec("ociforge.sources.debianlock") is not None
 
 
 def _gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
@@ -142,27 +139,6 @@ def test_a_lock_is_compared_with_every_suite(tmp_path: Path, repo: dict) -> None
         ("2025b-0+deb12u1", "from bookworm-updates")
 
 
-@pytest.mark.skipif(HAS_LOCK_READER, reason="this ociforge reads Debian locks: the "
-                    "end-to-end test below covers it")
-def test_without_a_lock_reader_the_layer_is_not_checked(tmp_path: Path) -> None:
-    """Never reported as up to date: exit 0 (nothing newer found), the layer listed."""
-    proj = tmp_path / "proj"
-    write(proj / "layers" / "base.yaml", "source: {kind: debian, packages: [hello]}\n")
-    for lock, why in ((False, "no layers/locks/base.lock"),
-                      (True, "this ociforge has no Debian lock reader")):
-        if lock:
-            write(proj / "layers" / "locks" / "base.lock", "# a Debian lock\n")
-        r = run_cli("outdated", "--json", store=tmp_path / "s", project=proj)
-        assert r.rc == 0, r.err
-        assert r.json()["unchecked"] == [{
-            "provider": "debian", "layer": "base",
-            "reason": f"debian: lock not available ({why})"}]
-    r = run_cli("outdated", store=tmp_path / "s", project=proj)
-    assert "not checked: base (debian): debian: lock not available" in r.out
-
-
-@pytest.mark.skipif(not HAS_LOCK_READER, reason="needs ociforge.sources.debianlock (the "
-                    "Debian lock work, on another branch until merged)")
 def test_outdated_reports_a_newer_debian_package_from_the_lock(tmp_path: Path,
                                                               repo: dict) -> None:
     from ociforge.sources import debianlock

@@ -11,36 +11,18 @@ import hashlib
 import lzma
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import FetchError, IntegrityError, NetworkError
 from ..net.redact import redact
+from ..sources.debianlock import paragraphs
 
 if TYPE_CHECKING:
     from ..sources.base import BuildContext
 
 _DECOMPRESS = {".xz": lzma.decompress, ".gz": gzip.decompress, ".bz2": bz2.decompress,
                "": lambda b: b}
-
-
-def paragraphs(text: str) -> Iterator[dict[str, str]]:
-    """The stanzas of a deb822 file (Packages, Release), continuation lines joined."""
-    fields: dict[str, str] = {}
-    last = ""
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                yield fields
-            fields, last = {}, ""
-        elif line[0] in " \t" and last:
-            fields[last] += "\n" + line.strip()
-        elif ":" in line:
-            last, _, value = line.partition(":")
-            fields[last] = value.strip()
-    if fields:
-        yield fields
 
 
 def _get(ctx: BuildContext, url: str) -> bytes | None:
