@@ -446,7 +446,8 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
     results = []
     for i, args in enumerate((
             ["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"],
-            ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-3.5.7-gpu", *only],
+            ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-4.1.4-gpu", "spark-3.5.9-gpu",
+             *only],
             ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only])):
         r = cli("--maven-repo", matrix["repo"], "test", *args, "--json", "--report-dir",
                 tmp_path / f"reports-{i}", project=matrix["project"],
@@ -467,20 +468,21 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
         ("spark-3.5.8-iceberg", "no class twice"),
         ("spark-4.1.0-gpu", "RAPIDS classes load"),
         ("spark-4.1.0-gpu", "Metadata Test"),
-        ("spark-3.5.7-gpu", "cuDF installed"),
+        ("spark-3.5.9-gpu", "cuDF installed"),
         ("jupyter-4.1.1", "JupyterLab"),
         ("jupyter-4.1.1", "python imports"),
         ("spark-3.5.7-s3a-celeborn-connect", "Celeborn classes load"),
         ("spark-3.5.7-s3a-celeborn-connect", "Connect client imports"),
     ]:
         assert any(i == image and n.startswith(check) for i, n in passed), (image, check)
-    # The workloads: as 185 and as 12345:0 with a read-only root. RAPIDS loads, on 4.1.0
-    # and 3.5 through the image's shim override, and plans which operators would run
+    # The workloads: as 185 and as 12345:0 with a read-only root. RAPIDS loads, on 4.1.0,
+    # 4.1.4 and 3.5 through the image's shim override, and plans which operators would run
     # on the GPU (explainOnly); the 3.5 Connect server answers a PySpark client.
     for image, check in [
         ("spark-4.1.1-gpu-iceberg", "RAPIDS plans a query without a GPU (explainOnly)"),
         ("spark-4.1.0-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
-        ("spark-3.5.7-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-4.1.4-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-3.5.9-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
         ("spark-3.5.7-s3a-celeborn-connect", "connect server accepts a PySpark client"),
     ]:
         assert {(image, check), (image, check + " as 12345:0 read-only")} <= passed, (image, check)
