@@ -7,6 +7,7 @@ the sizes and digests in docs/images.md are measured facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .recipes import Project
 from .store import Store
@@ -133,4 +134,41 @@ def _caveats(project: Project, rows: list[ImageRow]) -> list[str]:
     out = ["", "## Caveats", ""]
     for caveat, names in seen.items():
         out.append(f"- {caveat[0].upper() + caveat[1:]}: " + ", ".join(f"`{n}`" for n in names))
+    return out
+
+
+def since(store: Store, rows: list[ImageRow], where: Path) -> list[str]:
+    """`## Changed since …`: each catalog image against the image of the same reference
+    in a release's archive or OCI layout (`assemble --all --oci-layout DIR` writes one)."""
+    from .imagediff import diff_images
+    from .imagesource import Location
+
+    out = ["", f"## Changed since `{where.name}`", "",
+           "| image | layers changed | Debian | Python | jars | size |",
+           "|---|---|---:|---:|---:|---:|"]
+    new, same = [], []
+    release = Location(where, store)
+    try:
+        for r in rows:
+            if release.find(r.reference) is None:
+                new.append(r.name)
+                continue
+            d = diff_images(store, release.load(r.reference, r.reference), store.image(r.name),
+                            r.reference, r.name)
+            if d.empty:
+                same.append(r.name)
+                continue
+            layers = [y.name for _, y in d.changed] + [f"+{y.name}" for y in d.added] \
+                + [f"-{x.name}" for x in d.removed]
+            counts = [sum(len(v) for v in d.packages[g].values())
+                      for g in ("debian", "python", "jars")]
+            out.append(f"| `{r.name}` | {', '.join(layers) or '—'} | "
+                       + " | ".join(str(n) for n in counts)
+                       + f" | {d.size_delta / 1e6:+,.1f} MB |")
+    finally:
+        release.close()
+    if same:
+        out += ["", "Unchanged: " + ", ".join(f"`{n}`" for n in same)]
+    if new:
+        out += ["", "New since then: " + ", ".join(f"`{n}`" for n in new)]
     return out

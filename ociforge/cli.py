@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 other failure; 2 usage; 3 invalid recipe; 4 integrity
 (digest mismatch, unsafe archive); 5 store corruption; 6 network; 7 build failure;
-8 registry authentication; 9 checks failed (`ociforge test`); 130 interrupted.
+8 registry authentication; 9 checks failed (`ociforge test`); 10 something is outdated
+(`ociforge outdated`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -270,16 +271,23 @@ def inspect(app: App, name: str, raw: str | None) -> None:
 @cli.command()
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               default=Path("docs/images.md"), show_default=True)
+@click.option("--since", "since_", type=click.Path(path_type=Path, exists=True),
+              help="A release's image archive or OCI layout: add what changed since then "
+                   "(layers, package counts, size) per image.")
 @output_options
 @pass_app
-def catalog(app: App, output: Path) -> None:
+def catalog(app: App, output: Path, since_: Path | None) -> None:
     """Write the image catalog (images, layers, digests, sizes) as Markdown."""
-    from .catalog import collect, render
+    from .catalog import collect, render, since
 
     project = app.project()
-    rows, missing = collect(app.store(), project)
+    store = app.store()
+    rows, missing = collect(store, project)
+    text = render(rows, missing, project)
+    if since_ is not None:
+        text += "\n".join(since(store, rows, since_)) + "\n"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(rows, missing, project))
+    output.write_text(text)
     app.emit({"path": str(output), "images": [r.name for r in rows], "missing": missing},
              f"wrote {output}: {len(rows)} images" +
              (f" ({len(missing)} not assembled)" if missing else ""))
@@ -482,6 +490,8 @@ from .cli_k8s import register as _register_k8s  # noqa: E402, I001
 _register_k8s(cli)
 from .cli_plan import register as _register_plan  # noqa: E402, I001
 _register_plan(cli)
+from .cli_updates import register as _register_updates  # noqa: E402, I001
+_register_updates(cli)
 
 
 if __name__ == "__main__":

@@ -203,6 +203,22 @@ def _sbom_artifact(store: Any) -> Any:
 def pull(app: App, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
          ca_file: Path | None, retries: int) -> None:
     """Pull an image from a registry into the store, verifying every digest."""
+    with app.reporter() as rep:
+        report = pull_into(app.store(), ref, name, platform, insecure=insecure,
+                           ca_file=ca_file, retries=retries, jobs=jobs,
+                           progress=lambda what, done, total: rep.update(what, done, total))
+    name = report.name
+    app.emit(report.to_json(),
+             f"{name}  {report.digest[:19]}  {report.fetched} blobs fetched "
+             f"({human_size(report.bytes_fetched)}), {report.present} present; "
+             f"{report.seconds:.1f} s")
+
+
+def pull_into(store: Any, ref: str, name: str | None = None, platform: str = "linux/amd64",
+              *, insecure: bool = False, ca_file: Path | None = None, retries: int = 5,
+              jobs: int = 4, progress: Any = None) -> Any:
+    """Pull `ref` into the store as `name` (default: REPO:TAG, or REPO@DIGEST); blobs
+    the store has are not fetched again. Returns the PullReport."""
     from .registry import reference
     from .registry.pull import Puller
 
@@ -212,15 +228,7 @@ def pull(app: App, ref: str, name: str | None, platform: str, jobs: int, insecur
         if parsed.digest and not parsed.tag:
             name = f"{parsed.repository}@{parsed.digest}"
     client = _Clients(insecure, ca_file, retries, jobs)(parsed)
-    store = app.store()
-    with app.reporter() as rep:
-        report = Puller(store, client, jobs=jobs,
-                        progress=lambda what, done, total: rep.update(what, done, total)
-                        ).pull(parsed, name, platform)
-    app.emit(report.to_json(),
-             f"{name}  {report.digest[:19]}  {report.fetched} blobs fetched "
-             f"({human_size(report.bytes_fetched)}), {report.present} present; "
-             f"{report.seconds:.1f} s")
+    return Puller(store, client, jobs=jobs, progress=progress).pull(parsed, name, platform)
 
 
 def register(group: click.Group) -> None:

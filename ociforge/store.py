@@ -152,11 +152,13 @@ class BlobWriter:
 
 
 class VerifyingReader(io.RawIOBase):
-    """Reads a blob and raises at EOF if its bytes do not hash to its name."""
+    """Reads a blob and raises at EOF if its bytes do not hash to its name (a path,
+    or an open file: a member of an image archive)."""
 
-    def __init__(self, path: Path, digest: str) -> None:
+    def __init__(self, path: Path | IO[bytes], digest: str) -> None:
         super().__init__()
-        self._f = open(path, "rb", buffering=0)  # noqa: SIM115
+        self._f: Any = open(path, "rb", buffering=0) if isinstance(path, Path) \
+            else path  # noqa: SIM115
         self._digest = digest
         self._hash = hashlib.sha256()
         self._checked = False
@@ -518,6 +520,10 @@ class Store:
         for record in self.iter_records():
             by_diff[record.diff_id].append(record)
         return lambda diff_id, blob: pick_record(by_diff.get(diff_id, ()), diff_id, blob)
+
+    def record_picker(self) -> RecordFor:
+        """`record_for` for many lookups: the records read once, as they are now."""
+        return self._record_picker()
 
     def record_for(self, diff_id: str, blob_digest: str | None = None) -> LayerRecord | None:
         """The record that describes the layer `diff_id` (stored as `blob_digest`), by

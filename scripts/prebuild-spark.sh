@@ -15,7 +15,8 @@ cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 store="$cache/spark-store"
 OCIFORGE=${OCIFORGE:-ociforge}
 PYTHON=${PYTHON:-python3}
-"$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7
+"$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7 \
+  spark-4.3.0 spark-4.1.4 spark-3.5.9
 "$OCIFORGE" --store "$store" --project . layers build python-gpu-4.1 python-gpu-3.5 \
   jupyterlab-4.1 jupyterlab-3.5 python-connect-3.5
 

@@ -181,6 +181,10 @@ def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_bas
         before = digests(store)
         assert layer_file(store, "app", "usr/share/hello-ocf/version") == "1.0\n"
         pushed_before = push_all(store, proxy)
+        # The release before the update, kept as a registry tag for `diff` below.
+        kept = run_cli("push", "app", "--to", f"{registry.host}/deb/release:app", "--no-sbom",
+                       store=store)
+        assert kept.rc == 0, kept.err
         old_blobs = blobs_of(store, ["app", "base-img"])
         assert set(proxy.digest_of_upload.values()) == old_blobs
         assert pushed_before["blobs"]["pushed"] == proxy.completed_uploads == 4
@@ -211,6 +215,19 @@ def test_the_lock_holds_while_the_archive_moves_and_update_rebuilds_only_the_bas
     # The push uploaded exactly the blobs that are new: base layer, two configs.
     assert new_uploads == new_blobs and len(new_blobs) == 3
     assert pushed_after["blobs"]["pushed"] == proxy.completed_uploads - 4 == 3
+    # `diff` against the release before names exactly the updated package.
+    tagged = digests(store)
+    d = run_cli("diff", f"{registry.host}/deb/release:app", "app", "--json", store=store,
+                project=proj)
+    assert d.rc == 0, d.err
+    assert digests(store)["app"] == tagged["app"]
+    changes = d.json()
+    assert [(c["a"]["name"], c["b"]["name"]) for c in changes["layers"]["changed"]] == [
+        ("base", "base")]
+    assert changes["packages"]["debian"] == {
+        "changed": [{"name": "hello-ocf", "old": "1.0", "new": "1.1"}],
+        "added": [], "removed": []}
+    assert not any(g for k, g in changes["packages"].items() if k != "debian" and any(g.values()))
     # Exactly one layer rebuilt; both images re-stitched on it.
     assert after["layers"]["built"] == ["base"]  # type: ignore[index]
     assert "app" in after["layers"]["reused"]  # type: ignore[index,operator]

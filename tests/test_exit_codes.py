@@ -38,7 +38,7 @@ def test_readme_lists_every_exit_code_ociforge_uses() -> None:
     used = {cls.exit_code for cls in vars(errors).values()
             if isinstance(cls, type) and issubclass(cls, errors.OciforgeError)}
     documented = _readme_codes()
-    assert used | {0, 2, 9, 130, 143} == set(documented), documented
+    assert used | {0, 2, 9, 10, 130, 143} == set(documented), documented
     assert "interrupted" in documented[130] and "SIGTERM" in documented[143]
 
 
@@ -168,3 +168,29 @@ def test_unsafe_and_bad_archives_are_integrity_errors(tmp_path: Path, hello: Pat
     r = run_cli("assemble", "fake", store=tmp_path / "s", project=hello)
     _fails(r, 4, "fake.deb")
     assert store_is_empty(tmp_path / "s")
+
+
+def test_outdated_exits_10_when_a_pin_has_a_newer_release(tmp_path: Path) -> None:
+    """10 is not an error: the report goes to stdout, stderr stays empty, so CI can
+    schedule a rebuild on it; 0 once the pin is the newest."""
+    from httpserver import serve
+
+    proj = tmp_path / "proj"
+    write(proj / "recipes" / "r.yaml", f"""\
+        layers:
+          dist: {{source: {{kind: pypi, package: tool, version: 1.0.0,
+                            filename: tool-1.0.0.tar.gz, sha256: "{'0' * 64}"}}}}
+        images:
+          app: {{layers: [dist]}}
+        """)
+    write(tmp_path / "pypi" / "simple" / "tool" / "index.html",
+          '<a href="tool-1.0.0.tar.gz">tool-1.0.0.tar.gz</a>\n'
+          '<a href="tool-1.0.1.tar.gz">tool-1.0.1.tar.gz</a>\n')
+    with serve(tmp_path / "pypi") as url:
+        env = {"OCIFORGE_INDEX_URL": f"{url}/simple"}
+        r = run_cli("outdated", store=tmp_path / "s", project=proj, env=env)
+        assert r.rc == 10 and r.err == "" and "tool 1.0" in r.out and "1.0.1" in r.out
+        layer = proj / "recipes" / "r.yaml"
+        layer.write_text(layer.read_text().replace("1.0.0", "1.0.1"))
+        r = run_cli("outdated", store=tmp_path / "s", project=proj, env=env)
+        assert r.rc == 0 and "0 outdated" in r.out, r.out + r.err

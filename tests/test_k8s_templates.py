@@ -71,7 +71,7 @@ def test_every_matrix_image_template_is_valid_and_admitted(project: Project, psa
                                                            tmp_path: Path) -> None:
     manifests, written = {}, {}
     matrix = [n for n in project.images if re.fullmatch(r"(spark|jupyter)-\d.*", n)]
-    assert len(matrix) == 30  # 16 Spark and 14 Jupyter images
+    assert len(matrix) == 47  # 25 Spark and 22 Jupyter images
     for name in matrix:
         for role in ("driver", "executor"):
             tpl = template_for(project, name, role)

@@ -26,6 +26,7 @@ from project_copy import PROJECT, copy_project
 from ociforge.checks.containerd import can_run_containers
 from ociforge.digests import digest_bytes
 from ociforge.errors import RecipeError
+from ociforge.recipes import Project
 from ociforge.store import Store
 
 from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
@@ -37,11 +38,12 @@ OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
            "OCIFORGE_DEBIAN_SECURITY_MIRROR": "http://127.0.0.1:9/debian-security",
            "OCIFORGE_DEBIAN_SNAPSHOT": "http://127.0.0.1:9/{archive}/{timestamp}/",
            "OCIFORGE_MAVEN_SETTINGS": "none", "OCIFORGE_MAVEN_REPOS": "http://127.0.0.1:9"}
-VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
+VERSIONS = ["4.3.0", "4.1.4", "4.1.1", "4.1.0", "3.5.9", "3.5.8", "3.5.7"]
 VARIANTS = ["", "-gpu", "-iceberg", "-gpu-iceberg"]
 MATRIX = [f"{family}-{v}{suffix}" for family in ("spark", "jupyter") for v in VERSIONS
           for suffix in VARIANTS if not (family == "jupyter" and v.startswith("3.5")
-                                         and suffix == "-gpu-iceberg")]
+                                         and suffix == "-gpu-iceberg")
+          and not (v.startswith("4.3") and suffix)]
 MAVEN_KINDS = {"maven"}
 
 
@@ -61,12 +63,12 @@ def images_ls(project: Path = PROJECT, store: Path | None = None) -> dict[str, d
 
 
 def test_matrix_expands_to_every_named_image() -> None:
-    """16 Spark images and the Jupyter images the seed's table names: baseline, gpu and
-    iceberg for every version, gpu-iceberg for 4.1.x only. That table lists 14 Jupyter
-    names although its text counts 12; we build the 14 it names (30 in all)."""
+    """The seeds' four versions as their table names them (16 Spark, 14 Jupyter), the
+    newest 3.5 and 4.1 releases with the same variants, and Spark 4.3 as baseline and
+    Jupyter only (no add-on has a release for it): 47 in all."""
     images = images_ls()
-    assert len([n for n in MATRIX if n.startswith("spark-")]) == 16
-    assert len([n for n in MATRIX if n.startswith("jupyter-")]) == 14
+    assert len([n for n in MATRIX if n.startswith("spark-")]) == 25
+    assert len([n for n in MATRIX if n.startswith("jupyter-")]) == 22
     assert [n for n in images if n.startswith(("spark-", "jupyter-"))
             and n != "spark-builder-base"] == MATRIX
     # The baseline is free of Maven artifacts; variants add their features' layers.
@@ -84,8 +86,9 @@ def test_matrix_expands_to_every_named_image() -> None:
     # Every image shares the base and the line's Python layer.
     for name in MATRIX:
         line = name.split("-")[1][:3]
+        python = "4.1" if line == "4.3" else line  # 4.3 meets its minimums with 4.1's
         assert images[name]["layers"][:3] == ["debian-base", "jdbc-drivers",
-                                              f"python-deps-{line}"]
+                                              f"python-deps-{python}"]
 
 
 def test_baseline_images_hold_no_maven_layer() -> None:
@@ -151,6 +154,61 @@ def test_features_compose_and_name_what_is_inside() -> None:
     assert "io.ociforge.rapids.shim-override" not in labels
     assert project.resolve("jupyter-4.1.1").config.cmd == ["jupyter"]
     assert "8888/tcp" in project.resolve("jupyter-4.1.1").config.ports
+
+
+def test_current_releases_and_what_their_add_ons_lack() -> None:
+    """The newest releases on the day (3.5.9, 4.1.4, 4.3.0): per-version layers come
+    from the matrix's templates; an add-on jar missing upstream is a substitute with a
+    caveat, an add-on with no release for the line a refusal naming feature and line."""
+    from ociforge.recipes import Project
+
+    project = Project.load(PROJECT)
+    dist = project.layer("spark-dist-4.1.4").all_sources()[0]
+    assert (dist.filename, dist.lock_file) == ("pyspark-4.1.4.tar.gz",
+                                              "layers/locks/spark-dist.lock")
+    assert project.layer("hadoop-cloud-4.1.4").all_sources()[0].artifacts == [
+        "org.apache.spark:spark-hadoop-cloud_2.13:4.1.2"]
+    assert project.layer("connect-3.5.9").all_sources()[0].artifacts == [
+        "org.apache.spark:spark-connect_2.12:3.5.7"]
+    labels = project.resolve("spark-4.1.4-gpu-iceberg").config.labels
+    assert labels["io.ociforge.spark-hadoop-cloud.version"] == "4.1.2"
+    assert "spark413" in labels["io.ociforge.rapids.shim-override"]
+    assert "Maven Central has no spark-hadoop-cloud_2.13:4.1.4" in labels["io.ociforge.caveats"]
+    assert project.resolve("spark-3.5.9-iceberg").config.labels[
+        "io.ociforge.spark-hadoop-cloud.version"] == "3.5.8"
+    # 4.3 shares the 4.1 Python packages and the base; its add-ons are refused.
+    assert project.resolve("spark-4.3.0").layers == [
+        "debian-base", "jdbc-drivers", "python-deps-4.1", "spark-dist-4.3.0",
+        "spark-entrypoint"]
+    assert project.resolve("jupyter-4.3.0").layers[-1] == "jupyterlab-4.1"
+    for feature, why in [("gpu", "none for Spark 4.3"), ("iceberg", "iceberg-spark-runtime-4.3"),
+                         ("s3a", "spark-hadoop-cloud_2.13 for Spark 4.3")]:
+        with pytest.raises(RecipeError, match=rf"feature '{feature}' is not available for "
+                                              rf"4\.3\.0: .*{why}"):
+            project.with_features("spark-4.3.0", [feature])
+    # No template layer for what 4.3 cannot have.
+    assert "hadoop-cloud-4.3.0" not in project.layers
+
+
+def test_layer_templates_refuse_a_clash_with_a_layer_file(tmp_path: Path) -> None:
+    write(tmp_path / "layers" / "dist-1.yaml", """\
+        source: {kind: files, files: [{src: f, dest: /f}]}
+        """)
+    (tmp_path / "f").write_text("x")
+    write(tmp_path / "recipes" / "m.yaml", """\
+        matrix:
+          m:
+            name: "img-{v}"
+            axes: {v: {"1": {}, "2": {}}}
+            image: {layers: ["dist-{v}"]}
+            layers:
+              "dist-{v}": {source: {kind: files, files: [{src: f, dest: "/{v}"}]}}
+        """)
+    with pytest.raises(RecipeError, match=r"layer 'dist-1' is already defined in .*dist-1\.yaml"):
+        Project.load(tmp_path)
+    (tmp_path / "layers" / "dist-1.yaml").unlink()
+    project = Project.load(tmp_path)
+    assert project.layer("dist-2").all_sources()[0].files[0].dest == "/2"
 
 
 def test_matrix_recipe_errors_name_file_and_field(tmp_path: Path) -> None:
@@ -287,8 +345,8 @@ def test_whole_matrix_assembles_and_shares_layers(matrix: dict) -> None:
     # from the committed locks, and the copy of the project has the same locks. At most
     # the small layers of the project's own files were.
     built = set(first["layers"]["built"])
-    assert built <= {"gpu-support", "gpu-shim-override-4.1.0", "gpu-shim-override-3.5",
-                     "s3a-committer"}, built
+    assert built <= {"gpu-support", "gpu-shim-override-4.1.0", "gpu-shim-override-4.1.4",
+                     "gpu-shim-override-3.5", "s3a-committer"}, built
     for lock in (PROJECT / "layers" / "locks").glob("*.lock"):
         assert (matrix["project"] / "layers" / "locks" / lock.name).read_text() == \
             lock.read_text(), lock.name
@@ -388,7 +446,8 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
     results = []
     for i, args in enumerate((
             ["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"],
-            ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-3.5.7-gpu", *only],
+            ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-4.1.4-gpu", "spark-3.5.9-gpu",
+             *only],
             ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only])):
         r = cli("--maven-repo", matrix["repo"], "test", *args, "--json", "--report-dir",
                 tmp_path / f"reports-{i}", project=matrix["project"],
@@ -409,23 +468,46 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
         ("spark-3.5.8-iceberg", "no class twice"),
         ("spark-4.1.0-gpu", "RAPIDS classes load"),
         ("spark-4.1.0-gpu", "Metadata Test"),
-        ("spark-3.5.7-gpu", "cuDF installed"),
+        ("spark-3.5.9-gpu", "cuDF installed"),
         ("jupyter-4.1.1", "JupyterLab"),
         ("jupyter-4.1.1", "python imports"),
         ("spark-3.5.7-s3a-celeborn-connect", "Celeborn classes load"),
         ("spark-3.5.7-s3a-celeborn-connect", "Connect client imports"),
     ]:
         assert any(i == image and n.startswith(check) for i, n in passed), (image, check)
-    # The workloads: as 185 and as 12345:0 with a read-only root. RAPIDS loads, on 4.1.0
-    # and 3.5 through the image's shim override, and plans which operators would run
+    # The workloads: as 185 and as 12345:0 with a read-only root. RAPIDS loads, on 4.1.0,
+    # 4.1.4 and 3.5 through the image's shim override, and plans which operators would run
     # on the GPU (explainOnly); the 3.5 Connect server answers a PySpark client.
     for image, check in [
         ("spark-4.1.1-gpu-iceberg", "RAPIDS plans a query without a GPU (explainOnly)"),
         ("spark-4.1.0-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
-        ("spark-3.5.7-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-4.1.4-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
+        ("spark-3.5.9-gpu", "RAPIDS plans a query without a GPU (explainOnly)"),
         ("spark-3.5.7-s3a-celeborn-connect", "connect server accepts a PySpark client"),
     ]:
         assert {(image, check), (image, check + " as 12345:0 read-only")} <= passed, (image, check)
     # Without a GPU the GPU smoke is skipped with its reason, never passed silently.
     gpu = [x for x in results if x["kind"] == "gpu"]
     assert gpu and all(x["status"] in ("skipped", "passed") for x in gpu)
+
+
+def test_a_patch_release_is_one_line_and_a_lock(tmp_path: Path) -> None:
+    """`4.1.9: *line-4-1` under the version axis: its images, distribution layer and
+    per-version Maven layer exist at once; `lock --check` names exactly the new layers
+    to lock (no network asked)."""
+    proj = copy_project(tmp_path / "proj")
+    recipe = proj / "recipes" / "spark.yaml"
+    text = recipe.read_text()
+    anchor = "        4.1.4: {<<: *line-4-1, cloud: 4.1.2}\n"
+    assert anchor in text
+    recipe.write_text(text.replace(anchor, anchor + "        4.1.9: *line-4-1\n"))
+    images = images_ls(proj)
+    new = [n for n in images if "4.1.9" in n]
+    assert len(new) == 8 and "spark-4.1.9-gpu-iceberg" in new
+    assert images["spark-4.1.9"]["layers"][3] == "spark-dist-4.1.9"
+    r = cli("lock", "--check", project=proj, store=tmp_path / "store")
+    assert r.rc == 3, r.err
+    assert "layer spark-dist-4.1.9: layers/locks/spark-dist.lock has no pin for " \
+           "pyspark-4.1.9.tar.gz" in r.err
+    assert "layer hadoop-cloud-4.1.9: layers/locks/hadoop-cloud-4.1.9.lock is missing" in r.err
+    assert r.err.strip().endswith("run `ociforge lock spark-dist-4.1.9 hadoop-cloud-4.1.9`")

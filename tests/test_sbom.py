@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from packageurl import PackageURL
 
 from conftest import (
@@ -526,9 +525,11 @@ def test_spark_sbom_against_the_image_files(tmp_path: Path) -> None:
         assert len(checksum(pypi[name]) or "") == 64
 
     # Spark: the pyspark sdist, and every jar of /opt/spark/jars with its checksum.
-    spec = yaml.safe_load((PROJECT / "layers" / "spark-dist-4.1.1.yaml").read_text())["source"]
+    lock = (PROJECT / "layers" / "locks" / "spark-dist.lock").read_text()
+    (pinned,) = re.findall(r"^pyspark==4\.1\.1 pyspark-4\.1\.1\.tar\.gz sha256:(\w+)$", lock,
+                           re.M)
     (pyspark,) = [p for p in pkgs if p["SPDXID"].startswith("SPDXRef-Package-dist-pyspark")]
-    assert pyspark["versionInfo"] == "4.1.1" and checksum(pyspark) == spec["sha256"]
+    assert pyspark["versionInfo"] == "4.1.1" and checksum(pyspark) == pinned
     assert pyspark["downloadLocation"].endswith("/pyspark/pyspark-4.1.1.tar.gz")
     jars = {}
     for blob in blobs:

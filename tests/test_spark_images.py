@@ -27,6 +27,10 @@ pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parent.parent
 SPARK_STORE = TEST_CACHE / "spark-store"
 VERSIONS = ["4.1.1", "4.1.0", "3.5.8", "3.5.7"]
+# The newest releases on the day: the same checks, in the same `ociforge test` run
+# (their archives are not written: the seeds' four show the archive path).
+NEWEST = ["4.3.0", "4.1.4", "3.5.9"]
+ALL = VERSIONS + NEWEST
 OFFLINE = {"OCIFORGE_INDEX_URL": "http://127.0.0.1:9/simple",
            "OCIFORGE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
            "OCIFORGE_DEBIAN_SECURITY_MIRROR": "http://127.0.0.1:9/debian-security",
@@ -61,11 +65,12 @@ def archives(workdir: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def check_report(workdir: Path, archives: dict[str, Path]) -> dict:
-    """`ociforge test` on the four images: native, structure and runtime checks."""
+    """`ociforge test` on the seven images: native, structure and runtime checks."""
     reason = can_run_containers()
     if reason:
         pytest.skip(reason)
-    r = run_cli("test", *(f"spark-{v}" for v in VERSIONS), "--json", "--report-dir",
+    _assemble(*(f"spark-{v}" for v in NEWEST))
+    r = run_cli("test", *(f"spark-{v}" for v in ALL), "--json", "--report-dir",
                 workdir / "reports", store=SPARK_STORE, project=PROJECT, env=OFFLINE,
                 timeout=3000)
     assert r.out, r.err
@@ -90,14 +95,18 @@ def _manifest_and_config(name: str) -> tuple[dict, dict]:
 
 
 def test_layers_are_shared_across_versions(archives: dict[str, Path]) -> None:
+    _assemble(*(f"spark-{v}" for v in NEWEST))
     layers = {v: [d["digest"] for d in _manifest_and_config(f"spark-{v}")[0]["layers"]]
-              for v in VERSIONS}
+              for v in ALL}
     # Base first, entrypoint last, in every image; base, JDBC and entrypoint are one blob.
     for position in (0, 1, 4):
-        assert len({layers[v][position] for v in VERSIONS}) == 1
-    # Python dependencies are shared within a Spark line, distributions never.
+        assert len({layers[v][position] for v in ALL}) == 1
+    # Python dependencies are shared within a Spark line (4.3 takes 4.1's), distributions
+    # never.
     assert layers["4.1.1"][2] == layers["4.1.0"][2] != layers["3.5.8"][2] == layers["3.5.7"][2]
-    assert len({layers[v][3] for v in VERSIONS}) == 4
+    assert layers["4.3.0"][2] == layers["4.1.4"][2] == layers["4.1.1"][2]
+    assert layers["3.5.9"][2] == layers["3.5.8"][2]
+    assert len({layers[v][3] for v in ALL}) == 7
 
 
 def test_second_version_rebuilds_only_what_differs(archives: dict[str, Path]) -> None:
@@ -146,14 +155,14 @@ NATIVE = ["user non-root", "no setuid/setgid files", "no world-writable paths", 
           "file /opt/entrypoint.sh", "Metadata Test"]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", ALL)
 @pytest.mark.parametrize("check", RUNTIME + NATIVE)
 def test_image_passes(check_report: dict, version: str, check: str) -> None:
     result = _result(check_report, f"spark-{version}", check)
     assert result["status"] == "passed", result
 
 
-@pytest.mark.parametrize("version", ["4.1.1", "4.1.0"])
+@pytest.mark.parametrize("version", ["4.3.0", "4.1.4", "4.1.1", "4.1.0"])
 def test_connect_server_accepts_a_pyspark_client(check_report: dict, version: str) -> None:
     assert _result(check_report, f"spark-{version}", "connect server")["status"] == "passed"
 

@@ -91,6 +91,14 @@ class Features:
             layers += fill(case.layers, variables, where.at(name, "cases", pattern, "layers"))
         return list(layers)
 
+    def possible_layers(self, variables: dict[str, str], where: Where = _CATALOG) -> list[str]:
+        """Every layer some feature available to an image with these variables adds
+        (`--with` included): what a matrix's layer templates must provide."""
+        version = variables.get("version", "")
+        return [ln for name, f in self.defs.items()
+                if not any(fnmatch.fnmatchcase(version, p) for p in f.unavailable)
+                for ln in self.layers_of(name, variables, where)]
+
     def apply(self, image: ImageSpec, where: Where) -> ImageSpec:
         """`image` with its features' layers, environment and labels added; `where` is
         the image's `features` field."""
@@ -102,12 +110,14 @@ class Features:
         env, labels, ports = dict(config.env), dict(config.labels), list(config.ports)
         cmd = config.cmd
         caveats: list[str] = []
-        for name in names:
-            f = self.defs[name]
-            for pattern, why in f.unavailable.items():
+        # The features asked for first: their own reason, not a requirement's.
+        for name in sorted(names, key=lambda n: n not in image.features):
+            for pattern, why in self.defs[name].unavailable.items():
                 if fnmatch.fnmatchcase(version, pattern):
                     raise where.error(f"feature {name!r} is not available for {version}: "
                                       f"{' '.join(why.split())}")
+        for name in names:
+            f = self.defs[name]
             if any(fnmatch.fnmatchcase(version, p) for p in f.builtin):
                 continue
             fwhere = where.at(name)

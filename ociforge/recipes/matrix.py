@@ -30,6 +30,10 @@ class MatrixDef(Spec):
     axes: dict[str, dict[str, dict[str, Any] | None]] = Field(min_length=1)
     exclude: list[dict[str, str]] = []                   # axis -> fnmatch pattern
     image: dict[str, Any]                                # an image template
+    # Layer templates ("spark-dist-{version}": a layer definition with {vars}): one
+    # layer per distinct name among the layers the matrix's images can use, so a new
+    # Spark version is one axis value plus `ociforge lock`.
+    layers: dict[str, dict[str, Any]] = {}
 
 
 def fill(value: Any, variables: dict[str, str], where: Where) -> Any:
@@ -119,6 +123,8 @@ def expand(where: Where, matrix: MatrixDef) -> list[tuple[str, ImageSpec, Where]
             variables.update(v)
             features += f
             alias_templates += a
+        # A value may name others (`cloud: "{version}"` in a line shared by versions).
+        variables = {k: fill(v, variables, where.at("axes", k)) for k, v in variables.items()}
         name = fill(matrix.name, variables, where.at("name"))
         data = fill(matrix.image, variables, where.at("image"))
         data["features"] = [*data.get("features", []), *features]

@@ -25,7 +25,7 @@ from ..errors import RecipeError, suggest
 from ..spec import PROJECT_ROOT, Spec
 from .features import FeatureDef, Features
 from .loading import Where, load_yaml, validate
-from .matrix import MatrixDef, expand
+from .matrix import MatrixDef, expand, fill
 from .models import ImageDef, ImageSpec, LayerDef, merge_image
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -63,6 +63,10 @@ class Project:
         # Base merged in, features not applied yet: what `base:` and `--with` build on.
         self._merged: dict[str, ImageSpec] = {}
         self._swaps: list[tuple[str, str]] = []
+        # Matrix layer templates: (where, templates, the matrix's images, recipe file).
+        self._templates: list[tuple[Where, dict[str, dict[str, Any]], list[str], Path]] = []
+        # The variables each templated layer was filled with (`outdated` reads them).
+        self.layer_vars: dict[str, dict[str, str]] = {}
         # Path fields resolve against the checkout, symlinks included, as they load.
         self._context = {PROJECT_ROOT: self.root}
 
@@ -81,6 +85,8 @@ class Project:
                       validate(LayerDef, data, Where(str(path)), proj._context), path)
         for path in sorted(recipes_dir.glob("*.yaml")) if recipes_dir.is_dir() else []:
             proj._add_file(path)
+        for template in proj._templates:
+            proj._instantiate(*template)
         for name in list(proj._declared):
             proj._finish(name, set())
         proj._check_references()
@@ -99,8 +105,12 @@ class Project:
         for name, image in rf.images.items():
             self._declare(name, image, path, Where(str(path), f"images.{name}"))
         for mname, matrix in rf.matrix.items():
-            for name, image, where in expand(Where(str(path), f"matrix.{mname}"), matrix):
+            expanded = expand(Where(str(path), f"matrix.{mname}"), matrix)
+            for name, image, where in expanded:
                 self._declare(name, image, path, where)
+            if matrix.layers:
+                self._templates.append((Where(str(path), f"matrix.{mname}.layers"),
+                                        matrix.layers, [n for n, _, _ in expanded], path))
         for name, cs in rf.checks.items():
             self._add("check set", self.checks, name, cs, path)
 
@@ -113,6 +123,32 @@ class Project:
                               f"{self.origin[what + ':' + name]}")
         table[name] = value
         self.origin[what + ":" + name] = path
+
+    def _instantiate(self, where: Where, templates: dict[str, dict[str, Any]],
+                     images: list[str], path: Path) -> None:
+        """The layers a matrix's templates give: for each image, each template whose
+        name it fills to a layer the image (or a feature it may take) uses. Two images
+        filling one name differently is an error; so is a layers/ file of that name."""
+        made: dict[str, tuple[LayerDef, str]] = {}
+        for image in images:
+            spec = self._declared[image].spec
+            variables = dict(spec.vars)
+            wanted = {*spec.layers, *self.features.possible_layers(variables)}
+            for tname, tdata in templates.items():
+                twhere = where.at(tname)
+                name = fill(tname, variables, twhere)
+                if name not in wanted:
+                    continue
+                layer = validate(LayerDef, fill(tdata, variables, twhere), twhere,
+                                 self._context)
+                if name in made:
+                    if made[name][0] != layer:
+                        raise twhere.error(f"layer {name!r} differs between images "
+                                           f"{made[name][1]} and {image}")
+                    continue
+                made[name] = (layer, image)
+                self._add("layer", self.layers, name, layer, path)
+                self.layer_vars[name] = variables
 
     def _declare(self, name: str, image: ImageSpec, path: Path, where: Where) -> None:
         self._add("image", self._declared, name, _Declared(image, where), path)

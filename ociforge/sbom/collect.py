@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..assemble import rfc3339
-from ..image import StoredLayer
+from ..image import StoredImage, StoredLayer
 from ..net.redact import redact
 from ..records import LayerRecord
 from ..store import Store
@@ -36,7 +36,13 @@ _JAR_NAME = re.compile(r"^(?P<name>.+)-(?P<version>\d[^-]*(?:-.*)?)$")
 
 def collect(store: Store, name: str) -> Inventory:
     """The inventory of the store image `name`; raises if it is not in the store."""
-    img = store.image(name)
+    return collect_image(store, store.image(name))
+
+
+def collect_image(store: Store, img: StoredImage, name: str | None = None) -> Inventory:
+    """The inventory of `img`, wherever its blobs are (the store, an archive, a
+    layout): its layers' records come from `store`, which also caches layer scans."""
+    name = name or img.name
     inv = Inventory(
         name=name, reference=img.reference, manifest_digest=img.descriptor.digest,
         manifest_media_type=img.descriptor.media_type, os=img.os,

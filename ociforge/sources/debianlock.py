@@ -187,16 +187,22 @@ def compare(old: DebianLock, new: DebianLock) -> list[PackageChange]:
 
 
 def paragraphs(text: str) -> Iterator[dict[str, str]]:
-    """The paragraphs of a deb822 file (a Packages index, a dpkg status file) as
-    {field: value}, continuation lines dropped (none of the fields read here has any)."""
-    for para in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in para.splitlines():
-            if line and not line[0].isspace() and ":" in line:
-                k, _, v = line.partition(":")
-                fields[k] = v.strip()
-        if fields:
-            yield fields
+    """The paragraphs of a deb822 file (Packages, Release, a dpkg status file) as
+    {field: value}, continuation lines joined to their field with newlines."""
+    fields: dict[str, str] = {}
+    last = ""
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                yield fields
+            fields, last = {}, ""
+        elif line[0] in " \t" and last:
+            fields[last] += "\n" + line.strip()
+        elif ":" in line:
+            last, _, value = line.partition(":")
+            fields[last] = value.strip()
+    if fields:
+        yield fields
 
 
 @dataclass(frozen=True)

@@ -468,6 +468,40 @@ class _Resolver:
                               "is expected, re-pin with `ociforge lock`")
 
 
+def available_versions(source: MavenSource, ctx: BuildContext, coord: Coordinate
+                       ) -> tuple[list[str], list[str]]:
+    """(versions, repositories that list the artifact): the union of the
+    `maven-metadata.xml` files of the source's repositories, read with the same
+    repositories, mirrors and credentials as a download. A repository without the
+    file (404) lists nothing; one that does not answer is a FetchError."""
+    from xml.etree import ElementTree
+
+    resolver = _Resolver(source, ctx)
+    path = f"{coord.group.replace('.', '/')}/{coord.artifact}/maven-metadata.xml"
+    versions: dict[str, None] = {}
+    found: list[str] = []
+    for repo in resolver.repos:
+        url = f"{repo.url}/{path}"
+        try:
+            r = resolver.request(repo, "GET", url)
+        except NetworkError as e:
+            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
+        with r:
+            if r.status_code in (404, 410):
+                continue
+            if not r.ok:
+                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
+                                 status=r.status_code)
+            try:
+                root = ElementTree.fromstring(r.content)
+            except ElementTree.ParseError as e:
+                raise FetchError(f"{coord}: {url} is not XML ({e})", url=url) from None
+        found.append(repo.url)
+        versions.update((v.text.strip(), None) for v in root.iter()  # any namespace
+                        if v.tag.rsplit("}", 1)[-1] == "version" and v.text and v.text.strip())
+    return list(versions), found
+
+
 # -- the source ----------------------------------------------------------------------
 
 
