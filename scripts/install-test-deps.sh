@@ -18,9 +18,7 @@ if [ ! -s "$cache/busybox-static.deb" ]; then
   mv "$tmp"/busybox-static_*.deb "$cache/busybox-static.deb"
   rm -rf "$tmp"
 fi
-# The S3 server of the workload tests (tests/test_workloads.py), from the Go module proxy.
-bash scripts/build-s3-server.sh
+# The tests' Go tools (S3 server, actionlint, referrers registry, Pod Security checks),
+# from the Go module proxy.
 bash scripts/build-go-tools.sh
-# Kubernetes' Pod Security admission checks (tests/test_k8s_templates.py), same way.
-bash scripts/build-psa-check.sh
 echo "test dependencies ready (cache: $cache)"

@@ -1,6 +1,6 @@
 """An S3-compatible object store on 127.0.0.1 for the workload tests: versitygw
 (Apache-2.0, an S3 gateway over a directory), built at a pinned release from the Go
-module proxy by scripts/build-s3-server.sh into the test cache. Path-style, access
+module proxy by scripts/build-go-tools.sh into the test cache. Path-style, access
 keys as S3A reads them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
 
 The small client here (SigV4 over urllib) creates buckets and reads back what the
