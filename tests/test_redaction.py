@@ -171,17 +171,20 @@ def test_debian_mirror_credentials_stay_out(tmp_path: Path) -> None:
     store = tmp_path / "s"
     with serve(tmp_path / "repo") as url:
         proj = _debian_project(tmp_path / "p", with_secret(url), ["busybox-static"])
+        locked = run_cli("lock", "--json", store=store, project=proj)
+        assert locked.rc == 0, locked.err
         ok = run_cli("assemble", "base", "--json", store=store, project=proj)
         assert ok.rc == 0, ok.err
         bad = _debian_project(tmp_path / "q", with_secret(url), ["no-such-pkg"])
-        missing = run_cli("assemble", "base", "--json", store=store, project=bad)
+        missing = run_cli("lock", "--json", store=store, project=bad)
     assert missing.rc == 7 and "no-such-pkg not found" in missing.err
     assert url in missing.err  # the mirror is named, without its credentials
     layers = run_cli("layers", "ls", "--json", store=store)
     sbom = run_cli("sbom", "base", store=store)
     assert url in layers.out
-    assert_secret_free(ok.out, ok.err, missing.out, missing.err, layers.out, sbom.out,
-                       store_text(store))
+    assert_secret_free(locked.out, locked.err, ok.out, ok.err, missing.out, missing.err,
+                       layers.out, sbom.out, store_text(store),
+                       (proj / "layers" / "locks" / "base.lock").read_text())
 
 
 # -- builder: the build log ---------------------------------------------------------------
