@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from push import Registry, ociforge
 from push_spark import default_store
-from repush_sbom import linked_copy
+from repush_sbom import bench_lock, linked_copy
 
 from ociforge.checks.containerd import Containerd, can_run_containers
 from ociforge.compression import LayerEncoder
@@ -161,6 +161,94 @@ def pod_start(work: Path, ref: str) -> dict[str, float]:
         ctrd.stop()
 
 
+def measure(store_dir: Path, images: list[str], variants: list[str], split_mb: int,
+            runs: int) -> dict[str, Any]:
+    why = can_run_containers()
+    if why or shutil.which("docker-registry") is None:
+        sys.exit(f"cannot run: {why or 'docker-registry is not installed'}")
+    work = Path(tempfile.mkdtemp(prefix="ocf-bench-podstart-"))
+    split = split_mb * MiB
+    results: list[dict[str, Any]] = []
+    try:
+        linked_copy(store_dir, work / "store")
+        store = Store(work / "store")
+        reg = Registry(work / "registry")
+        try:
+            for name in images:
+                img = store.image(name)
+                big = any((lay.record.size if lay.record else 0) > split for lay in img.layers)
+                for variant in variants:
+                    if variant.endswith("-split") and not big:
+                        continue
+                    # Made and pushed under the lock too: it keeps both cores busy.
+                    with bench_lock():
+                        results.append(_variant(work, store, reg.host, img, variant, split,
+                                                runs))
+        finally:
+            reg.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ctr = subprocess.run(["ctr", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"benchmark": "podstart", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpus": os.cpu_count(), "ctr": ctr, "split_mb": split_mb, "runs": runs,
+            "unpigz": shutil.which("unpigz") is not None, "results": results}
+
+
+def _variant(work: Path, store: Store, host: str, img: StoredImage, variant: str,
+             split: int, runs: int) -> dict[str, Any]:
+    compression = variant.removesuffix("-split")
+    tag = f"{img.name}-{variant}"
+    t0 = time.monotonic()
+    shape = make_variant(store, img, compression, split if variant.endswith("-split") else None,
+                         tag)
+    subprocess.run(ociforge(work / "store", "-q", "push", tag, "--to",
+                            f"{host}/podstart:{tag}", "--no-sbom"), check=True)
+    print(f"{tag}: {shape['layers']} layers, {shape['blob_bytes'] / 1e6:.0f} MB (made and "
+          f"pushed in {time.monotonic() - t0:.0f} s)", flush=True)
+    out = []
+    for _ in range(runs):
+        load = os.getloadavg()
+        r = pod_start(work, f"{host}/podstart:{tag}")
+        out.append({**r, "load_1_5_15": load})
+        print(f"  fetch {r['fetch_s']:.1f} s  unpack {r['unpack_s']:.1f} s  (load {load[0]:.2f})",
+              flush=True)
+    return {"image": img.name, "variant": variant, **shape,
+            **{k: statistics.median(r[k] for r in out) for k in ("fetch_s", "unpack_s",
+                                                                  "total_s")},
+            "runs": out}
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The docs/benchmarks.md table, from results/podstart.json."""
+    loads = [r["load_1_5_15"][0] for v in doc["results"] for r in v["runs"]]
+    base = {v["image"]: v["total_s"] for v in doc["results"] if v["variant"] == "gzip"}
+    lines = [f"`python bench/podstart.py` ({doc['date']}, {doc['ctr']}, {doc['cpus']} CPUs, "
+             f"load {min(loads):.2f}–{max(loads):.2f}; split at {doc['split_mb']} MiB of tar; "
+             f"median of {doc['runs']}; unpigz {'present' if doc['unpigz'] else 'absent'}).",
+             "", "| image | layers | blobs | fetch | unpack | pull + unpack | vs gzip |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for v in doc["results"]:
+        ratio = v["total_s"] / base[v["image"]] if v["image"] in base else None
+        lines.append(f"| {v['image']} | {v['variant']} ({v['layers']}) "
+                     f"| {v['blob_bytes'] / 1e6:.0f} MB | {v['fetch_s']:.1f} s "
+                     f"| {v['unpack_s']:.1f} s | {v['total_s']:.1f} s "
+                     f"| {'–' if ratio is None else f'{ratio:.2f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(doc: dict[str, Any]) -> None:
+    path = ROOT / "bench" / "results" / "podstart.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(markdown(doc))
+
+
+def suite(ns: Any) -> None:
+    """`python bench/run.py podstart` (SUITES): one run of each variant."""
+    write(measure(default_store(), ["spark-4.1.1", "spark-4.1.1-gpu"],
+                  ["gzip", "zstd", "gzip-split", "zstd-split"], 512, 1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=default_store())
@@ -169,61 +257,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--variants", default="gzip,zstd,gzip-split,zstd-split")
     args = ap.parse_args()
-    why = can_run_containers()
-    if why or shutil.which("docker-registry") is None:
-        sys.exit(f"cannot run: {why or 'docker-registry is not installed'}")
-    work = Path(tempfile.mkdtemp(prefix="ocf-bench-podstart-"))
-    split = args.split_mb * MiB
-    results: list[dict[str, Any]] = []
-    try:
-        linked_copy(args.store, work / "store")
-        store = Store(work / "store")
-        reg = Registry(work / "registry")
-        try:
-            for name in args.images:
-                img = store.image(name)
-                big = any((lay.record.size if lay.record else 0) > split for lay in img.layers)
-                for variant in args.variants.split(","):
-                    if variant.endswith("-split") and not big:
-                        continue
-                    compression = variant.removesuffix("-split")
-                    tag = f"{name}-{variant}"
-                    t0 = time.monotonic()
-                    shape = make_variant(store, img, compression,
-                                         split if variant.endswith("-split") else None, tag)
-                    subprocess.run(ociforge(work / "store", "-q", "push", tag, "--to",
-                                            f"{reg.host}/podstart:{tag}", "--no-sbom"),
-                                   check=True)
-                    print(f"{tag}: {shape['layers']} layers, "
-                          f"{shape['blob_bytes'] / 1e6:.0f} MB (made and pushed in "
-                          f"{time.monotonic() - t0:.0f} s)", flush=True)
-                    runs = []
-                    for _ in range(args.runs):
-                        load = os.getloadavg()
-                        r = pod_start(work, f"{reg.host}/podstart:{tag}")
-                        runs.append({**r, "load_1_5_15": load})
-                        print(f"  fetch {r['fetch_s']:.1f} s  unpack {r['unpack_s']:.1f} s  "
-                              f"(load {load[0]:.2f})", flush=True)
-                    results.append({"image": name, "variant": variant, **shape,
-                                    **{k: statistics.median(r[k] for r in runs)
-                                       for k in ("fetch_s", "unpack_s", "total_s")},
-                                    "runs": runs})
-        finally:
-            reg.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    ctr = subprocess.run(["ctr", "--version"], capture_output=True, text=True).stdout.strip()
-    out = {"benchmark": "podstart", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "cpus": os.cpu_count(), "ctr": ctr, "split_mb": args.split_mb, "runs": args.runs,
-           "unpigz": shutil.which("unpigz") is not None, "results": results}
-    path = ROOT / "bench" / "results" / "podstart.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"\n{'image':<18}{'variant':<12}{'layers':>7}{'MB':>7}{'fetch s':>9}{'unpack s':>10}"
-          f"{'total s':>9}")
-    for r in results:
-        print(f"{r['image']:<18}{r['variant']:<12}{r['layers']:>7}{r['blob_bytes'] / 1e6:>7.0f}"
-              f"{r['fetch_s']:>9.1f}{r['unpack_s']:>10.1f}{r['total_s']:>9.1f}")
+    write(measure(args.store, args.images, args.variants.split(","), args.split_mb, args.runs))
 
 
 if __name__ == "__main__":
