@@ -92,7 +92,10 @@ def measure(store_dir: Path, image: str, runs: int, baseline: str) -> dict[str, 
                         if case == "sbom-regenerated":
                             shutil.rmtree(docs, ignore_errors=True)
                         argv = [*push, "--no-sbom"] if case == "no-sbom" else push
-                        env = old_env if case == "baseline-sbom" else None
+                        if case == "baseline-sbom":  # -P: not ./ociforge of the cwd
+                            argv, env = [argv[0], "-P", *argv[1:]], old_env
+                        else:
+                            env = None
                         walls[case].append(timed(argv, env)[0])
                 load_after = os.getloadavg()
         finally:
