@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -135,7 +136,8 @@ def make_variant(store: Store, img: StoredImage, compression: str, split_bytes: 
     data = canonical_json(manifest)
     store.tag(tag, Descriptor(MT_MANIFEST, store.put_bytes(data), len(data)))
     return {"tag": tag, "layers": len(layers), "blob_bytes": sum(d.size for d, _ in layers),
-            "largest_layer_bytes": max(d.size for d, _ in layers)}
+            "largest_layer_bytes": max(d.size for d, _ in layers),
+            "digests": [d.digest for d, _ in layers]}
 
 
 # -- timing -------------------------------------------------------------------------------
@@ -203,6 +205,9 @@ def _variant(work: Path, store: Store, host: str, img: StoredImage, variant: str
                          tag)
     subprocess.run(ociforge(work / "store", "-q", "push", tag, "--to",
                             f"{host}/podstart:{tag}", "--no-sbom"), check=True)
+    # The registry has them now: the variant's own blobs leave the store copy (disk).
+    for digest in set(shape.pop("digests")) - {lay.descriptor.digest for lay in img.layers}:
+        store.blob_path(digest).unlink(missing_ok=True)
     print(f"{tag}: {shape['layers']} layers, {shape['blob_bytes'] / 1e6:.0f} MB (made and "
           f"pushed in {time.monotonic() - t0:.0f} s)", flush=True)
     out = []
@@ -249,7 +254,12 @@ def suite(ns: Any) -> None:
                   ["gzip", "zstd", "gzip-split", "zstd-split"], 512, 1))
 
 
+def _terminate(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # so that every `finally` stops containerd and the registry
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=default_store())
     ap.add_argument("--images", nargs="+", default=["spark-4.1.1", "spark-4.1.1-gpu"])
