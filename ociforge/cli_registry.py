@@ -176,18 +176,19 @@ def _stitch(app: App, names: tuple[str, ...], all_: bool) -> list[str]:
 def _sbom_artifact(store: Any) -> Any:
     """The SPDX document of each pushed image, or why there is none."""
     from .registry.referrers import Artifact
-    from .sbom import collect, spdx
+    from .sbom import doccache, spdx
 
     def artifact(req: Any) -> Artifact | str:
         try:
-            inv = collect(store, req.name)
+            # Kept in the store by its inputs: a re-push reads it back, makes nothing.
+            doc = doccache.document(store, req.name, "spdx")
         except OciforgeError as e:
             return str(e)
-        if not inv.components and not inv.files:
+        if not doc.described:
             return "no layer of it was built by ociforge (no provenance to describe)"
-        return Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, spdx.render(inv),
+        return Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, doc.data,
                         f"{_as_tag(req.name)}.spdx.json",
-                        (("org.opencontainers.image.created", inv.created),))
+                        (("org.opencontainers.image.created", doc.created),))
 
     return artifact
 

@@ -19,8 +19,11 @@ build may emit different bytes for the same input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -40,6 +43,7 @@ COMPRESSIONS = tuple(MEDIA_TYPES)
 GZIP_LEVEL = 1  # isal levels are 0-3; 1 is between zlib -1 and -6 in ratio, far faster
 GZIP_BLOCK = 1 << 20
 ZSTD_JOB_SIZE = 2 << 20
+ZSTD_WRITE_SIZE = 1 << 20
 
 
 def _zstd_level() -> int:
@@ -142,6 +146,13 @@ class _Encoder:
         self._raw = _BlobFile(self.blob)
         self._stream: Any
         self._pending = bytearray()
+        try:
+            self._open(compression)
+        except BaseException:
+            self.blob.abort()  # gzip writes its header at once: the disk may be full
+            raise
+
+    def _open(self, compression: str) -> None:
         if compression == "gzip":
             # Block boundaries decide the bytes, so blocks are cut here at exact
             # multiples of GZIP_BLOCK and handed to the unbuffered writer (`.raw`);
@@ -158,7 +169,10 @@ class _Encoder:
                 ZSTD_LEVEL, threads=worker_threads(), job_size=ZSTD_JOB_SIZE,
                 write_checksum=0, write_content_size=0)
             cctx = zstandard.ZstdCompressor(compression_params=params)
-            self._stream = cctx.stream_writer(self._raw, closefd=False)  # type: ignore[arg-type]
+            # Output handed on in 1 MiB pieces (not 128 KiB): fewer hash and write calls;
+            # where the pieces are cut does not change the bytes.
+            self._stream = cctx.stream_writer(self._raw, write_size=ZSTD_WRITE_SIZE,  # type: ignore[arg-type]
+                                              closefd=False)
         elif compression == "none":
             self._stream = self._raw
         else:
@@ -200,6 +214,44 @@ class _Encoder:
         self.blob.abort()
 
 
+class _Feeder:
+    """Runs the compressors on a thread of their own, fed through a bounded queue, so
+    that producing and hashing the tar (this thread) overlaps compressing, hashing and
+    writing the blob (that one): both mostly run in C with the GIL released. Every
+    compressor still sees the same bytes in the same order, so the blobs are the same."""
+
+    DEPTH = 16  # pieces in flight (each at most tartree.COPY_BUFSIZE)
+
+    def __init__(self, encoders: list[_Encoder]) -> None:
+        self._encoders = encoders
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(self.DEPTH)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="layer-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    for enc in self._encoders:
+                        enc.write(data)
+                except BaseException as e:  # handed to the writer's thread
+                    self._error = e
+
+    def put(self, data: bytes | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Wait until everything put is compressed; raise what the thread raised."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class LayerEncoder:
     """A write-only stream that turns tar bytes into stored, digested blobs."""
 
@@ -215,11 +267,13 @@ class LayerEncoder:
         except BaseException:
             self.abort()
             raise
+        self._feeder = _Feeder(self._encoders)
 
     def write(self, data: bytes | memoryview) -> int:
+        if isinstance(data, memoryview) or not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer once this returns
         self._diff.update(data)
-        for enc in self._encoders:
-            enc.write(data)
+        self._feeder.put(data)
         n = len(data)
         self.size += n
         return n
@@ -230,6 +284,7 @@ class LayerEncoder:
     def finish(self) -> EncodedLayer:
         blobs = {}
         try:
+            self._feeder.close()
             for enc in self._encoders:
                 blobs[enc.compression] = enc.finish()
         except BaseException:
@@ -238,6 +293,10 @@ class LayerEncoder:
         return EncodedLayer("sha256:" + self._diff.hexdigest(), self.size, blobs)
 
     def abort(self) -> None:
+        feeder = getattr(self, "_feeder", None)
+        if feeder is not None:
+            with contextlib.suppress(BaseException):
+                feeder.close()
         for enc in self._encoders:
             enc.abort()
 

@@ -20,7 +20,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, cast
 
 from .errors import BuildError, UnsafeArchiveError, UsageError
 
@@ -255,6 +255,23 @@ def iter_sorted(tree: Tree) -> Iterator[Entry]:
         yield tree.entries[path]
 
 
+class _Offset:
+    """`out` with the `tell()` that tarfile's mode "w" asks for (it writes no other
+    way: no seek, no read)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._offset = 0
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._out.write(data)
+        self._offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._offset
+
+
 def write_tar(tree: Tree, out: IO[bytes], sde: int,
               progress: Callable[[int], None] | None = None) -> int:
     """Write the tree as a deterministic PAX tar to `out`. Returns entries written.
@@ -262,8 +279,11 @@ def write_tar(tree: Tree, out: IO[bytes], sde: int,
     check_tree(tree)
     count = 0
     first_of_inode: dict[tuple[int, int], str] = {}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                      bufsize=COPY_BUFSIZE) as tar:
+    # Mode "w" on a counting pass-through, not the stream mode "w|": the same bytes,
+    # but headers and file blocks go straight to `out` instead of being concatenated
+    # into (and sliced out of) tarfile's stream buffer, a copy of every byte.
+    with tarfile.open(fileobj=cast(IO[bytes], _Offset(out)), mode="w",
+                      format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = COPY_BUFSIZE  # type: ignore[attr-defined]
         for e in iter_sorted(tree):
             ti = tarfile.TarInfo(e.path + "/" if e.kind == DIR else e.path)

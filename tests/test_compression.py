@@ -62,3 +62,44 @@ def test_several_encodings_in_one_pass(tmp_path: Path) -> None:
     layer = _encode(store, ["gzip", "zstd", "none"])
     assert set(layer.blobs) == {"gzip", "zstd", "none"}
     assert layer.blobs["none"].digest == layer.diff_id
+
+
+class _FullDisk:
+    """A store whose disk is full: blobs are written to /dev/full (every write fails
+    with ENOSPC), as a real disk-full would make them."""
+
+    def __init__(self) -> None:
+        self.aborted = 0
+
+    def new_blob(self) -> _FullDisk:
+        self.file = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 (closed in abort)
+        self.size = 0
+        return self
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.file.write(data)
+
+    def commit(self, expected: str | None = None) -> str:
+        raise AssertionError("a blob that could not be written was committed")
+
+    def abort(self) -> None:
+        self.aborted += 1
+        self.file.close()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "zstd", "none"])
+def test_a_failed_blob_write_fails_the_layer(encoding: str) -> None:
+    # The compressors run on their own thread: its error must reach the builder.
+    store = _FullDisk()
+    enc = None
+    with pytest.raises(OSError, match="No space left"):  # gzip: already its header
+        try:  # as the layer builder does
+            enc = LayerEncoder(store, [encoding])  # type: ignore[arg-type]
+            for i in range(0, len(DATA), 1 << 20):
+                enc.write(DATA[i:i + (1 << 20)])
+            enc.finish()
+        except BaseException:
+            if enc is not None:
+                enc.abort()
+            raise
+    assert store.aborted >= 1  # the blob is given up, never committed

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -467,6 +468,69 @@ def test_no_sbom_and_images_without_provenance(registry: Registry, built: Path,
     assert r.rc == 1 and "no layer ociforge built" in r.err
     report = push(pulled, "copy", "--to", f"{registry.host}/sbom/copy:v1")
     assert "provenance" in report["attached"][0]["skipped"]
+
+
+
+# Runs `ociforge ARGS` with the SBOM generator replaced by one that fails, so a command
+# that needed to collect or render an SBOM exits with "SBOM generated".
+_NO_GENERATOR = """
+import sys
+import ociforge.sbom
+def generated(*args, **kwargs):
+    raise SystemExit("SBOM generated")
+sys.modules["ociforge.sbom.collect"].collect_image = generated
+from ociforge.cli import main
+sys.argv = ["ociforge", *sys.argv[1:]]
+main()
+"""
+
+
+def push_without_generator(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _NO_GENERATOR, "--store", str(store), "push",
+                           *args, "--json"], capture_output=True, text=True, timeout=300)
+
+
+def test_repush_reads_the_sbom_back_instead_of_making_it(registry: Registry, built: Path,
+                                                         tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    target = f"{registry.host}/sbom/kept"
+    first = push(store, "hello", "--to", f"{target}:v1")["attached"][0]
+    assert first["state"] == "pushed"
+
+    # Unchanged image, SBOM attached: found, with nothing collected or rendered.
+    again = push_without_generator(store, "hello", "--to", f"{target}:v1")
+    assert again.returncode == 0, again.stderr
+    att = json.loads(again.stdout)["attached"][0]
+    assert (att["state"], att["digest"]) == ("present", first["digest"])
+
+    # To a repository without it: uploaded from the store, the same bytes as before.
+    other = push_without_generator(store, "hello", "--to", f"{registry.host}/sbom/kept2:v1")
+    assert other.returncode == 0, other.stderr
+    att = json.loads(other.stdout)["attached"][0]
+    assert (att["state"], att["digest"], att["blob"]) == ("pushed", first["digest"],
+                                                          first["blob"])
+
+    # An image whose document was never made here is generated (the guard is real).
+    full = push_without_generator(store, "full", "--to", f"{target}:full")
+    assert full.returncode != 0 and "SBOM generated" in full.stderr
+
+
+def test_damaged_sbom_in_the_store_is_made_again(registry: Registry, built: Path,
+                                                tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(built, store)
+    first = push(store, "hello", "--to", f"{registry.host}/sbom/damaged:v1")["attached"][0]
+    (kept,) = (store / "ociforge" / "sbom" / "documents").iterdir()
+    kept.write_bytes(kept.read_bytes().replace(b"SPDX-2.3", b"SPDX-9.9"))
+    # Not served: this push has to make it (and fails with the generator gone) …
+    r = push_without_generator(store, "hello", "--to", f"{registry.host}/sbom/damaged2:v1")
+    assert r.returncode != 0 and "SBOM generated" in r.stderr
+    # … and a real one makes the same bytes again, which `ociforge sbom` writes too.
+    att = push(store, "hello", "--to", f"{registry.host}/sbom/damaged2:v1")["attached"][0]
+    assert (att["digest"], att["blob"]) == (first["digest"], first["blob"])
+    assert "sha256:" + hashlib.sha256(sbom(store, "hello")).hexdigest() == att["blob"]
+    assert len(list((store / "ociforge" / "sbom" / "documents").iterdir())) == 1
 
 
 # -- the real Spark image ------------------------------------------------------------------

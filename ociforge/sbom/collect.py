@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..assemble import rfc3339
 from ..image import StoredImage, StoredLayer
 from ..net.redact import redact
 from ..records import LayerRecord
@@ -47,13 +46,21 @@ def collect_image(store: Store, img: StoredImage, name: str | None = None) -> In
         name=name, reference=img.reference, manifest_digest=img.descriptor.digest,
         manifest_media_type=img.descriptor.media_type, os=img.os,
         architecture=img.architecture,
-        created=str(img.config.get("created") or rfc3339(source_date_epoch())))
+        created=str(img.config.get("created") or _default_created()))
     for layer in img.layers:
         if layer.record is None:
             inv.unknown_layers.append(layer.diff_id)
             continue
         _add_layer(store, inv, layer, layer.record)
     return inv
+
+
+def _default_created() -> str:
+    """The creation time of an image whose config has none (imported here, since
+    `assemble` pulls in the recipe models, which a push's SBOM does not need)."""
+    from ..assemble import rfc3339
+
+    return rfc3339(source_date_epoch())
 
 
 def scan_want(rec: LayerRecord) -> Want | None:

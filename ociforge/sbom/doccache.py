@@ -1,0 +1,105 @@
+"""SBOM documents kept in the store by what they are made from.
+
+`ociforge push` attaches each image's SPDX document; collecting and rendering it is
+most of the CPU of a re-push that sends nothing. The document is a function of the
+image (manifest, name, reference), its layers' records, the cached layer scans and
+ociforge's own SBOM code, so it is stored under a key over exactly those, and a
+re-push of an unchanged image reads it back instead of making it: same bytes, no
+collection. The key covers the source of this package, so a changed SBOM writer
+never serves an old document. One document per image name and format is kept (a
+new one replaces the last), so the cache does not grow with rebuilds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..digests import canonical_json
+from ..image import StoredImage
+from ..store import Store, atomic_write
+from .layerscan import SCAN_VERSION
+
+CACHE_VERSION = 1
+_CODE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Document:
+    """A rendered SBOM and the two facts a push needs about it."""
+
+    data: bytes
+    created: str  # the image's creation time (an annotation of the artifact)
+    described: bool  # False: no layer had a record, so there is nothing to describe
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted(_CODE.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def input_key(img: StoredImage, fmt: str) -> str:
+    """Everything the document of `img` in `fmt` is made from, hashed."""
+    inputs = {
+        "v": CACHE_VERSION, "scan": SCAN_VERSION, "code": _code_digest(), "fmt": fmt,
+        "name": img.name, "reference": img.reference, "manifest": img.descriptor.to_json(),
+        # What `collect` reads of a record (not its blobs or build time, which change
+        # when a layer gains a zstd blob or is rebuilt to the same bytes).
+        "layers": [[layer.diff_id, *((r.name, r.source_kind, r.provenance_json)
+                                     if (r := layer.record) else ())]
+                   for layer in img.layers],
+    }
+    return hashlib.sha256(canonical_json(inputs)).hexdigest()
+
+
+def _path(store: Store, name: str, fmt: str, key: str) -> Path:
+    slot = hashlib.sha256(f"{fmt}\0{name}".encode()).hexdigest()[:16]
+    return store.meta_dir / "sbom" / "documents" / f"{slot}-{key}.{fmt}"
+
+
+def _read(path: Path) -> Document | None:
+    with contextlib.suppress(OSError, ValueError):
+        head, sep, data = path.read_bytes().partition(b"\n")
+        meta = json.loads(head)
+        if sep and isinstance(meta, dict) and hashlib.sha256(data).hexdigest() == meta.get(
+                "sha256"):
+            return Document(data, str(meta["created"]), bool(meta["described"]))
+    return None
+
+
+def _write(store: Store, path: Path, doc: Document) -> None:
+    """Best effort (a read-only store still pushes): the document, after one JSON line
+    that says what it is; other documents of the same image name and format go."""
+    meta = {"created": doc.created, "described": doc.described,
+            "sha256": hashlib.sha256(doc.data).hexdigest()}
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(meta, sort_keys=True).encode() + b"\n" + doc.data,
+                     store.tmp_dir)
+        slot = path.name.split("-", 1)[0]
+        for old in path.parent.glob(f"{slot}-*"):
+            if old != path:
+                old.unlink(missing_ok=True)
+
+
+def document(store: Store, name: str, fmt: str = "spdx") -> Document:
+    """The SBOM of store image `name`: from the store when made before from the same
+    inputs, else collected, rendered and kept."""
+    img = store.image(name)
+    path = _path(store, name, fmt, input_key(img, fmt))
+    cached = _read(path)
+    if cached is not None:
+        return cached
+    from . import render
+    from .collect import collect_image
+
+    inv = collect_image(store, img)
+    doc = Document(render(inv, fmt), inv.created, bool(inv.components or inv.files))
+    _write(store, path, doc)
+    return doc
