@@ -366,3 +366,48 @@ def main(ns: Any) -> None:
     seeds = prepare(full=False)
     with workdir("buildah") as scratch:
         bench_buildah(seeds, scratch, getattr(ns, "scenarios", None) or "abcdefg")
+
+
+def _mb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:,.0f} MB"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The docs/benchmarks.md section, from results/buildah.json."""
+    m, after = doc["machine"], doc.get("machine_after", {})
+    lines = [
+        f"Measured {m['date']} on {m['nproc']} × {m['cpu']}, {doc['buildah_version']} "
+        f"(storage driver {doc['storage_driver']}, isolation {doc['isolation']}); one run "
+        f"per scenario, buildah's scenarios first, then ociforge's. Load average "
+        f"(1/5/15 min) {m['loadavg_1_5_15']} at the start, "
+        f"{after.get('loadavg_1_5_15')} at the end; each scenario's own before/after is "
+        "in the JSON and below.", "",
+        "| | scenario | buildah | ociforge | ratio | goal | load before (b / o) |",
+        "|---|---|---:|---:|---:|---|---|"]
+    for r in doc["rows"]:
+        lb = r["load_before"]
+        lines.append(f"| {r['scenario']} | {r['case']} | {r['buildah_s']:.2f} s | "
+                     f"{r['ociforge_s']:.2f} s | **{r['ratio']:.2f}** | ≤ {r['goal']}: "
+                     f"{'met' if r['met'] else '**missed**'} | {lb['buildah'][0]} / "
+                     f"{lb['ociforge'][0]} |")
+    lines += ["", f"buildah's import of the base archive alone (part of its cold builds a "
+              f"and b): {doc['buildah_base_import_s']:.2f} s. Changed pin in (e): "
+              f"`{doc['changed_pin']}`.", ""]
+    bs = doc["tools"]["buildah"].get("sizes", {})
+    os_ = doc["tools"]["ociforge"].get("sizes", {})
+    if bs or os_:
+        lines += ["Image sizes (after scenario f; buildah: uncompressed, as its storage "
+                  "holds it; ociforge: gzip blobs of the manifest):", "",
+                  "| image | buildah layers | buildah size | ociforge layers | "
+                  "ociforge size (gzip) |", "|---|---:|---:|---:|---:|"]
+        for tag in sorted(set(bs) | set(os_)):
+            b, o = bs.get(tag, {}), os_.get(tag, {})
+            lines.append(f"| spark-{tag} | {b.get('layers', '–')} | "
+                         f"{_mb(b.get('uncompressed_bytes'))} | {o.get('layers', '–')} | "
+                         f"{_mb(o.get('compressed_bytes'))} |")
+        g = (doc["tools"]["buildah"].get("g", {}), doc["tools"]["ociforge"].get("g", {}))
+        if g[0] and g[1]:
+            lines += ["", f"Archives of (g): buildah `docker-archive` "
+                      f"{_mb(g[0]['archive_bytes'])} (uncompressed layers), ociforge "
+                      f"`--archive` {_mb(g[1]['archive_bytes'])} (gzip layers)."]
+    return "\n".join(lines) + "\n"

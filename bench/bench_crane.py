@@ -210,3 +210,20 @@ def main(ns: Any) -> None:
     seeds = prepare(full=False)
     with workdir("crane") as scratch:
         bench_crane(seeds, scratch, ns.runs)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The docs/benchmarks.md section, from results/crane.json."""
+    m = doc["machine"]
+    loads = [x["before"][0] for x in doc["loads"]] + [x["after"][0] for x in doc["loads"]]
+    lines = [
+        f"Measured {m['date']} on {m['nproc']} × {m['cpu']}, crane {doc['crane']}, "
+        f"{doc['registry']}; median of {doc['runs']} runs, contenders alternating, wall "
+        f"time including process start; 1-min load average {min(loads)}–{max(loads)} "
+        "across the timed commands (each one's before/after is in the JSON).", "",
+        "| case | ociforge | crane | ratio | goal |", "|---|---:|---:|---:|---|"]
+    for r in doc["rows"]:
+        goal = r["goal_text"].replace("MISSED", "**missed**")
+        lines.append(f"| {r['case']} | {r['ociforge_s']:.3f} s | {r['crane_s']:.3f} s | "
+                     f"{r['ratio']:.2f} | {goal} |")
+    return "\n".join(lines) + "\n"

@@ -17,13 +17,14 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench_export import bench_archive, built_images
 from bench_layers import bench_layer
 from bench_rss import bench_rss, child_build
 from bench_warm import bench_warm
-from common import RESULTS_DIR, Row, spark_tree
+from common import REPO_ROOT, RESULTS_DIR, Row, spark_tree
 
 BENCHMARKS = ("gzip", "zstd", "archive", "warm", "rss")
 ORDER = ("layer-gzip", "layer-zstd", "archive", "warm", "rss")
@@ -34,6 +35,22 @@ SUITES: dict[str, str] = {
     "buildah": "bench_buildah:main",  # issue 17, 1: Dockerfiles with buildah bud --layers
     "crane": "bench_crane:main",  # issue 17, 2: crane push / append vs ociforge
 }
+
+
+def regenerate_docs(doc_path: Path = REPO_ROOT / "docs" / "benchmarks.md") -> None:
+    """Each suite's section of docs/benchmarks.md, between `<!-- bench:NAME -->` and
+    `<!-- /bench:NAME -->`, rewritten by the suite module's `markdown(results)`."""
+    text = doc_path.read_text()
+    for name, target in SUITES.items():
+        results = RESULTS_DIR / f"{name}.json"
+        begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        if not results.exists() or begin not in text:
+            continue
+        module = importlib.import_module(target.split(":")[0])
+        body = module.markdown(json.loads(results.read_text()))
+        head, rest = text.split(begin, 1)
+        text = f"{head}{begin}\n{body}{end}{rest.split(end, 1)[1]}"
+    doc_path.write_text(text)
 
 
 def run_suite(name: str, ns: argparse.Namespace) -> None:
@@ -110,7 +127,7 @@ def report() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("benchmark", choices=[*BENCHMARKS, *SUITES, "all", "setup", "report",
-                                              "_build-layer"])
+                                              "docs", "_build-layer"])
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=5, help="runs per contender (median)")
     parser.add_argument("--warm-runs", type=int, default=10, help="runs for `warm`")
@@ -121,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.benchmark == "report":
         report()
+        return 0
+    if ns.benchmark == "docs":  # docs/benchmarks.md sections of SUITES from results/
+        regenerate_docs()
         return 0
     if ns.benchmark == "setup":  # networked: wheels, Go tools, the build context
         importlib.import_module("seeds_setup").prepare()
