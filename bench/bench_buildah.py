@@ -23,9 +23,11 @@ recorded before and after.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,22 +58,31 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def locked_time(argvs: list[list[str]], cwd: Path | None = None) -> float:
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def locked_time(argvs: list[list[str]], cwd: Path | None = None,
+                cpu: dict[str, float] | None = None) -> float:
     """Wall seconds of the commands run one after another, holding the bench lock
-    (so two benchmarks never time at once); the lock wait is not timed."""
+    (so two benchmarks never time at once); the lock wait is not timed. With `cpu`,
+    its "client" entry gets the CPU seconds the commands used."""
     LOCK.touch(exist_ok=True)
     with open(LOCK) as fd:
-        import fcntl
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             os.sync()
-            t0 = time.perf_counter()
+            c0, t0 = children_cpu(), time.perf_counter()
             for argv in argvs:
                 proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise RuntimeError(f"{' '.join(argv[:8])}…: exit {proc.returncode}: "
                                        f"{(proc.stdout + proc.stderr)[-2000:]}")
-            return time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+            if cpu is not None:
+                cpu["client"] = children_cpu() - c0
+            return wall
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
