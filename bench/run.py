@@ -37,12 +37,13 @@ SUITES: dict[str, str] = {
 }
 
 
-def regenerate_docs(doc_path: Path = REPO_ROOT / "docs" / "benchmarks.md") -> None:
+def regenerate_docs(doc_path: Path = REPO_ROOT / "docs" / "benchmarks.md",
+                    results_dir: Path = RESULTS_DIR) -> None:
     """Each suite's section of docs/benchmarks.md, between `<!-- bench:NAME -->` and
     `<!-- /bench:NAME -->`, rewritten by the suite module's `markdown(results)`."""
     text = doc_path.read_text()
     for name, target in SUITES.items():
-        results = RESULTS_DIR / f"{name}.json"
+        results = results_dir / f"{name}.json"
         begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
         if not results.exists() or begin not in text:
             continue
