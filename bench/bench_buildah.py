@@ -369,6 +369,39 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
               f"{r['ratio']:>7.2f}  ≤ {r['goal']} {'met' if r['met'] else 'MISSED'}")
 
 
+def profile_missed(seeds: Seeds, scratch: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """cProfile (all threads) of ociforge's side of each missed scenario among e and f,
+    re-run untimed on a hard-linked copy of the prepared store: e with the pin moved,
+    f with the variant's layers taken out of the store. Written to
+    results/profiles/buildah-<scenario>.txt."""
+    from profile_cli import profile_cli
+    out: dict[str, str] = {}
+    for r in rows:
+        sc = r["scenario"]
+        if r["met"] or sc not in "ef":
+            continue
+        work = scratch / f"profile-{sc}"
+        side = OciforgeSide(seeds, work)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        shutil.copytree(seeds.project, side.project, symlinks=True)
+        subprocess.run(["cp", "-al", str(seeds.store), str(side.store)], check=True)
+        if sc == "e":
+            side.edit_pin(pin_line(seeds))
+            argv = side.build("4.1.0", "4.1.1")
+        else:
+            for rec in (side.store / "ociforge" / "layers").glob("*.json"):
+                name = json.loads(rec.read_text()).get("name", "")
+                if name.startswith(("s3a-", "iceberg-", "hadoop-cloud-")):
+                    rec.unlink()
+            argv = side.variants(*BASELINES)
+        path = RESULTS_DIR / "profiles" / f"buildah-{sc}.txt"
+        profile_cli(argv[1:], path, top=30)
+        out[sc] = str(path.relative_to(REPO_ROOT))
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
 def main(ns: Any) -> None:
     """`python bench/run.py buildah`: setup (networked only when something is missing),
     then the scenarios (`--scenarios`, default all)."""
@@ -376,7 +409,9 @@ def main(ns: Any) -> None:
     from seeds_setup import prepare
     seeds = prepare(full=False)
     with workdir("buildah") as scratch:
-        bench_buildah(seeds, scratch, getattr(ns, "scenarios", None) or "abcdefg")
+        doc = bench_buildah(seeds, scratch, getattr(ns, "scenarios", None) or "abcdefg")
+        doc["profiles"] = profile_missed(seeds, scratch, doc["rows"])
+        (RESULTS_DIR / "buildah.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _mb(n: int | None) -> str:
