@@ -3,6 +3,7 @@
 
     python bench/run.py all            # every benchmark (~5 min on 2 cores)
     python bench/run.py gzip|zstd|archive|warm|rss
+    python bench/run.py buildah|crane  # issue 17 (SUITES below; `setup` prepares them)
     python bench/run.py report         # Markdown table from bench/results/*.json
 
 Each benchmark prints a table (ociforge, competitor, ratio = ociforge / competitor,
@@ -12,19 +13,52 @@ MB/s, target met) and writes bench/results/<name>.json. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from bench_export import bench_archive, built_images
 from bench_layers import bench_layer
 from bench_rss import bench_rss, child_build
 from bench_warm import bench_warm
-from common import RESULTS_DIR, Row, spark_tree
+from common import REPO_ROOT, RESULTS_DIR, Row, spark_tree
 
 BENCHMARKS = ("gzip", "zstd", "archive", "warm", "rss")
 ORDER = ("layer-gzip", "layer-zstd", "archive", "warm", "rss")
+
+# Benchmarks with their own setup and results file, run by `all` after the ones above:
+# name -> "module:function", the function taking the parsed arguments. One line each.
+SUITES: dict[str, str] = {
+    "buildah": "bench_buildah:main",  # issue 17, 1: Dockerfiles with buildah bud --layers
+    "crane": "bench_crane:main",  # issue 17, 2: crane push / append vs ociforge
+    "repush-sbom": "repush_sbom:suite",  # issue 17, 4: re-push with the SBOM
+    "podstart": "podstart:suite",  # issue 17, 3: containerd fetch + unpack (root)
+}
+
+
+def regenerate_docs(doc_path: Path = REPO_ROOT / "docs" / "benchmarks.md",
+                    results_dir: Path = RESULTS_DIR) -> None:
+    """Each suite's section of docs/benchmarks.md, between `<!-- bench:NAME -->` and
+    `<!-- /bench:NAME -->`, rewritten by the suite module's `markdown(results)`."""
+    text = doc_path.read_text()
+    for name, target in SUITES.items():
+        results = results_dir / f"{name}.json"
+        begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        if not results.exists() or begin not in text:
+            continue
+        module = importlib.import_module(target.split(":")[0])
+        body = module.markdown(json.loads(results.read_text()))
+        head, rest = text.split(begin, 1)
+        text = f"{head}{begin}\n{body}{end}{rest.split(end, 1)[1]}"
+    doc_path.write_text(text)
+
+
+def run_suite(name: str, ns: argparse.Namespace) -> None:
+    module, func = SUITES[name].split(":")
+    getattr(importlib.import_module(module), func)(ns)
 
 
 def warn_if_busy() -> None:
@@ -95,10 +129,12 @@ def report() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("benchmark", choices=[*BENCHMARKS, "all", "report", "_build-layer"])
+    parser.add_argument("benchmark", choices=[*BENCHMARKS, *SUITES, "all", "setup", "report",
+                                              "docs", "_build-layer"])
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, default=5, help="runs per contender (median)")
     parser.add_argument("--warm-runs", type=int, default=10, help="runs for `warm`")
+    parser.add_argument("--scenarios", default="abcdefg", help="buildah: scenarios a-g to run")
     ns = parser.parse_args(argv)
     if ns.benchmark == "_build-layer":
         child_build(*ns.args)
@@ -106,8 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     if ns.benchmark == "report":
         report()
         return 0
+    if ns.benchmark == "docs":  # docs/benchmarks.md sections of SUITES from results/
+        regenerate_docs()
+        return 0
+    if ns.benchmark == "setup":  # networked: wheels, Go tools, the build context
+        importlib.import_module("seeds_setup").prepare()
+        return 0
+    if ns.benchmark in SUITES:
+        run_suite(ns.benchmark, ns)
+        return 0
     selected = list(BENCHMARKS) if ns.benchmark == "all" else [ns.benchmark]
     rows = run_selected(selected, ns.runs, ns.warm_runs)
+    if ns.benchmark == "all":
+        for name in SUITES:
+            run_suite(name, ns)
     missed = [r for r in rows if r.met is False]
     print(f"\n{len(rows)} rows, {len(missed)} target(s) missed"
           + "".join(f"\n  missed: {r.case}: {r.ociforge}" for r in missed))

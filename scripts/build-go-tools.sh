@@ -10,10 +10,13 @@
 #                       distribution 2.8, has none; zot is not served by the Go proxy)
 #   psa-check           tools/psa-check: Kubernetes' Pod Security admission checks
 #                       (k8s.io/pod-security-admission) for the pod-template tests
+#   crane               go-containerregistry's CLI, the daemonless image tool the
+#                       benchmarks compare `ociforge push` with (bench/bench_crane.py)
 # Networked: run by scripts/install-test-deps.sh, never by the tests.
 set -euo pipefail
 VERSITYGW_VERSION=v1.8.0
 ACTIONLINT_VERSION=v1.7.12
+CRANE_VERSION=v0.22.1
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 go_dir="$cache/go"
@@ -54,5 +57,6 @@ build_local() {  # name: a command of ours under tools/NAME, pinned by its go.mo
 
 install versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
 install actionlint github.com/rhysd/actionlint/cmd/actionlint "$ACTIONLINT_VERSION"
+install crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 build_local referrers-registry
 build_local psa-check
