@@ -381,17 +381,23 @@ class _Resolver:
         """(URL, text) of the file beside the artifact (`.sha1`, `.asc`, …); None as
         the text when the repository has none (404, 410)."""
         url = f"{repo.url}/{coord.path}.{ext}"
+        body = self.get_optional(repo, coord, url)
+        return url, None if body is None else body.decode(errors="replace")
+
+    def get_optional(self, repo: Repository, coord: Coordinate, url: str) -> bytes | None:
+        """The body of a file the repository may lack: None on 404/410, a FetchError
+        naming the artifact on any other failure."""
         try:
             r = self.request(repo, "GET", url)
         except NetworkError as e:
             raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
         with r:
             if r.status_code in (404, 410):
-                return url, None
+                return None
             if not r.ok:
                 raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
                                  status=r.status_code)
-            return url, r.text
+            return r.content
 
     def download(self, coord: Coordinate, pin: str | None) -> tuple[Path, Repository]:
         """A verified copy in the downloads cache (named by its sha256) and the
@@ -482,20 +488,13 @@ def available_versions(source: MavenSource, ctx: BuildContext, coord: Coordinate
     found: list[str] = []
     for repo in resolver.repos:
         url = f"{repo.url}/{path}"
+        body = resolver.get_optional(repo, coord, url)
+        if body is None:
+            continue
         try:
-            r = resolver.request(repo, "GET", url)
-        except NetworkError as e:
-            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
-        with r:
-            if r.status_code in (404, 410):
-                continue
-            if not r.ok:
-                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
-                                 status=r.status_code)
-            try:
-                root = ElementTree.fromstring(r.content)
-            except ElementTree.ParseError as e:
-                raise FetchError(f"{coord}: {url} is not XML ({e})", url=url) from None
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as e:
+            raise FetchError(f"{coord}: {url} is not XML ({e})", url=url) from None
         found.append(repo.url)
         versions.update((v.text.strip(), None) for v in root.iter()  # any namespace
                         if v.tag.rsplit("}", 1)[-1] == "version" and v.text and v.text.strip())
