@@ -18,7 +18,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from .. import __version__
-from ..errors import NetworkError
+from ..errors import FetchError, NetworkError
 from .credentials import CredentialHook
 from .redact import redact
 from .retry import RetryPolicy
@@ -128,6 +128,24 @@ def request(session: requests.Session, method: str, url: str, *, policy: RetryPo
     a 404 means); raises `NetworkError` when no answer came within the budget."""
     return retrying(policy, lambda: send(session, method, url, **options),
                     method=method, url=url)
+
+
+def get_optional(attempt: Callable[[], requests.Response], url: str, what: str = ""
+                 ) -> bytes | None:
+    """The body of a GET for a file the server may lack: None on 404/410; no answer or
+    any other status is a `FetchError` naming `what` (an artifact) and the URL."""
+    prefix = f"{what}: " if what else ""
+    try:
+        r = attempt()
+    except NetworkError as e:
+        raise FetchError(f"{prefix}GET {redact(url)}: {e.reason}", url=url) from None
+    with r:
+        if r.status_code in (404, 410):
+            return None
+        if not r.ok:
+            raise FetchError(f"{prefix}GET {redact(url)}: HTTP {r.status_code}", url=url,
+                             status=r.status_code)
+        return bytes(r.content)
 
 
 def retrying(policy: RetryPolicy, attempt: Callable[[], T], *, method: str, url: str) -> T:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import FetchError, IntegrityError, NetworkError
+from ..errors import FetchError, IntegrityError
 from ..net.redact import redact
 from ..sources.debianlock import paragraphs
 
@@ -27,19 +27,9 @@ _DECOMPRESS = {".xz": lzma.decompress, ".gz": gzip.decompress, ".bz2": bz2.decom
 
 def _get(ctx: BuildContext, url: str) -> bytes | None:
     """The body, or None on 404/410."""
-    from ..net.http import request
+    from ..net.http import get_optional, request
 
-    try:
-        r = request(ctx.session, "GET", url, policy=ctx.retry)
-    except NetworkError as e:
-        raise FetchError(f"GET {redact(url)}: {e.reason}", url=url) from None
-    with r:
-        if r.status_code in (404, 410):
-            return None
-        if not r.ok:
-            raise FetchError(f"GET {redact(url)}: HTTP {r.status_code}", url=url,
-                             status=r.status_code)
-        return bytes(r.content)
+    return get_optional(lambda: request(ctx.session, "GET", url, policy=ctx.retry), url)
 
 
 def _gpgv(keyring: str, *files: Path, output: Path | None = None) -> None:

@@ -29,6 +29,7 @@ from ..errors import AuthError, FetchError, IntegrityError, LockError, NetworkEr
 from ..fetch import cached, fetch, obtain, verify_local
 from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
+from ..net.http import get_optional
 from ..net.redact import redact_reference
 from ..spec import ProjectPath
 from ..tartree import Tree
@@ -387,17 +388,7 @@ class _Resolver:
     def get_optional(self, repo: Repository, coord: Coordinate, url: str) -> bytes | None:
         """The body of a file the repository may lack: None on 404/410, a FetchError
         naming the artifact on any other failure."""
-        try:
-            r = self.request(repo, "GET", url)
-        except NetworkError as e:
-            raise FetchError(f"{coord}: GET {url}: {e.reason}", url=url) from None
-        with r:
-            if r.status_code in (404, 410):
-                return None
-            if not r.ok:
-                raise FetchError(f"{coord}: GET {url}: HTTP {r.status_code}", url=url,
-                                 status=r.status_code)
-            return r.content
+        return get_optional(lambda: self.request(repo, "GET", url), url, str(coord))
 
     def download(self, coord: Coordinate, pin: str | None) -> tuple[Path, Repository]:
         """A verified copy in the downloads cache (named by its sha256) and the
