@@ -237,12 +237,27 @@ def images_ls(app: App) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--raw", type=click.Choice(["manifest", "config"]), help="Print the raw JSON.")
+@click.option("--raw", type=click.Choice(["manifest", "config", "index"]),
+              help="Print the raw JSON (index: of a multi-platform image).")
+@click.option("--platform", help="Of a multi-platform image, the image of this platform "
+              "(e.g. linux/arm64); without it, the index and its platforms are shown.")
 @output_options
 @pass_app
-def inspect(app: App, name: str, raw: str | None) -> None:
+def inspect(app: App, name: str, raw: str | None, platform: str | None) -> None:
     """Show an assembled image: digest, config, layers and their provenance."""
-    img = app.store().image(name)
+    from .image import StoredIndex
+
+    store = app.store()
+    (tagged,) = store.tagged([name])
+    if isinstance(tagged, StoredIndex) and (raw == "index" or (raw is None and not platform)):
+        if raw:
+            click.echo(json.dumps(tagged.index, indent=2))
+            return
+        _inspect_index(app, tagged)
+        return
+    if raw == "index":
+        raise click.UsageError(f"image {name!r} is one manifest, not an index")
+    img = store.image(name, platform)
     config = img.config
     if raw:
         click.echo(json.dumps(img.manifest if raw == "manifest" else config, indent=2))
@@ -257,14 +272,36 @@ def inspect(app: App, name: str, raw: str | None) -> None:
         "config_digest": img.config_descriptor.digest, "created": config.get("created"),
         "platform": img.platform, "config": config.get("config", {}),
         "layers": layers_out, "size": img.size}
-    lines = [f"{name}  {img.reference}", f"manifest  {img.descriptor.digest}",
-             f"config    {data['config_digest']}", f"platform  {data['platform']}",
-             f"created   {data['created']}", f"size      {human_size(data['size'])}"]
+    lines = [f"{name}  {img.reference}"]
+    if isinstance(tagged, StoredIndex):
+        data["index_digest"] = tagged.descriptor.digest
+        lines.append(f"index     {tagged.descriptor.digest}")
+    lines += [f"manifest  {img.descriptor.digest}",
+              f"config    {data['config_digest']}", f"platform  {data['platform']}",
+              f"created   {data['created']}", f"size      {human_size(data['size'])}"]
     for k, v in data["config"].items():
         lines.append(f"{k:<10}{json.dumps(v)}")
     for layer in layers_out:
         lines.append(f"  {layer['name'] or '?':<26} {layer['digest'][:19]}  "
                      f"{human_size(layer['size']):>9}")
+    app.emit(data, "\n".join(lines))
+
+
+def _inspect_index(app: App, index: Any) -> None:
+    """A multi-platform image: its index, then one line per platform."""
+    shared = set.intersection(*({layer.descriptor.digest for layer in img.layers}
+                                for img in index.images))
+    data = {"name": index.name, "reference": index.reference,
+            "index_digest": index.descriptor.digest, "mediaType": index.descriptor.media_type,
+            "platforms": [{"platform": img.platform, "manifest_digest": img.descriptor.digest,
+                           "size": img.size, "layers": len(img.layers)}
+                          for img in index.images],
+            "shared_layers": len(shared), "size": index.size}
+    lines = [f"{index.name}  {index.reference}", f"index     {index.descriptor.digest}",
+             f"size      {human_size(index.size)} (the platforms' layers, each blob once; "
+             f"{len(shared)} layers shared by all)"]
+    lines += [f"  {p['platform']:<14} {p['manifest_digest'][:19]}  {human_size(p['size']):>9}"
+              f"  {p['layers']} layers" for p in data["platforms"]]
     app.emit(data, "\n".join(lines))
 
 
@@ -492,6 +529,8 @@ from .cli_plan import register as _register_plan  # noqa: E402, I001
 _register_plan(cli)
 from .cli_updates import register as _register_updates  # noqa: E402, I001
 _register_updates(cli)
+from .cli_export import register as _register_export  # noqa: E402, I001
+_register_export(cli)
 
 
 if __name__ == "__main__":

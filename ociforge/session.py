@@ -200,11 +200,14 @@ class BuildSession:
         return out
 
     def export(self, names: list[str], *, archive: Path | None = None,
-               oci_layout: Path | None = None, progress: ByteProgress | None = None
-               ) -> dict[str, dict[str, Any]]:
-        """Write assembled images as an archive and/or an OCI layout directory."""
-        refs = self.store.images(names)
-        total = sum(d.size for r in refs for d in [r.descriptor, *r.blobs()])
+               oci_layout: Path | None = None, progress: ByteProgress | None = None,
+               platform: str | None = None) -> dict[str, dict[str, Any]]:
+        """Write assembled images as an archive and/or an OCI layout directory. The
+        archive holds each image's `platform` (the host's by default: what `minikube
+        image load` takes); the layout every platform a name is tagged with."""
+        refs = self.store.images(names, platform) if archive else []
+        whole = self.store.tagged(names) if oci_layout else []
+        total = sum(d.size for r in [*refs, *whole] for d in [r.descriptor, *r.blobs()])
 
         def tick(what: str) -> Callable[[int], None]:
             return lambda n: progress(what, n, total) if progress else None
@@ -218,7 +221,7 @@ class BuildSession:
         if oci_layout:
             from .outputs.layout import export_layout
 
-            export_layout(self.store, refs, oci_layout, progress=tick("oci-layout"))
+            export_layout(self.store, whole, oci_layout, progress=tick("oci-layout"))
             outputs["oci_layout"] = {"path": str(oci_layout)}
         return outputs
 

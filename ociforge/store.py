@@ -12,8 +12,10 @@ Layout on disk (the top level is a valid OCI image layout that skopeo/umoci read
                                      layer cache, not here (fetched when read)
 
 Readers get images and layer records as typed values (`image()`, `record_for()`,
-`read_record()`, `iter_records()`): the models live in records.py and image.py, which
-do not import this module (image.py reads blobs through a Protocol this class meets).
+`read_record()`, `iter_records()`; `tagged()` for a name tagged with an index of
+several platforms, which `tag_platforms()` writes): the models live in records.py
+and image.py, which do not import this module (image.py reads blobs through a
+Protocol this class meets).
 
 Writes go to a temporary file, are fsynced, then renamed: a reader never sees a
 partial blob, and a killed writer leaves only a temporary file that gc removes.
@@ -39,23 +41,32 @@ import shutil
 import stat
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 from .digests import CHUNK, canonical_json, digest_bytes, digest_hex, is_digest
 from .errors import ImageNotInStoreError, OciforgeError, StoreCorruptError
-from .image import RecordFor, StoredImage, load_image
+from .image import RecordFor, StoredImage, StoredIndex, load_image, load_index
+from .oci import INDEX_TYPES, MANIFEST_TYPES, MT_INDEX, Descriptor, document_kind, walk
 from .oci import MT_CONFIG as MT_CONFIG
 from .oci import MT_DOCKER_LIST as MT_DOCKER_LIST
 from .oci import MT_DOCKER_MANIFEST as MT_DOCKER_MANIFEST
-from .oci import MT_INDEX, Descriptor, walk
 from .oci import MT_MANIFEST as MT_MANIFEST
 from .records import LayerRecord, pick_record
 from .store_index import REF_NAME as REF_NAME
 from .store_index import IndexDamagedError, parse_index, ref_name
 
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+# The order of an index's manifests: these first, any other platform after, by name.
+PLATFORM_ORDER = ("linux/amd64", "linux/arm64")
+_T = TypeVar("_T")
+
+
+def platform_order(platform: str) -> tuple[int, str]:
+    """Sort key of a platform in an index ociforge writes."""
+    return (PLATFORM_ORDER.index(platform) if platform in PLATFORM_ORDER
+            else len(PLATFORM_ORDER), platform)
 
 
 class RemoteBlobs(Protocol):
@@ -532,13 +543,48 @@ class Store:
 
     # -- images ------------------------------------------------------------------------
 
-    def image(self, name: str) -> StoredImage:
-        """The image tagged `name` (OciforgeError naming it if it is not tagged)."""
-        (image,) = self.images([name])
+    def image(self, name: str, platform: str | None = None) -> StoredImage:
+        """The image tagged `name` (OciforgeError naming it if it is not tagged). A
+        name tagged with an index stands for its image of `platform`, the host's by
+        default (PlatformNotInImageError naming the platforms it has)."""
+        (image,) = self.images([name], platform)
         return image
 
-    def images(self, names: Iterable[str]) -> list[StoredImage]:
-        """Several images, the layer records read once for all of them."""
+    def images(self, names: Iterable[str], platform: str | None = None) -> list[StoredImage]:
+        """Several images (each of `platform`, as `image`), the layer records read
+        once for all of them."""
+        return self._load(list(names), lambda name, entry, picker: load_image(
+            self, name, entry, picker, platform))
+
+    def tagged(self, names: Iterable[str]) -> list[StoredImage | StoredIndex]:
+        """What each name is tagged with, whole: a `StoredIndex` (every platform) for a
+        name tagged with an index, else its `StoredImage` (outputs that carry every
+        platform: the OCI layout, the catalog)."""
+        def load(name: str, entry: dict[str, Any], picker: RecordFor
+                 ) -> StoredImage | StoredIndex:
+            if self.is_index(entry):
+                return load_index(self, name, entry, picker)
+            return load_image(self, name, entry, picker)
+
+        return self._load(list(names), load)
+
+    def platforms(self, name: str) -> list[str]:
+        """The platforms image `name` has (`os/architecture`), in its index's order;
+        one for a name tagged with a single manifest."""
+        (tagged,) = self.tagged([name])
+        return tagged.platforms if isinstance(tagged, StoredIndex) else [tagged.platform]
+
+    def is_index(self, entry: dict[str, Any]) -> bool:
+        """Whether a tag (an index.json entry) names an image index."""
+        desc = Descriptor.from_json(entry)
+        if desc.media_type in INDEX_TYPES:
+            return True
+        if desc.media_type in MANIFEST_TYPES:
+            return False
+        return document_kind(desc.media_type, self.read_json(desc.digest)) == "index"
+
+    def _load(self, names: list[str], load: Callable[[str, dict[str, Any], RecordFor], _T]
+              ) -> list[_T]:
         tags = self.tags()
         for name in names:
             if name not in tags:
@@ -547,13 +593,40 @@ class Store:
         out = []
         for name in names:
             try:
-                out.append(load_image(self, name, tags[name], picker))
+                out.append(load(name, tags[name], picker))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 # A document that hashes right but is not what its descriptor says.
                 raise StoreCorruptError(
                     f"image {name!r} ({tags[name]['digest']}) is damaged: "
                     f"{type(e).__name__}: {str(e)[:120]}; run `ociforge store fsck`") from e
         return out
+
+    def tag_platforms(self, name: str, images: Sequence[StoredImage],
+                      annotations: dict[str, str] | None = None) -> Descriptor:
+        """Tag `name` with an OCI image index listing `images` (one per platform, each
+        manifest descriptor carrying platform {os, architecture}), in a fixed order
+        (linux/amd64, linux/arm64, then any other by name), so the same images make
+        the same index digest whatever order they come in. With one image, tags that
+        manifest itself (a single-platform image stays exactly as `tag` makes it)."""
+        if not images:
+            raise OciforgeError(f"image {name!r}: no platform images to tag")
+        platforms = [img.platform for img in images]
+        if len(set(platforms)) != len(platforms):
+            raise OciforgeError(f"image {name!r}: two images of one platform "
+                                f"({', '.join(sorted(platforms))}); an index lists one each")
+        if len(images) == 1:
+            self.tag(name, images[0].descriptor, annotations)
+            return images[0].descriptor
+        ordered = sorted(images, key=lambda img: platform_order(img.platform))
+        index = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
+            {**img.descriptor.to_json(),
+             "platform": {"architecture": img.architecture, "os": img.os}}
+            for img in ordered]}
+        data = canonical_json(index)
+        with self.writer_lock():  # gc must not take the index between write and tag
+            desc = Descriptor(MT_INDEX, self.put_bytes(data), len(data))
+            self.tag(name, desc, annotations)
+        return desc
 
     # -- reachability ------------------------------------------------------------------
 

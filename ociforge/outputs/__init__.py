@@ -1,11 +1,14 @@
 """Outputs: one module per medium (layout directory, archive), same input: the
-`StoredImage`s from `Store.images(names)`."""
+`StoredImage`s from `Store.images(names, platform)`. The archive holds one platform
+per image (`minikube image load` and `kind load image-archive` read one); the OCI
+layout also takes `StoredIndex`es (`Store.tagged(names)`) and carries every
+platform: index.json → image index → manifests."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..image import StoredImage
+from ..image import StoredImage, StoredIndex
 from ..store import REF_NAME
 
 
@@ -19,7 +22,7 @@ def full_reference(ref: str) -> str:
     return f"docker.io/{ref}"
 
 
-def index_entry(img: StoredImage) -> dict[str, Any]:
+def index_entry(img: StoredImage | StoredIndex) -> dict[str, Any]:
     """index.json entry as Docker 25+ writes it (containerd and skopeo read both keys)."""
     tag = img.reference.rsplit(":", 1)[1] if ":" in img.reference.split("/")[-1] else "latest"
     return {

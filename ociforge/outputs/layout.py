@@ -18,13 +18,13 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..digests import canonical_json, digest_hex
 from ..errors import OciforgeError, StoreCorruptError
-from ..image import StoredImage
+from ..image import StoredImage, StoredIndex
 from ..oci import MT_INDEX
 from ..store import OCI_LAYOUT, Store, atomic_write, hash_file_matches
 from ..tartree import COPY_BUFSIZE
@@ -115,10 +115,11 @@ def _read_layout_index(index_path: Path) -> dict[str, Any]:
     return index
 
 
-def export_layout(store: Store, images: list[StoredImage], dest: Path, *,
+def export_layout(store: Store, images: Sequence[StoredImage | StoredIndex], dest: Path, *,
                   progress: Callable[[int], None] | None = None) -> None:
     """Write (or add to) an OCI layout at `dest`: each blob copied (see the module's
-    docstring) and verified; images already there under other names are kept."""
+    docstring) and verified; images already there under other names are kept. A
+    `StoredIndex` goes in whole: its index, every platform's manifest and blobs."""
     index_path = dest / "index.json"
     index = _read_layout_index(index_path)
     blobs_dir = dest / "blobs" / "sha256"
