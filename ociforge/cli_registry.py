@@ -95,6 +95,8 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     are mounted, the rest are uploaded (large ones in chunks that resume after a drop).
     Each image's SPDX SBOM is attached as an OCI 1.1 artifact whose subject is the
     image (referrers API, or the `sha256-<digest>` tag where the registry has none).
+    A multi-platform image goes whole: every platform's blobs (shared ones once),
+    manifests, then its index as the tag; one SBOM per platform manifest.
     With a layer cache (`--cache`), images the store lacks (all of the project's with
     --all) are assembled from cached layers first: nothing is built or downloaded when
     the cache holds every layer, and layers are mounted from the cache repository.
@@ -144,7 +146,8 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     data = report.to_json()
     lines = [f"{i['name']:<28} -> {i['repository']}:{','.join(i['tags'])}  "
              f"{i['digest'][:19]}  {i['manifest']}" for i in data["images"]]
-    lines += [f"{a['name']:<28} sbom " + (f"not attached: {a['skipped']}" if "skipped" in a
+    lines += [f"{a['name']:<28} sbom " + (f"{a['platform']} " if "platform" in a else "")
+              + (f"not attached: {a['skipped']}" if "skipped" in a
               else f"{a['digest'][:19]}  {a['state']} ("
                    + (f"tag {a['tag']})" if a["tag"] else "referrers API)"))
               for a in data["attached"]]
@@ -181,13 +184,14 @@ def _sbom_artifact(store: Any) -> Any:
     def artifact(req: Any) -> Artifact | str:
         try:
             # Kept in the store by its inputs: a re-push reads it back, makes nothing.
-            doc = doccache.document(store, req.name, "spdx")
+            doc = doccache.document(store, req.name, "spdx", req.platform)
         except OciforgeError as e:
             return str(e)
         if not doc.described:
             return "no layer of it was built by ociforge (no provenance to describe)"
+        suffix = f"-{req.platform.replace('/', '-')}" if req.platform else ""
         return Artifact(spdx.MEDIA_TYPE, spdx.MEDIA_TYPE, doc.data,
-                        f"{_as_tag(req.name)}.spdx.json",
+                        f"{_as_tag(req.name)}{suffix}.spdx.json",
                         (("org.opencontainers.image.created", doc.created),))
 
     return artifact

@@ -1,5 +1,9 @@
 """Pushing images from the store: blobs in parallel, each manifest after its blobs.
 
+A multi-platform image (a name tagged with an index) is one graph: every platform's
+blobs (a layer shared by the platforms goes once), each platform's manifest by
+digest, then the index under the tags; its SBOMs are attached per platform manifest.
+
 Per blob: HEAD (skip if present), else mount from a repository of the same registry
 known to hold it, else upload. Per image: HEAD each tag first; when every tag already
 names this digest nothing else is sent, which makes a re-push a few HEAD requests.
@@ -7,6 +11,8 @@ names this digest nothing else is sent, which makes a re-push a few HEAD request
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..image import entry_platform
+from ..oci import document_kind
 from ..store import Descriptor, Store
 from . import RegistryError
 from .client import RegistryClient, pull_scope, push_scope
@@ -37,6 +45,9 @@ class PushRequest:
     manifest: Descriptor
     target: Reference
     tags: list[str]
+    # Set on the request an artifact is asked for, when `manifest` is one platform's
+    # manifest of a multi-platform image (an SBOM is attached per platform).
+    platform: str | None = None
 
 
 @dataclass
@@ -122,9 +133,11 @@ class Pusher:
                 report.images.append({
                     "name": req.name, "repository": f"{req.target.registry}/"
                     f"{req.target.repository}", "tags": req.tags, "digest": tree.root.digest,
-                    "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present")})
+                    "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present"),
+                    **_platforms(req, tree)})
                 if self.artifact_for is not None:
-                    report.attached.append(self._attach(client, req, tree, repo_scopes))
+                    report.attached += [self._attach(client, sub, subject, repo_scopes)
+                                        for sub, subject in subjects(req, tree)]
         except BaseException:
             self.counter.abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -235,17 +248,16 @@ class Pusher:
         upload.run(location)
         return "pushed"
 
-    def _attach(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
+    def _attach(self, client: RegistryClient, req: PushRequest, subject: Descriptor,
                 scopes: frozenset[str]) -> dict[str, Any]:
-        """Attach the image's artifact (after its manifest is in place)."""
+        """Attach the artifact of `subject` (after its manifest is in place)."""
         assert self.artifact_for is not None
         art = self.artifact_for(req)
-        entry: dict[str, Any] = {"name": req.name, "subject": tree.root.digest}
+        entry: dict[str, Any] = {"name": req.name, "subject": subject.digest,
+                                 **({"platform": req.platform} if req.platform else {})}
         if isinstance(art, str):
             return {**entry, "skipped": art}
         self.progress(f"attach {req.name}", 0, len(art.data))
-        subject = Descriptor(req.manifest.media_type or tree.root.media_type,
-                             tree.root.digest, req.manifest.size)
         try:
             done = Referrers(client, req.target.repository, scopes, self.store.tmp_dir,
                              self.locations).attach(subject, art)
@@ -266,3 +278,30 @@ class Pusher:
         for tag in tags:
             client.put_manifest(repo, tag, data, req.manifest.media_type or root.media_type,
                                 root.digest, scopes)
+
+
+def _platforms(req: PushRequest, tree: ImageTree) -> dict[str, Any]:
+    """{"platforms": {platform: manifest digest}} for a multi-platform image, else {}."""
+    subs = subjects(req, tree)
+    if len(subs) == 1 and subs[0][0] is req:
+        return {}
+    return {"platforms": {sub.platform: subject.digest for sub, subject in subs}}
+
+
+def subjects(req: PushRequest, tree: ImageTree) -> list[tuple[PushRequest, Descriptor]]:
+    """What artifacts are attached to, each with the request to make its artifact
+    from: the image's manifest; for a multi-platform image, each platform's manifest
+    (where runtimes and scanners look: they resolve the index to one platform first),
+    not the index."""
+    root, data = tree.manifests[-1]
+    tagged = Descriptor(req.manifest.media_type or root.media_type, root.digest,
+                        req.manifest.size)
+    doc = json.loads(data)
+    if document_kind(tagged.media_type, doc) != "index":
+        return [(req, tagged)]
+    out = []
+    for entry in doc.get("manifests", []):
+        child = Descriptor.from_json(entry)
+        out.append((dataclasses.replace(req, manifest=child,
+                                        platform=entry_platform(entry) or "unknown"), child))
+    return out

@@ -88,11 +88,14 @@ def _write(store: Store, path: Path, doc: Document) -> None:
                 old.unlink(missing_ok=True)
 
 
-def document(store: Store, name: str, fmt: str = "spdx") -> Document:
-    """The SBOM of store image `name`: from the store when made before from the same
-    inputs, else collected, rendered and kept."""
-    img = store.image(name)
-    path = _path(store, name, fmt, input_key(img, fmt))
+def document(store: Store, name: str, fmt: str = "spdx", platform: str | None = None
+             ) -> Document:
+    """The SBOM of store image `name` (of `platform`, for a multi-platform image: one
+    document per platform, kept side by side): from the store when made before from
+    the same inputs, else collected, rendered and kept."""
+    img = store.image(name, platform)
+    slot = name if platform is None else f"{name}\0{platform}"
+    path = _path(store, slot, fmt, input_key(img, fmt))
     cached = _read(path)
     if cached is not None:
         return cached
