@@ -6,11 +6,13 @@ the sizes and digests in docs/images.md are measured facts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .image import StoredImage, StoredIndex
 from .recipes import Project
-from .store import Store
+from .store import Store, platform_order
 
 APACHE_ANCHOR = ("Apache `spark-py` 4.1.1 (official image, no pandas/pyarrow/grpcio)",
                  2_240_000_000)
@@ -29,8 +31,22 @@ class LayerRow:
 class ImageRow:
     name: str
     reference: str
-    manifest_digest: str
-    layers: list[LayerRow]
+    manifest_digest: str            # the index's, for a multi-platform image
+    layers: list[LayerRow]          # of its first platform (linux/amd64 where it has it)
+    # Platform → {digest: size} of its manifest, config and layers; for a
+    # multi-platform image the index document is under "index".
+    blobs: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The layers of its other platforms, if it is a multi-platform image.
+    other_layers: dict[str, list[LayerRow]] = field(default_factory=dict)
+
+    @property
+    def platforms(self) -> list[str]:
+        return [p for p in self.blobs if p != "index"]
+
+    @property
+    def all_layers(self) -> list[LayerRow]:
+        """Its layers on every platform."""
+        return [*self.layers, *(x for ls in self.other_layers.values() for x in ls)]
 
     @property
     def compressed(self) -> int:
@@ -45,17 +61,44 @@ def mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def blob_sizes(img: StoredImage | StoredIndex) -> dict[str, int]:
+    """{digest: size} of every blob a registry holds for `img`: its index (if it is a
+    multi-platform image), manifests, configs and layers."""
+    return {d.digest: d.size for d in [img.descriptor, *img.blobs()]}
+
+
+def registry_bytes(images: Iterable[StoredImage | StoredIndex]) -> int:
+    """Bytes a registry stores for all of `images` (from `Store.tagged`, or single
+    platforms from `Store.images(names, platform)`): every blob counted once, so a
+    layer shared by two platforms or two images is paid for once. The number to set a
+    two-platform matrix against twice the one-platform one."""
+    blobs: dict[str, int] = {}
+    for img in images:
+        blobs.update(blob_sizes(img))
+    return sum(blobs.values())
+
+
+def _layer_rows(img: StoredImage) -> list[LayerRow]:
+    return [LayerRow(layer.name or "?", layer.descriptor.digest, layer.descriptor.size,
+                     layer.record.size if layer.record else 0,
+                     layer.record.files if layer.record else 0)
+            for layer in img.layers]
+
+
 def collect(store: Store, project: Project) -> tuple[list[ImageRow], list[str]]:
     """Rows for the images that are assembled; names of those that are not."""
     tags = store.tags()
     missing = [name for name in project.images if name not in tags]
     rows = []
-    for img in store.images([name for name in project.images if name in tags]):
-        layers = [LayerRow(layer.name or "?", layer.descriptor.digest, layer.descriptor.size,
-                           layer.record.size if layer.record else 0,
-                           layer.record.files if layer.record else 0)
-                  for layer in img.layers]
-        rows.append(ImageRow(img.name, img.reference, img.descriptor.digest, layers))
+    for tagged in store.tagged([name for name in project.images if name in tags]):
+        images = list(tagged.images) if isinstance(tagged, StoredIndex) else [tagged]
+        row = ImageRow(tagged.name, tagged.reference, tagged.descriptor.digest,
+                       _layer_rows(images[0]),
+                       {img.platform: blob_sizes(img) for img in images},
+                       {img.platform: _layer_rows(img) for img in images[1:]})
+        if isinstance(tagged, StoredIndex):
+            row.blobs["index"] = {tagged.descriptor.digest: tagged.descriptor.size}
+        rows.append(row)
     return rows, missing
 
 
@@ -65,17 +108,21 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
            "images as built. Compressed = gzip layer blobs (what a registry stores and a",
            "pull transfers); uncompressed = the layer tars (what a node's disk holds).", ""]
     out += ["## Images", "",
-            "| image | reference | features | layers | compressed | uncompressed | "
-            "manifest digest |",
-            "|---|---|---|---:|---:|---:|---|"]
+            "Sizes are of the image's first platform (linux/amd64 where it has it); the "
+            "digest is its index's for a multi-platform image.", "",
+            "| image | reference | platforms | features | layers | compressed | "
+            "uncompressed | digest |",
+            "|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         feats = ", ".join(project.images[r.name].features) if r.name in project.images else ""
-        out.append(f"| `{r.name}` | `{r.reference}` | {feats or '—'} | {len(r.layers)} | "
-                   f"{mb(r.compressed)} | {mb(r.uncompressed)} | `{r.manifest_digest[:19]}…` |")
+        out.append(f"| `{r.name}` | `{r.reference}` | {', '.join(r.platforms)} | "
+                   f"{feats or '—'} | {len(r.layers)} | {mb(r.compressed)} | "
+                   f"{mb(r.uncompressed)} | `{r.manifest_digest[:19]}…` |")
     name, size = APACHE_ANCHOR
-    out.append(f"| {name} | | | | | {mb(size)} | |")
+    out.append(f"| {name} | | | | | | {mb(size)} | |")
     if missing:
         out += ["", "Not assembled in this store: " + ", ".join(f"`{m}`" for m in missing)]
+    out += _platforms(rows)
     blobs: dict[str, LayerRow] = {}
     for r in rows:
         for layer in r.layers:
@@ -93,8 +140,15 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
     out += _caveats(project, rows)
     out += ["", "## Layers", "", "| layer | blob | compressed | uncompressed | entries | "
             "used by |", "|---|---|---:|---:|---:|---|"]
+    for r in rows:  # and the layers only other platforms have
+        for platform_layers in r.other_layers.values():
+            for layer in platform_layers:
+                blobs.setdefault(layer.digest, layer)
     for digest, layer in sorted(blobs.items(), key=lambda kv: kv[1].name):
-        users = [r.name for r in rows if any(x.digest == digest for x in r.layers)]
+        users = [r.name + "".join(f" ({p})" for p, ls in r.other_layers.items()
+                                  if any(x.digest == digest for x in ls)
+                                  and not any(x.digest == digest for x in r.layers))
+                 for r in rows if any(x.digest == digest for x in r.all_layers)]
         out.append(f"| `{layer.name}` | `{digest[:19]}…` | {mb(layer.compressed)} | "
                    f"{mb(layer.uncompressed)} | {layer.files} | {', '.join(users)} |")
     out += ["", "## What each layer is", ""]
@@ -102,6 +156,37 @@ def render(rows: list[ImageRow], missing: list[str], project: Project) -> str:
         if ldef.description:
             out.append(f"- `{lname}` ({ldef.kind}): {' '.join(ldef.description.split())}")
     return "\n".join(out) + "\n"
+
+
+def _platforms(rows: list[ImageRow]) -> list[str]:
+    """Registry bytes per platform and for all platforms together, each blob once: what
+    a second platform costs when its arch-independent layers are the same blobs."""
+    platforms = sorted({p for r in rows for p in r.platforms}, key=platform_order)
+    if len(platforms) < 2:
+        return []
+
+    def stored(which: set[str]) -> int:
+        blobs: dict[str, int] = {}
+        for r in rows:
+            for p, sizes in r.blobs.items():
+                if p in which or (p == "index" and which.issuperset(r.platforms)):
+                    blobs.update(sizes)
+        return sum(blobs.values())
+
+    each = {p: stored({p}) for p in platforms}
+    together = stored({*platforms, "index"})
+    out = ["", "## Platforms", "",
+           "Registry bytes: every blob (indexes, manifests, configs, layers) of the "
+           "images counted once.", "", "| platforms | registry bytes |", "|---|---:|"]
+    out += [f"| {p} only | {mb(n)} |" for p, n in each.items()]
+    out.append(f"| {' + '.join(platforms)} (multi-platform) | {mb(together)} |")
+    first = each[platforms[0]]
+    if first:
+        out += ["", f"The multi-platform images take {mb(together)}, against "
+                f"{mb(len(platforms) * first)} for {len(platforms)} times the "
+                f"{platforms[0]} images alone ({together / (len(platforms) * first):.2f}): "
+                "the layers that do not depend on the architecture are stored once."]
+    return out
 
 
 def _features(project: Project) -> list[str]:

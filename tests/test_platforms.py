@@ -213,3 +213,35 @@ def test_archive_holds_one_platform(store: Path, tmp_path: Path) -> None:
     assert r.rc == 1 and len(r.err.strip().splitlines()) == 1
     assert "has no linux/s390x image (it has: linux/amd64, linux/arm64)" in r.err
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_catalog_lists_platforms_and_registry_bytes(built: Path, store: Path,
+                                                    tmp_path: Path) -> None:
+    from ociforge.catalog import registry_bytes
+
+    s = Store(store)
+    index_size = s.tags()[NAME]["size"]
+    whole = s.tagged([NAME])
+    amd, arm = (s.images([NAME], p) for p in PER_PLATFORM)
+    both = registry_bytes(whole)
+    # Everything of both platforms, the shared layer paid for once, plus the index.
+    shared = s.image(NAME).layers[0].descriptor.size
+    assert both == registry_bytes(amd) + registry_bytes(arm) - shared + index_size
+    assert registry_bytes([*amd, *arm]) == both - index_size
+
+    out = tmp_path / "images.md"
+    r = run_cli("catalog", "-o", out, store=store, project=built.parent / "proj")
+    assert r.rc == 0, r.err
+    text = out.read_text()
+    rows = {line.split("|")[1].strip(): line.split("|")[3].strip()
+            for line in text.splitlines() if line.startswith("| `demo")}
+    assert rows == {"`demo`": "linux/amd64, linux/arm64", "`demo-amd64`": "linux/amd64",
+                    "`demo-arm64`": "linux/arm64"}
+    platforms = text.split("## Platforms")[1].split("\n## ")[0]
+    everything = registry_bytes(s.tagged(["demo", *PER_PLATFORM.values()]))
+    assert f"| linux/amd64 + linux/arm64 (multi-platform) | {everything / 1e6:,.1f} MB |" \
+        in platforms
+    # The arm64-only layer is in the layers table, marked as the other platform's.
+    arm_only = s.image(NAME, "linux/arm64").layers[1].descriptor.digest
+    (line,) = [x for x in text.splitlines() if arm_only[:19] in x]
+    assert "demo (linux/arm64)" in line and "demo-arm64" in line
