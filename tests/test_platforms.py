@@ -16,7 +16,7 @@ import pytest
 from ociforge.errors import StoreCorruptError
 from ociforge.image import PlatformNotInImageError, StoredIndex, host_platform
 from ociforge.maintenance import fsck, gc
-from ociforge.oci import MT_INDEX
+from ociforge.oci import MT_INDEX, Descriptor
 from ociforge.store import Store
 
 from conftest import need_tool, run_cli
@@ -129,6 +129,39 @@ def test_gc_refuses_and_fsck_reports_a_missing_platform_manifest(store: Path) ->
     assert report.dangling_tags == [NAME]
     r = run_cli("inspect", NAME, "--platform", "linux/arm64", store=store)
     assert r.rc == 5 and arm_manifest in r.err
+
+
+def test_gc_refuses_an_index_entry_it_cannot_read_as_a_document(store: Path) -> None:
+    """An index listing something that is not a manifest (here: bytes under a media
+    type ociforge does not know) is not guessed at: gc removes nothing."""
+    s = Store(store)
+    odd = b"\x00not a manifest"
+    index = s.read_json(s.tags()[NAME]["digest"])
+    index["manifests"].append({"mediaType": "application/vnd.example.unknown",
+                               "digest": s.put_bytes(odd), "size": len(odd)})
+    data = json.dumps(index).encode()
+    s.tag("odd", Descriptor(MT_INDEX, s.put_bytes(data), len(data)))
+    before = set(s.iter_blobs())
+    with pytest.raises(StoreCorruptError, match=r"removed nothing: image 'odd'.*not valid JSON"):
+        gc(s, prune_layers=True)
+    assert set(s.iter_blobs()) == before
+
+
+def test_fsck_recovers_a_lost_index_as_one_image(store: Path) -> None:
+    """index.json and its last good copy both gone: fsck tags the multi-platform
+    image's index again (one recovered tag), not its manifests, which the index names."""
+    s = Store(store)
+    index_digest = s.tags()[NAME]["digest"]
+    for name in PER_PLATFORM.values():
+        s.untag(name)
+    s.index_path.unlink()
+    s.last_good_index.unlink()
+    report = fsck(Store(store))
+    assert report.index is not None
+    recovered = Store(store).tags()
+    assert [e["digest"] for e in recovered.values()] == [index_digest]
+    (name,) = recovered
+    assert Store(store).platforms(name) == ["linux/amd64", "linux/arm64"]
 
 
 def test_inspect_shows_the_index_and_a_platform(store: Path) -> None:

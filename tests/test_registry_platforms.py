@@ -100,6 +100,12 @@ def test_push_sends_shared_layers_once_and_the_index_as_the_tag(
     for digest in manifests.values():
         assert skopeo_raw(f"{direct}@{digest}") == s.read_bytes(digest)
 
+    # The SBOMs are found by the referrers tag of each platform manifest.
+    p = subprocess.run(["skopeo", "list-tags", "--tls-verify=false", f"docker://{direct}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert sorted(json.loads(p.stdout)["Tags"]) == sorted(
+        ["v1", *("sha256-" + d[7:] for d in manifests.values())])
     # A re-push sends nothing.
     again = push(store, NAME, "--to", f"{ref}:v1").json()
     assert again["images"][0]["manifest"] == "present" and again["bytes_sent"] == 0
