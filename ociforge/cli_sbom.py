@@ -20,9 +20,11 @@ from .errors import OciforgeError
               show_default=True, help="SPDX 2.3 JSON or CycloneDX 1.5 JSON.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the document here (default: stdout).")
+@click.option("--platform", help="Of a multi-platform image, the image of this platform "
+              "(default: the host's).")
 @output_options
 @click.pass_obj
-def sbom(app: App, name: str, fmt: str, output: Path | None) -> None:
+def sbom(app: App, name: str, fmt: str, output: Path | None, platform: str | None) -> None:
     """Write the SBOM of an assembled image: Debian packages, Python packages, Maven
     artifacts, the Spark distribution and its jars, repository files, each with a purl.
 
@@ -32,7 +34,7 @@ def sbom(app: App, name: str, fmt: str, output: Path | None) -> None:
     from .digests import digest_bytes
     from .sbom import generate, media_type
 
-    inv, data = generate(app.store(), name, fmt)
+    inv, data = generate(app.store(), name, fmt, platform)
     if not inv.components and not inv.files:
         raise OciforgeError(f"image {name!r} has no layer ociforge built (a pulled image?): "
                             "there is no provenance to describe it from")

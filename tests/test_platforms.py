@@ -278,3 +278,14 @@ def test_catalog_lists_platforms_and_registry_bytes(built: Path, store: Path,
     arm_only = s.image(NAME, "linux/arm64").layers[1].descriptor.digest
     (line,) = [x for x in text.splitlines() if arm_only[:19] in x]
     assert "demo (linux/arm64)" in line and "demo-arm64" in line
+
+
+def test_sbom_of_each_platform(store: Path, tmp_path: Path) -> None:
+    s = Store(store)
+    for platform in PER_PLATFORM:
+        out = tmp_path / f"{platform[6:]}.spdx.json"
+        r = run_cli("sbom", NAME, "--platform", platform, "-o", out, "--json", store=store)
+        assert r.rc == 0, r.err
+        assert r.json()["manifest_digest"] == s.image(NAME, platform).descriptor.digest
+        files = {f["fileName"] for f in json.loads(out.read_text()).get("files", [])}
+        assert files == {"./data/shared.txt", f"./data/{platform[6:]}.txt"}

@@ -30,9 +30,10 @@ def media_type(fmt: str) -> str:
     return cyclonedx.MEDIA_TYPE if fmt == "cyclonedx" else spdx.MEDIA_TYPE
 
 
-def generate(store: Store, name: str, fmt: str = "spdx") -> tuple[Inventory, bytes]:
-    """The inventory of store image `name` and its document in `fmt`."""
-    inv = collect(store, name)
+def generate(store: Store, name: str, fmt: str = "spdx", platform: str | None = None
+             ) -> tuple[Inventory, bytes]:
+    """The inventory of store image `name` (of `platform`) and its document in `fmt`."""
+    inv = collect(store, name, platform)
     return inv, render(inv, fmt)
 
 

@@ -33,9 +33,10 @@ _DEB_FILE = re.compile(r"^([a-z0-9][a-z0-9+.-]+)_([^_]+)_([a-z0-9-]+)\.deb$")
 _JAR_NAME = re.compile(r"^(?P<name>.+)-(?P<version>\d[^-]*(?:-.*)?)$")
 
 
-def collect(store: Store, name: str) -> Inventory:
-    """The inventory of the store image `name`; raises if it is not in the store."""
-    return collect_image(store, store.image(name))
+def collect(store: Store, name: str, platform: str | None = None) -> Inventory:
+    """The inventory of the store image `name` (of `platform`, for a multi-platform
+    image: the host's by default); raises if it is not in the store."""
+    return collect_image(store, store.image(name, platform))
 
 
 def collect_image(store: Store, img: StoredImage, name: str | None = None) -> Inventory:
