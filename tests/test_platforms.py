@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.errors import StoreCorruptError
+from ociforge.errors import OciforgeError, StoreCorruptError
 from ociforge.image import PlatformNotInImageError, StoredIndex, host_platform
 from ociforge.maintenance import fsck, gc
 from ociforge.oci import MT_INDEX, Descriptor
@@ -162,6 +162,31 @@ def test_fsck_recovers_a_lost_index_as_one_image(store: Path) -> None:
     assert [e["digest"] for e in recovered.values()] == [index_digest]
     (name,) = recovered
     assert Store(store).platforms(name) == ["linux/amd64", "linux/arm64"]
+
+
+def test_indexes_ociforge_cannot_choose_from_are_refused(store: Path) -> None:
+    """Another tool's index: nested, or two manifests of one platform. Reading it is
+    an error naming the image; gc still keeps all of it."""
+    s = Store(store)
+    top = Descriptor.from_json(s.tags()[NAME])
+    amd = s.image(NAME, "linux/amd64").descriptor
+
+    def tag_index(name: str, entries: list[dict[str, object]]) -> None:
+        data = json.dumps({"schemaVersion": 2, "mediaType": MT_INDEX,
+                           "manifests": entries}).encode()
+        s.tag(name, Descriptor(MT_INDEX, s.put_bytes(data), len(data)))
+
+    tag_index("nested", [top.to_json()])
+    tag_index("twice", [{**amd.to_json(), "platform": {"os": "linux", "architecture": "amd64"}},
+                        {**amd.to_json(), "annotations": {"x": "y"}}])
+    with pytest.raises(OciforgeError, match="'nested' is an index that lists another index"):
+        s.image("nested", "linux/arm64")
+    with pytest.raises(OciforgeError, match="'twice' is an index with several manifests of "
+                       "one platform"):
+        s.image("twice")
+    s.untag(NAME)
+    before = set(s.iter_blobs())
+    assert gc(s, prune_layers=True).removed_blobs == 0 and set(s.iter_blobs()) == before
 
 
 def test_inspect_shows_the_index_and_a_platform(store: Path) -> None:
