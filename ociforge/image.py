@@ -291,10 +291,10 @@ def load_image(blobs: BlobSource, name: str, entry: Mapping[str, Any],
 
 def load_index(blobs: BlobSource, name: str, entry: Mapping[str, Any],
                record_for: RecordFor, data: bytes | None = None) -> StoredIndex:
-    """The index an index.json entry points at, each platform's image loaded. What
-    ociforge cannot read as "one image per platform" (a nested index, an entry
-    without a platform whose config names none, two entries of one platform) is an
-    error naming it, never a guess."""
+    """The index an index.json entry points at, each platform's image loaded (its
+    platform from its config, else from its index entry, else "unknown"). What
+    ociforge cannot read as "one image per platform" (a nested index, two entries of
+    one platform) is an error naming it, never a guess."""
     tagged = Descriptor.from_json(entry)
     data = blobs.read_bytes(tagged.digest) if data is None else data
     doc = json.loads(data)
