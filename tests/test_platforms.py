@@ -314,3 +314,25 @@ def test_sbom_of_each_platform(store: Path, tmp_path: Path) -> None:
         assert r.json()["manifest_digest"] == s.image(NAME, platform).descriptor.digest
         files = {f["fileName"] for f in json.loads(out.read_text()).get("files", [])}
         assert files == {"./data/shared.txt", f"./data/{platform[6:]}.txt"}
+
+
+def test_session_export_archive_platform_and_layout_index(built: Path, store: Path,
+                                                          tmp_path: Path) -> None:
+    """`BuildSession.export` (what `assemble --archive/--oci-layout` calls): the archive
+    one platform (`platform`, the host's by default), the layout the whole index."""
+    from ociforge.recipes import Project
+    from ociforge.session import BuildSession, SessionOptions
+
+    s = Store(store)
+    session = BuildSession(s, Project.load(built.parent / "proj"), SessionOptions(sde=0))
+    out = session.export([NAME], archive=tmp_path / "arm.tar", oci_layout=tmp_path / "l",
+                         platform="linux/arm64")
+    assert set(out) == {"archive", "oci_layout"}
+    with tarfile.open(tmp_path / "arm.tar") as tar:
+        (entry,) = json.loads(tar.extractfile("index.json").read())["manifests"]  # type: ignore[union-attr]
+    assert entry["digest"] == s.image(NAME, "linux/arm64").descriptor.digest
+    (top,) = json.loads((tmp_path / "l" / "index.json").read_text())["manifests"]
+    assert top["digest"] == s.tags()[NAME]["digest"]
+    with pytest.raises(PlatformNotInImageError):
+        session.export([NAME], archive=tmp_path / "x.tar", platform="linux/ppc64le")
+    assert not (tmp_path / "x.tar").exists()
