@@ -619,7 +619,7 @@ class Store:
             return images[0].descriptor
         ordered = sorted(images, key=lambda img: platform_order(img.platform))
         index = {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [
-            {**img.descriptor.to_json(),
+            {**img.descriptor.to_json(), "mediaType": img.descriptor.media_type or MT_MANIFEST,
              "platform": {"architecture": img.architecture, "os": img.os}}
             for img in ordered]}
         data = canonical_json(index)
