@@ -611,6 +611,10 @@ class Store:
         if not images:
             raise OciforgeError(f"image {name!r}: no platform images to tag")
         platforms = [img.platform for img in images]
+        unknown = [img.descriptor.digest for img in images if not (img.os and img.architecture)]
+        if unknown:
+            raise OciforgeError(f"image {name!r}: the config of {unknown[0]} names no os and "
+                                "architecture, so an index cannot say its platform")
         if len(set(platforms)) != len(platforms):
             raise OciforgeError(f"image {name!r}: two images of one platform "
                                 f"({', '.join(sorted(platforms))}); an index lists one each")
