@@ -66,6 +66,12 @@ def make_project(root: Path, size_mb: int) -> Path:
     (root / "recipes" / "fleet.yaml").write_text("images:\n" + "".join(
         f"  {n}:\n    layers: {json.dumps(ls)}\n    config:\n      cmd: [/bin/true]\n"
         for n, ls in IMAGES.items()))
+    # A git checkout, as on CI: the publisher takes the plan's file digests for files
+    # git finds unchanged instead of hashing them again.
+    git = ["git", "-C", str(root), "-c", "user.email=b@b", "-c", "user.name=bench"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
     return root
 
 
@@ -94,9 +100,11 @@ def main() -> None:
     work = Path(os.environ.get("OCIFORGE_BENCH_TMP", "/tmp")) / f"fleet-bench-{os.getpid()}"
     project = make_project(work / "proj", args.size_mb)
     load_before = os.getloadavg()
-    plan = json.loads(subprocess.run(
+    plan_json = subprocess.run(
         ociforge(work / "planner", "--project", str(project), "plan", "--all", "--jobs",
-                 "4", "--json"), capture_output=True, text=True, check=True).stdout)
+                 "4", "--json"), capture_output=True, text=True, check=True).stdout
+    (work / "plan.json").write_text(plan_json)
+    plan = json.loads(plan_json)
     jobs = [j["layers"] for j in plan["jobs"]]
     every = [ln for j in jobs for ln in j]
     # The layout skopeo copies from: the same images, built once, untimed.
@@ -124,7 +132,8 @@ def main() -> None:
         # (b) stitching vs skopeo, to empty repositories of the same registry
         rows["stitch"].append(run_all([ociforge(
             work / f"pub-{run}", "--project", str(project), "--cache", cache, "-q", "push",
-            "--all", "--to", f"{reg.host}/ci/stitched")]))
+            "--all", "--to", f"{reg.host}/ci/stitched",
+            "--file-digests", str(work / "plan.json"))]))
         fetched = sum(1 for p in (work / f"pub-{run}" / "blobs" / "sha256").iterdir()
                       if p.stat().st_size > MiB)
         assert fetched == 0, "the publisher downloaded layers"

@@ -40,6 +40,7 @@ class App:
         self.cache_repo = cache_repo
         self.cache_mode = cache_mode
         self._remote: Any = None
+        self.file_digests: dict[str, str] = {}  # git blob id -> sha256 (push --file-digests)
 
     def store(self) -> Store:
         """The store; blobs it holds only as notes of a layer cache are fetched from
@@ -81,6 +82,7 @@ class App:
 
             remote = open_cache(self.cache_repo, self.cache_mode, store, self.warn)
         session = BuildSession(store, self.project(), options, progress, remote)
+        session.ctx.digests.seed(self.file_digests)
         if store.remote is not None:
             store.remote.rebuild = session.rebuild_blob  # type: ignore[attr-defined]
         return session
