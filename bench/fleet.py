@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,6 +67,12 @@ def make_project(root: Path, size_mb: int) -> Path:
     (root / "recipes" / "fleet.yaml").write_text("images:\n" + "".join(
         f"  {n}:\n    layers: {json.dumps(ls)}\n    config:\n      cmd: [/bin/true]\n"
         for n, ls in IMAGES.items()))
+    # A git checkout, as on CI: the publisher takes the plan's file digests for files
+    # git finds unchanged instead of hashing them again.
+    git = ["git", "-C", str(root), "-c", "user.email=b@b", "-c", "user.name=bench"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
     return root
 
 
@@ -85,6 +92,12 @@ def run_all(argvs: list[list[str]]) -> float:
     return time.monotonic() - start
 
 
+def children_cpu() -> float:
+    """User + system seconds of every child process that has ended so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=240)
@@ -94,9 +107,11 @@ def main() -> None:
     work = Path(os.environ.get("OCIFORGE_BENCH_TMP", "/tmp")) / f"fleet-bench-{os.getpid()}"
     project = make_project(work / "proj", args.size_mb)
     load_before = os.getloadavg()
-    plan = json.loads(subprocess.run(
+    plan_json = subprocess.run(
         ociforge(work / "planner", "--project", str(project), "plan", "--all", "--jobs",
-                 "4", "--json"), capture_output=True, text=True, check=True).stdout)
+                 "4", "--json"), capture_output=True, text=True, check=True).stdout
+    (work / "plan.json").write_text(plan_json)
+    plan = json.loads(plan_json)
     jobs = [j["layers"] for j in plan["jobs"]]
     every = [ln for j in jobs for ln in j]
     # The layout skopeo copies from: the same images, built once, untimed.
@@ -106,7 +121,9 @@ def main() -> None:
     for name in IMAGES:
         subprocess.run(ociforge(ref_store, "--project", str(project), "-q", "assemble", name,
                                 "--oci-layout", f"{layout}-{name}"), check=True)
-    rows: dict[str, list[float]] = {"one": [], "fleet": [], "stitch": [], "skopeo": []}
+    rows: dict[str, list[float]] = {"one": [], "fleet": [], "stitch": [], "skopeo": [],
+                                    "stitch_rehash": []}
+    cpu: dict[str, list[float]] = {"stitch": [], "stitch_rehash": [], "skopeo": []}
     sent: dict[str, int] = {}
     for run in range(args.runs):
         # (a) one runner, no cache
@@ -121,19 +138,25 @@ def main() -> None:
             ociforge(work / f"fleet-{run}-{i}", "--project", str(project), "--cache", cache,
                      "-q", "layers", "build", *layers) for i, layers in enumerate(jobs)]))
         sent["fleet"] = du(reg.base / "data")
-        # (b) stitching vs skopeo, to empty repositories of the same registry
-        rows["stitch"].append(run_all([ociforge(
-            work / f"pub-{run}", "--project", str(project), "--cache", cache, "-q", "push",
-            "--all", "--to", f"{reg.host}/ci/stitched")]))
-        fetched = sum(1 for p in (work / f"pub-{run}" / "blobs" / "sha256").iterdir()
+        # (b) stitching vs skopeo, to empty repositories of the same registry; the
+        # stitch also without the plan's file digests (every input file hashed again)
+        for row, extra in (("stitch_rehash", []),
+                           ("stitch", ["--file-digests", str(work / "plan.json")])):
+            before = children_cpu()
+            rows[row].append(run_all([ociforge(
+                work / f"pub-{run}{row}", "--project", str(project), "--cache", cache, "-q",
+                "push", "--all", "--to", f"{reg.host}/ci/{row}", *extra)]))
+            cpu[row].append(children_cpu() - before)
+        fetched = sum(1 for p in (work / f"pub-{run}stitch" / "blobs" / "sha256").iterdir()
                       if p.stat().st_size > MiB)
         assert fetched == 0, "the publisher downloaded layers"
-        start = time.monotonic()
+        start, before = time.monotonic(), children_cpu()
         for name in IMAGES:
             subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
                             f"oci:{layout}-{name}:latest", f"docker://{reg.host}/ci/skopeo:{name}"],
                            check=True, stdout=subprocess.DEVNULL)
         rows["skopeo"].append(time.monotonic() - start)
+        cpu["skopeo"].append(children_cpu() - before)  # skopeo's own (not the registry's)
         reg.stop()
     med = {k: statistics.median(v) for k, v in rows.items()}
     total = sum(p.stat().st_size for p in (project / "files").iterdir())
@@ -144,6 +167,8 @@ def main() -> None:
         "runs": rows, "median_s": med,
         "fleet_over_one": med["fleet"] / med["one"],
         "stitch_over_skopeo": med["stitch"] / med["skopeo"],
+        "stitch_rehash_over_skopeo": med["stitch_rehash"] / med["skopeo"],
+        "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
         "fleet_registry_bytes": sent["fleet"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,14 +48,22 @@ with_option = click.option(
               envvar="OCIFORGE_CACHE_MODE", default="readwrite", show_default=True,
               help="`read`: use the layer cache, never write to it (untrusted branches; "
                    "$OCIFORGE_CACHE_MODE).")
+@click.option("--cache-ca-file", envvar="OCIFORGE_CACHE_CA_FILE",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CA bundle to verify the cache registry's TLS certificate with "
+                   "($OCIFORGE_CACHE_CA_FILE).")
+@click.option("--cache-insecure", is_flag=True, envvar="OCIFORGE_CACHE_INSECURE",
+              help="Allow plain HTTP and unverified TLS to a non-loopback cache registry "
+                   "($OCIFORGE_CACHE_INSECURE).")
 @click.version_option(package_name="ociforge")
 @click.pass_context
 def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bool,
         quiet: bool, index_url: str | None, maven_repos: tuple[str, ...],
-        cache_repo: str | None, cache_mode: str) -> None:
+        cache_repo: str | None, cache_mode: str, cache_ca_file: Path | None,
+        cache_insecure: bool) -> None:
     """Daemonless, reproducible OCI image assembly."""
     click_ctx.obj = App(store, project, as_json, quiet, index_url, tuple(maven_repos),
-                        cache_repo or None, cache_mode)
+                        cache_repo or None, cache_mode, cache_insecure, cache_ca_file)
 
 
 @cli.command()

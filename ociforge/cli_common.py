@@ -30,7 +30,8 @@ class App:
     def __init__(self, store: Path | None = None, project: Path = Path("."),
                  as_json: bool = False, quiet: bool = False, index_url: str | None = None,
                  maven_repos: tuple[str, ...] = (), cache_repo: str | None = None,
-                 cache_mode: str = "readwrite") -> None:
+                 cache_mode: str = "readwrite", cache_insecure: bool = False,
+                 cache_ca_file: Path | None = None) -> None:
         self.store_path = store
         self.project_root = project
         self.json = as_json
@@ -39,7 +40,11 @@ class App:
         self.maven_repos = maven_repos
         self.cache_repo = cache_repo
         self.cache_mode = cache_mode
+        # TLS to the cache registry, as push/pull's --insecure/--ca-file to theirs.
+        self.cache_tls: dict[str, Any] = {
+            "insecure": cache_insecure, "ca_file": str(cache_ca_file) if cache_ca_file else None}
         self._remote: Any = None
+        self.file_digests: dict[str, str] = {}  # git blob id -> sha256 (push --file-digests)
 
     def store(self) -> Store:
         """The store; blobs it holds only as notes of a layer cache are fetched from
@@ -48,9 +53,11 @@ class App:
 
         store = Store(self.store_path or default_store_path())
         if self.cache_repo or store.remote_dir.is_dir():
+            from functools import partial
+
             from .registry.layercache import CacheBlobs, client_for
 
-            store.remote = CacheBlobs(client_for, self.warn)
+            store.remote = CacheBlobs(partial(client_for, **self.cache_tls), self.warn)
         return store
 
     def project(self) -> Project:
@@ -79,8 +86,10 @@ class App:
         if self.cache_repo:
             from .registry.layercache import open_cache
 
-            remote = open_cache(self.cache_repo, self.cache_mode, store, self.warn)
+            remote = open_cache(self.cache_repo, self.cache_mode, store, self.warn,
+                                **self.cache_tls)
         session = BuildSession(store, self.project(), options, progress, remote)
+        session.ctx.digests.seed(self.file_digests)
         if store.remote is not None:
             store.remote.rebuild = session.rebuild_blob  # type: ignore[attr-defined]
         return session

@@ -25,8 +25,10 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     """Split the layers of images NAME… (or --all) into build jobs: each distinct layer
     in exactly one job, a layer built on other images together with theirs, largest
     first (sizes from this store's layer records); then one publish stage that only
-    stitches manifests. Each job runs `ociforge layers build LAYER…` (with the run's
-    `--cache`, which makes the layers every other job's and the publish stage's)."""
+    stitches manifests. With --json, also the sha256 of each checkout file the layers
+    take, by git blob id, for `push --file-digests`. Each job runs `ociforge layers
+    build LAYER…` (with the run's `--cache`, which makes the layers every other job's
+    and the publish stage's)."""
     from .plan import known_sizes, make_plan
 
     if not names and not all_:
@@ -38,7 +40,11 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
         click.echo(json.dumps(result.github_matrix(), separators=(",", ":")))
         return
     if app.json:
-        app.emit(result.to_json())
+        # The checkout's file digests, so the publish job's fresh checkout needs no
+        # re-hash (`push --file-digests`; served only for files git finds unchanged).
+        digests = app.session().checkout_digests(
+            dict.fromkeys(ln for layers in result.images.values() for ln in layers))
+        app.emit({**result.to_json(), "file_digests": digests})
         return
     cache = f"--cache {app.cache_repo} " if app.cache_repo else ""
     for job in result.jobs:

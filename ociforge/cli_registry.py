@@ -83,12 +83,15 @@ class _Clients:
               help="Blobs larger than this go in resumable chunks of this size.")
 @click.option("--no-sbom", is_flag=True,
               help="Do not attach the image's SPDX SBOM (attached by default).")
+@click.option("--file-digests", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="`ociforge plan --json` output: its checkout file digests spare the "
+                   "re-hash of files git finds unchanged (with --cache).")
 @_connection_options
 @output_options
 @click.pass_obj
 def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
-         chunk_size: int, no_sbom: bool, jobs: int, insecure: bool, ca_file: Path | None,
-         retries: int) -> None:
+         chunk_size: int, no_sbom: bool, file_digests: Path | None, jobs: int,
+         insecure: bool, ca_file: Path | None, retries: int) -> None:
     """Push images from the store to an OCI registry.
 
     Blobs the repository has are skipped, blobs another repository of the registry has
@@ -112,6 +115,8 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     tags = store.tags()
     selected = sorted(tags) if all_ else list(names)
     if app.cache_repo and (all_ or any(n not in tags for n in names)):
+        if file_digests is not None:
+            app.file_digests = _file_digests(file_digests)
         selected = _stitch(app, names, all_)
         store = app.store()
         tags = store.tags()
@@ -174,6 +179,21 @@ def _stitch(app: App, names: tuple[str, ...], all_: bool) -> list[str]:
         app.warn(f"the layer cache lacked {len(session.stats.built)} layers; built here: "
                  + ", ".join(session.stats.built))
     return [*(n for n in names if n in tags), *selected]
+
+
+def _file_digests(path: Path) -> dict[str, str]:
+    """The `file_digests` table of a plan's JSON."""
+    import json
+
+    try:
+        table = json.loads(path.read_bytes()).get("file_digests")
+    except (OSError, ValueError, AttributeError) as e:
+        raise click.BadParameter(f"{path}: not the JSON of `ociforge plan --json` ({e})",
+                                 param_hint="--file-digests") from None
+    if not isinstance(table, dict):
+        raise click.BadParameter(f"{path}: has no file_digests table (written by "
+                                 "`ociforge plan --json`)", param_hint="--file-digests")
+    return table
 
 
 def _sbom_artifact(store: Any) -> Any:

@@ -126,15 +126,30 @@ class LayerBuilder:
 
     def prefetch(self, keys: Iterable[str], compression: str) -> None:
         """Look up in the remote cache, at once, every key of `keys` this store cannot
-        serve: a stitching run makes one round trip's wait, not one per layer."""
+        serve: a stitching run makes one round trip's wait, not one per layer. Layers
+        this store holds with their bytes are offered to the cache (`put`: nothing in
+        read mode, one HEAD where the entry is there), so a warm runner fills a new
+        cache, not only with what it builds."""
         if self.remote is None:
             return
-        todo = [k for k in dict.fromkeys(keys)
-                if k not in self._prefetched and self._lookup(k, compression) is None]
-        if len(todo) > 1:
+        todo, local = [], []
+        for k in dict.fromkeys(keys):
+            if k in self._prefetched:
+                continue
+            rec = self._lookup(k, compression)
+            if rec is None:
+                todo.append(k)
+            elif all(self.store.has_blob(b.digest, b.size) for b in rec.blobs.values()):
+                local.append(rec)  # (blobs noted remote came from a cache: not offered)
+        if len(todo) + len(local) > 1:
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cache") as pool:
+                puts = [pool.submit(self.remote.put, rec) for rec in local]
                 found = zip(todo, pool.map(self.remote.lookup, todo), strict=True)
                 self._prefetched.update((k, rec) for k, rec in found if rec is not None)
+                for fut in puts:
+                    fut.result()
+        elif local:
+            self.remote.put(local[0])
 
     def rebuild_blob(self, name: str, layer: LayerDef, key: str, compression: str) -> None:
         """Build a layer again to get its blob's bytes (the remote copy was bad); the

@@ -66,7 +66,7 @@ class BuildSession:
             project_root=project.root,
             sde=self.options.sde if self.options.sde is not None else source_date_epoch(),
             scratch_root=store.tmp_dir,
-            digests=DigestCache(store.meta_dir / "file-digests.json"),
+            digests=DigestCache(store.meta_dir / "file-digests.json", project.root),
             index_url=self.options.index_url or DEFAULT_INDEX_URL,
             maven_repos=self.options.maven_repos,
             images=_Images(self))
@@ -160,6 +160,16 @@ class BuildSession:
         out = {n: self._key(n) for n in names}
         self.ctx.digests.save()
         return out
+
+    def checkout_digests(self, layers: Iterable[str]) -> dict[str, str]:
+        """git blob id -> sha256 of every clean tracked checkout file these layers
+        take (see digestcache): what `plan --json` hands to fresh runners."""
+        self.ctx.digests.collect = True
+        for name in dict.fromkeys(layers):
+            for src in self.project.layer(name).all_sources():
+                src.hash_checkout(self.ctx)
+        self.ctx.digests.save()
+        return dict(sorted(self.ctx.digests.by_blob.items()))
 
     def _key(self, name: str) -> str:
         if name not in self._keys:

@@ -60,6 +60,8 @@ class FaultProxy:
         self._reset_points = sorted(self.faults.reset_at)
         self.log: list[Logged] = []
         self.upload_bytes = 0                       # all body bytes sent to upload URLs
+        self.bytes_in = 0                           # every request body byte (clients -> registry)
+        self.bytes_out = 0                          # every response body byte (registry -> clients)
         self.bytes_by_upload: dict[str, int] = {}   # upload uuid -> body bytes
         self.digest_of_upload: dict[str, str] = {}  # upload uuid -> digest it completed as
         self.completed_uploads = 0
@@ -168,6 +170,8 @@ class FaultProxy:
                 h.close_connection = True
                 return
             left -= len(block)
+            with self._lock:
+                self.bytes_in += len(block)
             if m is not None:
                 cut = self._count_body(uuid, len(block))
                 if cut is not None:
@@ -202,6 +206,8 @@ class FaultProxy:
                 self.digest_of_upload[uuid] = digest
                 self.completed_uploads += 1
         self._record(method, path, resp.status, False)
+        with self._lock:
+            self.bytes_out += len(data) if method != "HEAD" else 0
         h.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in _HOP and k.lower() != "content-length":

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TEST_CACHE, make_hello_project, run_cli
+from containerd import Containerd, can_run_containers
 from fault_proxy import FaultProxy
 from registry_images import fleet_project, one_layer_project
 from registry_server import Registry, free_port, stop_process
@@ -80,12 +82,13 @@ def fsck_clean(store: Path) -> None:
 def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
                                                            tmp_path: Path) -> None:
     project = fleet_project(tmp_path / "proj")
+    make_hello_project(project)  # + `hello` (busybox, hello): a sample that runs
     r = run_cli("plan", "--all", "--jobs", "4", "--json", store=tmp_path / "planner",
                 project=project)
     assert r.rc == 0, r.err
     jobs = [j["layers"] for j in r.json()["jobs"]]
     all_layers = {ln for j in jobs for ln in j}
-    assert len(jobs) == 4 and len(all_layers) == 9
+    assert len(jobs) == 4 and len(all_layers) == 11
     # Four runners at once, each its own empty store, one cache repository.
     procs = [subprocess.Popen(cli_cmd(proxy, "ci/cache", tmp_path / f"runner{i}", project,
                                       "layers", "build", *layers, "--json"),
@@ -95,7 +98,7 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     built = [d["name"] for out, _ in outs for d in json.loads(out) if d["built"]]
     assert sorted(built) == sorted(all_layers), "a layer was built twice, or not at all"
-    assert len(cache_tags(proxy, "ci/cache")) == 9
+    assert len(cache_tags(proxy, "ci/cache")) == 11
     # A second fleet (the next commit, nothing changed): every layer from the cache.
     again = run_cli("--cache", f"{proxy.host}/ci/cache", "layers", "build", *sorted(all_layers),
                     "--json", store=tmp_path / "again", project=project)
@@ -112,9 +115,9 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
                 f"{proxy.host}/ci/published", "--json", store=pub, project=project)
     assert r.rc == 0, r.err
     report = r.json()
-    assert len(report["images"]) == 5
-    assert report["blobs"]["pushed"] == 5  # the five configs; every layer was mounted
-    assert report["blobs"]["mounted"] == 9
+    assert len(report["images"]) == 6
+    assert report["blobs"]["pushed"] == 6  # the six configs; every layer was mounted
+    assert report["blobs"]["mounted"] == 11
     assert blob_gets(proxy, layers) == 0, "the publisher downloaded a layer blob"
     assert not uploaded(proxy, layers) - before, "the publisher uploaded a layer blob"
     assert not {"sha256:" + p.name for p in (pub / "blobs" / "sha256").iterdir()} & layers
@@ -142,6 +145,21 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
     r = run_cli("assemble", "img-a", "--json", store=tmp_path / "local", project=project)
     assert r.rc == 0, r.err
     assert r.json()["images"][0]["manifest_digest"] == manifest_digest_of(dest, "img-a")
+
+    # A published image runs: containerd pulls it from the registry and runs it.
+    reason = can_run_containers()
+    if reason:
+        pytest.skip(f"all of the above passed; the published image was not run: {reason}")
+    ctd = Containerd(Path(tempfile.mkdtemp(prefix="ocf-fleet-ctd-", dir="/tmp"))).start()
+    try:
+        ref = f"{proxy.host}/ci/published:hello"
+        p = ctd.ctr("images", "pull", "--plain-http", ref)
+        assert p.returncode == 0, p.stderr
+        run = ctd.ctr("run", "--rm", ref, "ocf-fleet-hello")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "hello from ociforge as 185"
+    finally:
+        ctd.stop()
 
 
 def manifest_digest_of(store: Path, name: str) -> str:

@@ -93,6 +93,43 @@ def test_basic_auth_over_tls_from_docker_config(tls_registry: tuple[Registry, Pa
     assert r.json()["digest"] == manifest_digest(store, "hello")
 
 
+def test_layer_cache_over_tls_with_basic_auth(tls_registry: tuple[Registry, Path],
+                                             built: Path, store: Path, tmp_path: Path
+                                             ) -> None:
+    """`--cache` to a registry with TLS (our CA) and htpasswd: a runner whose store is
+    warm fills the new cache with the layers it holds (nothing built), a runner with
+    an empty store takes every layer from it; the password is never printed."""
+    reg, ca = tls_registry
+    project = built.parent / "proj"
+    env = docker_config(tmp_path / "docker", reg.host, USER, PASSWORD)
+    cache = ("--cache", f"{reg.host}/secure/cache", "--cache-ca-file", str(ca))
+    # Untrusted TLS (no CA given): a warning naming the fix, the build goes on.
+    r = run_cli("--cache", f"{reg.host}/secure/cache", "layers", "build", "busybox", "hello",
+                "--json", store=store, project=project, env=env)
+    assert r.rc == 0, r.err
+    assert "not trusted" in r.err and "--ca-file" in r.err, r.err
+    assert_secret_free(r, PASSWORD)
+    # The warm store (hello's layers built by the fixture): offered to the cache.
+    r = run_cli(*cache, "layers", "build", "busybox", "hello", "--json", store=store,
+                project=project, env=env)
+    assert r.rc == 0, r.err
+    assert not [d for d in r.json() if d["built"]]
+    assert_secret_free(r, PASSWORD)
+    tags = [e for e in reg.access_log() if e[0] == "PUT" and "/manifests/layer-" in e[1]]
+    assert len(tags) == 2, tags
+    # An empty store: both layers from the cache over TLS + auth, nothing built.
+    r = run_cli(*cache, "assemble", "hello", "--json", store=tmp_path / "fresh",
+                project=project, env=env)
+    assert r.rc == 0, r.err
+    assert r.json()["layers"]["built"] == [] and len(r.json()["layers"]["remote"]) == 2
+    assert_secret_free(r, PASSWORD)
+    # --cache-insecure instead of the CA: TLS unverified, asked for explicitly.
+    r = run_cli("--cache", f"{reg.host}/secure/cache", "--cache-insecure", "layers", "build",
+                "busybox", "--json", store=tmp_path / "fresh2", project=project, env=env)
+    assert r.rc == 0, r.err
+    assert [d["remote"] for d in r.json()] == [True]
+
+
 def test_tls_is_verified_by_default(tls_registry: tuple[Registry, Path], store: Path,
                                     tmp_path: Path) -> None:
     reg, _ = tls_registry

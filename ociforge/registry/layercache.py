@@ -271,23 +271,29 @@ class CacheBlobs:
         store.drop_remote_note(digest)
 
 
-_clients: dict[str, RegistryClient] = {}
+_clients: dict[tuple[str, bool, str | None], RegistryClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(registry: str, repo: str) -> RegistryClient:
-    """One client per registry for this process (credentials as for push and pull)."""
+def client_for(registry: str, repo: str, *, insecure: bool = False,
+               ca_file: str | None = None) -> RegistryClient:
+    """One client per registry for this process (credentials as for push and pull;
+    TLS as `push --ca-file/--insecure`: `--cache-ca-file/--cache-insecure`)."""
     ref = parse(f"{registry}/{repo}")
     with _clients_lock:
-        if ref.registry not in _clients:
-            _clients[ref.registry] = RegistryClient(ref.registry, ref.api_host)
-        return _clients[ref.registry]
+        key = (ref.registry, insecure, ca_file)
+        if key not in _clients:
+            _clients[key] = RegistryClient(ref.registry, ref.api_host, insecure=insecure,
+                                           ca_file=ca_file)
+        return _clients[key]
 
 
-def open_cache(spec: str, mode: str, store: Store, warn: Warn) -> RegistryLayerCache:
+def open_cache(spec: str, mode: str, store: Store, warn: Warn, *, insecure: bool = False,
+               ca_file: str | None = None) -> RegistryLayerCache:
     """The cache `--cache REGISTRY/REPO --cache-mode read|readwrite` names."""
     ref = parse(spec)
     if ref.tag or ref.digest:
         raise OciforgeError(f"--cache takes REGISTRY/REPO, not a tag or digest: {spec}")
-    return RegistryLayerCache(client_for(ref.registry, ref.repository), ref.repository,
-                              store, write=mode == "readwrite", warn=warn)
+    client = client_for(ref.registry, ref.repository, insecure=insecure, ca_file=ca_file)
+    return RegistryLayerCache(client, ref.repository, store, write=mode == "readwrite",
+                              warn=warn)

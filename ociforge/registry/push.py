@@ -99,17 +99,23 @@ class Pusher:
         scopes = self._scopes(requests, trees)
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
+        images = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push-image")
         try:
             pending: dict[tuple[str, str, str], Future[str]] = {}
             accounted: set[tuple[str, str, str]] = set()
             plans = []
-            for req in requests:
+            # Every image's manifest HEADs at once, then its blobs into the pool, then
+            # each image's manifests and artifact at once: a stitching push is mostly
+            # small requests, so their round trips overlap.
+            states = list(images.map(lambda r: self._manifest_state(
+                self.client_for(r.target), r, trees[r.name],
+                scopes[(r.target.registry, r.target.repository)]), requests))
+            for req, (state, missing) in zip(requests, states, strict=True):
                 client = self.client_for(req.target)
                 if client not in clients:
                     clients.append(client)
                 tree = trees[req.name]
                 repo_scopes = scopes[(req.target.registry, req.target.repository)]
-                state, missing = self._manifest_state(client, req, tree, repo_scopes)
                 futures = []
                 for blob in tree.blobs:
                     key = (req.target.registry, req.target.repository, blob.digest)
@@ -121,29 +127,29 @@ class Pusher:
                         report.blobs["present"] += 1
                         self.progress(self._label(req.target, blob), blob.size, blob.size)
                 plans.append((req, tree, state, missing, futures, client, repo_scopes))
-            for req, tree, state, missing, futures, client, repo_scopes in plans:
+            finished = [images.submit(self._finish, *plan) for plan in plans]
+            for (req, tree, state, _m, futures, _c, _s), done in zip(plans, finished,
+                                                                     strict=True):
+                attached = done.result()
                 for key, fut in futures:
                     outcome = fut.result()
                     if key not in accounted:  # a layer shared by two images counts once
                         accounted.add(key)
                         report.blobs[outcome] += 1
-                if missing:
-                    self._put_manifests(client, req, tree, missing, repo_scopes,
-                                        children=state == "new")
                 report.images.append({
                     "name": req.name, "repository": f"{req.target.registry}/"
                     f"{req.target.repository}", "tags": req.tags, "digest": tree.root.digest,
                     "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present"),
                     **_platforms(req, tree)})
-                if self.artifact_for is not None:
-                    report.attached += [self._attach(client, sub, subject, repo_scopes)
-                                        for sub, subject in subjects(req, tree)]
+                report.attached += attached
         except BaseException:
             self.counter.abort.set()
+            images.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
             self.locations.save()
+        images.shutdown(wait=True)
         pool.shutdown(wait=True)
         report.bytes_sent = self.counter.value
         report.bytes_uploaded = sum(u.size for u in self._uploads)
@@ -153,6 +159,20 @@ class Pusher:
         report.requests = sum(c.requests_made for c in clients)
         report.seconds = time.monotonic() - started
         return report
+
+    def _finish(self, req: PushRequest, tree: ImageTree, state: str, missing: list[str],
+                futures: list[tuple[tuple[str, str, str], Future[str]]],
+                client: RegistryClient, scopes: frozenset[str]) -> list[dict[str, Any]]:
+        """One image once its blobs are in: its manifests, then its artifacts (one per
+        platform manifest)."""
+        for _key, fut in futures:
+            fut.result()
+        if missing:
+            self._put_manifests(client, req, tree, missing, scopes, children=state == "new")
+        if self.artifact_for is None:
+            return []
+        return [self._attach(client, sub, subject, scopes)
+                for sub, subject in subjects(req, tree)]
 
     # -- planning ------------------------------------------------------------------
 

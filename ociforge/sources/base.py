@@ -171,6 +171,10 @@ class SourceBase(Spec):
     # on another day. The others (exact versions) are re-resolved by every `lock`.
     moving: ClassVar[bool] = False
 
+    def hash_checkout(self, ctx: BuildContext) -> None:
+        """Hash the checkout files this source takes (into ctx.digests), so `plan`
+        can hand their digests to runners with a fresh checkout; none by default."""
+
     def needs_images(self) -> list[str]:
         """Images this source builds on; the session assembles them first."""
         return []

@@ -150,6 +150,9 @@ class BuilderSource(SourceBase, ArchiveCaps):
             raise RecipeError(f"builder source: {self.context}/{self.dockerfile} does not exist")
         return path
 
+    def hash_checkout(self, ctx: BuildContext) -> None:
+        context_entries(self.context_dir(ctx), self.exclude, ctx.digests.sha256)
+
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         entries = context_entries(self.context_dir(ctx), self.exclude, ctx.digests.sha256)
         return {

@@ -61,6 +61,9 @@ class FilesSource(SourceBase):
         for s in self.symlinks:
             tree.add_symlink(s.path, s.target)
 
+    def hash_checkout(self, ctx: BuildContext) -> None:
+        self.key_material(ctx)
+
     def key_material(self, ctx: BuildContext) -> dict[str, Any]:
         """The layer's content itself: every entry's metadata and file digest."""
         tree = Tree(owner=(0, 0))
