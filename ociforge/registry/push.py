@@ -64,14 +64,17 @@ class PushReport:
 
 class Pusher:
     def __init__(self, store: Store, client_for: Callable[[Reference], RegistryClient], *,
-                 jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
+                 jobs: int = 4, chunk_size: int | None = None,
                  progress: Progress | None = None,
                  artifact_for: ArtifactFor | None = None) -> None:
         self.store = store
         self.artifact_for = artifact_for
         self.client_for = client_for
         self.jobs = jobs
-        self.chunk_size = chunk_size
+        # None: a large blob goes as one streamed request, DEFAULT_CHUNK pieces after a
+        # drop; a size: chunks of that size from the start (many small requests).
+        self.streamed = chunk_size is None
+        self.chunk_size = chunk_size or DEFAULT_CHUNK
         self.progress = progress or (lambda what, done, total: None)
         self.counter = Counter()
         self.locations = BlobLocations(store)
@@ -88,6 +91,11 @@ class Pusher:
         scopes = self._scopes(requests, trees)
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
+        # Each image's artifact (its SBOM) is made while the blobs go up, on a thread
+        # of its own: uploads mostly wait on the registry, so it costs no wall time.
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact")
+        artifacts = {r.name: side.submit(self.artifact_for, r) for r in requests} \
+            if self.artifact_for is not None else {}
         try:
             pending: dict[tuple[str, str, str], Future[str]] = {}
             accounted: set[tuple[str, str, str]] = set()
@@ -123,13 +131,15 @@ class Pusher:
                     "name": req.name, "repository": f"{req.target.registry}/"
                     f"{req.target.repository}", "tags": req.tags, "digest": tree.root.digest,
                     "manifest": {"new": "pushed", "tagged": "tagged"}.get(state, "present")})
-                if self.artifact_for is not None:
-                    report.attached.append(self._attach(client, req, tree, repo_scopes))
+                if req.name in artifacts:
+                    report.attached.append(self._attach(client, req, tree, repo_scopes,
+                                                        artifacts[req.name].result()))
         except BaseException:
             self.counter.abort.set()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
+            side.shutdown(wait=True, cancel_futures=True)
             self.locations.save()
         pool.shutdown(wait=True)
         report.bytes_sent = self.counter.value
@@ -229,17 +239,16 @@ class Pusher:
         # Not mountable: the bytes are needed (a blob left in the layer cache comes now).
         upload = BlobUpload(client, repo, scopes, self.store.require_blob(blob.digest),
                             blob.digest, blob.size, self.chunk_size, self.counter,
-                            progress=lambda done: self.progress(label, done, blob.size))
+                            progress=lambda done: self.progress(label, done, blob.size),
+                            streamed=self.streamed)
         with self._stats_lock:
             self._uploads.append(upload)
         upload.run(location)
         return "pushed"
 
     def _attach(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
-                scopes: frozenset[str]) -> dict[str, Any]:
+                scopes: frozenset[str], art: Artifact | str) -> dict[str, Any]:
         """Attach the image's artifact (after its manifest is in place)."""
-        assert self.artifact_for is not None
-        art = self.artifact_for(req)
         entry: dict[str, Any] = {"name": req.name, "subject": tree.root.digest}
         if isinstance(art, str):
             return {**entry, "skipped": art}
