@@ -1,6 +1,7 @@
 """A/B of push variants in one run (issue 17 follow-up): each variant to a fresh empty
 registry, alternating, `runs` times; prints medians and ratios with the load average.
-Usage: python bench/ab_push.py RUNS IMAGE[,IMAGE…] NAME='ARGS' … [crane]"""
+Usage: python bench/ab_push.py RUNS IMAGE[,IMAGE…] NAME='ARGS' … [crane]
+(an ARG `@/path/to/ociforge` runs that build instead of this one)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,12 @@ def main() -> None:
                 else:
                     (store / "ociforge" / "registry" / "blob-locations.json").unlink(
                         missing_ok=True)
-                    argvs = [ociforge(store, seeds, "push", *images, "--to", ref,
-                                      *shlex.split(variants[name]))]
+                    args = shlex.split(variants[name])
+                    argv = ociforge(store, seeds, "push", *images, "--to", ref,
+                                    *[a for a in args if not a.startswith("@")])
+                    # `@/path/to/ociforge`: another checkout's build (before/after).
+                    argvs = [[*(a[1:] for a in args if a.startswith("@")), *argv[1:]]
+                             if any(a.startswith("@") for a in args) else argv]
                 r0, g0 = resource.getrusage(resource.RUSAGE_CHILDREN), process_cpu(reg.proc.pid)
                 t[name].append(locked_time(argvs))
                 r1, g1 = resource.getrusage(resource.RUSAGE_CHILDREN), process_cpu(reg.proc.pid)

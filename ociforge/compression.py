@@ -24,6 +24,7 @@ import hashlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -215,26 +216,26 @@ class _Encoder:
 
 
 class _Feeder:
-    """Runs the compressors on a thread of their own, fed through a bounded queue, so
-    that producing and hashing the tar (this thread) overlaps compressing, hashing and
-    writing the blob (that one): both mostly run in C with the GIL released. Every
-    compressor still sees the same bytes in the same order, so the blobs are the same."""
+    """Runs `consume` on a thread of its own, fed through a bounded queue. One feeder
+    runs the compressors (compressing, hashing and writing the blob), another hashes
+    the diff_id, so that producing the tar (reading the files: the caller's thread)
+    overlaps both: each mostly runs in C with the GIL released. Every consumer still
+    sees the same bytes in the same order, so the blobs and digests are the same."""
 
     DEPTH = 16  # pieces in flight (each at most tartree.COPY_BUFSIZE)
 
-    def __init__(self, encoders: list[_Encoder]) -> None:
-        self._encoders = encoders
+    def __init__(self, consume: Callable[[bytes | memoryview], object], name: str) -> None:
+        self._consume = consume
         self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(self.DEPTH)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="layer-encoder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while (data := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    for enc in self._encoders:
-                        enc.write(data)
+                    self._consume(data)
                 except BaseException as e:  # handed to the writer's thread
                     self._error = e
 
@@ -267,12 +268,17 @@ class LayerEncoder:
         except BaseException:
             self.abort()
             raise
-        self._feeder = _Feeder(self._encoders)
+        self._feeder = _Feeder(self._encode, "layer-encoder")
+        self._hasher = _Feeder(self._diff.update, "layer-diff-id")
+
+    def _encode(self, data: bytes | memoryview) -> None:
+        for enc in self._encoders:
+            enc.write(data)
 
     def write(self, data: bytes | memoryview) -> int:
         if isinstance(data, memoryview) or not isinstance(data, bytes):
             data = bytes(data)  # the caller may reuse its buffer once this returns
-        self._diff.update(data)
+        self._hasher.put(data)
         self._feeder.put(data)
         n = len(data)
         self.size += n
@@ -285,6 +291,7 @@ class LayerEncoder:
         blobs = {}
         try:
             self._feeder.close()
+            self._hasher.close()
             for enc in self._encoders:
                 blobs[enc.compression] = enc.finish()
         except BaseException:
@@ -293,10 +300,10 @@ class LayerEncoder:
         return EncodedLayer("sha256:" + self._diff.hexdigest(), self.size, blobs)
 
     def abort(self) -> None:
-        feeder = getattr(self, "_feeder", None)
-        if feeder is not None:
-            with contextlib.suppress(BaseException):
-                feeder.close()
+        for feeder in (getattr(self, "_feeder", None), getattr(self, "_hasher", None)):
+            if feeder is not None:
+                with contextlib.suppress(BaseException):
+                    feeder.close()
         for enc in self._encoders:
             enc.abort()
 

@@ -108,7 +108,9 @@ class Pusher:
                 repo_scopes = scopes[(req.target.registry, req.target.repository)]
                 state, missing = self._manifest_state(client, req, tree, repo_scopes)
                 futures = []
-                for blob in tree.blobs:
+                # Largest first: the registry's hashing of the biggest blob is the
+                # push's critical path, so it starts at once.
+                for blob in sorted(tree.blobs, key=lambda b: -b.size):
                     key = (req.target.registry, req.target.repository, blob.digest)
                     if state == "new":
                         futures.append((key, self._schedule(pool, pending, client,
