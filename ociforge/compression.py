@@ -146,7 +146,8 @@ class _Encoder:
         self.blob = store.new_blob()
         self._raw = _BlobFile(self.blob)
         self._stream: Any
-        self._pending = bytearray()
+        self._pending: list[memoryview] = []  # gzip: the start of the next block
+        self._pending_size = 0
         try:
             self._open(compression)
         except BaseException:
@@ -181,23 +182,33 @@ class _Encoder:
                              f"{COMPRESSIONS}")
 
     def write(self, data: bytes | memoryview) -> None:
+        """gzip: cut into GZIP_BLOCK pieces, each byte copied once on the way (a block
+        spanning two writes is joined from views of them; isal takes a `bytes` block
+        as it is). The writes' data must not change afterwards: LayerEncoder gives
+        `bytes`."""
         if self.compression != "gzip":
             self._stream.write(data)
             return
-        pending = self._pending
-        pending += data
-        if len(pending) >= GZIP_BLOCK:
-            whole = len(pending) - len(pending) % GZIP_BLOCK
-            view = memoryview(pending)
-            for start in range(0, whole, GZIP_BLOCK):
-                self._stream.write(view[start:start + GZIP_BLOCK])
-            view.release()
-            del pending[:whole]
+        view = memoryview(data)
+        while len(view):
+            need = GZIP_BLOCK - self._pending_size
+            if len(view) < need:
+                self._pending.append(view)
+                self._pending_size += len(view)
+                return
+            if self._pending:
+                self._stream.write(b"".join([*self._pending, view[:need]]))
+                self._pending.clear()
+                self._pending_size = 0
+            else:
+                self._stream.write(data if len(view) == need and isinstance(data, bytes)
+                                   else view[:need])
+            view = view[need:]
 
     def finish(self) -> EncodedBlob:
         if self.compression == "gzip":
             if self._pending:
-                self._stream.write(bytes(self._pending))
+                self._stream.write(b"".join(self._pending))
             self._buffered.close()
         elif self._stream is not self._raw:
             self._stream.close()
