@@ -20,8 +20,11 @@ from .errors import OciforgeError
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
 
 
-def parse_size(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> int:
-    """`16M`, `512k`, `1G`, or plain bytes."""
+def parse_size(_ctx: click.Context | None, _param: click.Parameter | None,
+               value: str | None) -> int | None:
+    """`16M`, `512k`, `1G`, or plain bytes (None stays None: the command's default)."""
+    if value is None:
+        return None
     m = _SIZE_RE.match(str(value))
     if not m:
         raise click.BadParameter(f"{value!r} is not a size (for example 16M)")
@@ -79,8 +82,9 @@ class _Clients:
 @click.option("--all", "all_", is_flag=True, help="Every image tagged in the store.")
 @click.option("-t", "--tag", "extra_tags", multiple=True,
               help="Another tag for the image (repeatable; one image only).")
-@click.option("--chunk-size", default="64M", show_default=True, callback=parse_size,
-              help="Blobs larger than this go in resumable chunks of this size.")
+@click.option("--chunk-size", default=None, callback=parse_size,
+              help="Blobs larger than this go in resumable chunks of this size (default: "
+                   "one streamed request per blob, 64 MiB chunks after a dropped one).")
 @click.option("--no-sbom", is_flag=True,
               help="Do not attach the image's SPDX SBOM (attached by default).")
 @click.option("--file-digests", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -90,7 +94,7 @@ class _Clients:
 @output_options
 @click.pass_obj
 def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
-         chunk_size: int, no_sbom: bool, file_digests: Path | None, jobs: int,
+         chunk_size: int | None, no_sbom: bool, file_digests: Path | None, jobs: int,
          insecure: bool, ca_file: Path | None, retries: int) -> None:
     """Push images from the store to an OCI registry.
 

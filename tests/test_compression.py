@@ -50,7 +50,8 @@ def test_gzip_header_has_no_time_or_name(tmp_path: Path) -> None:
 def test_same_bytes_whatever_the_threads_and_write_sizes(tmp_path: Path, encoding: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     digests = set()
-    for threads, chunk in ((1, 10240), (4, 1 << 20), (2, 77777)):
+    # Writes smaller than a gzip block, exactly one, and spanning several.
+    for threads, chunk in ((1, 10240), (4, 1 << 20), (2, 77777), (2, (3 << 20) + 5)):
         monkeypatch.setattr(compression, "worker_threads", lambda t=threads: t)
         store = Store(tmp_path / f"s{threads}")
         digests.add(_encode(store, [encoding], chunk).blobs[encoding].digest)

@@ -121,6 +121,26 @@ def test_registry_that_drops_broken_uploads_gets_a_new_session(
         manifest_digest(store, "big")
 
 
+def test_streamed_upload_that_drops_goes_on_in_chunks(
+        registry: Registry, store: Path, proxies: list[FaultProxy]) -> None:
+    """By default a large blob goes as one streamed request; when it breaks off, the
+    push asks the registry what it holds and sends the rest in chunks, so a second drop
+    costs one chunk, not the blob again."""
+    p = proxy(proxies, registry, Faults(reset_at=[30 * MiB, 70 * MiB]))
+    r = run_cli("push", "big", "--to", f"{p.host}/faults/whole:v1", "--no-sbom", "--json",
+                store=store)
+    assert r.rc == 0, r.err
+    sizes = blob_sizes(store, "big")
+    layer = max(sizes, key=lambda d: sizes[d])
+    assert sum(1 for e in p.log if e.status == 0 and e.injected) == 2
+    assert r.json()["resumed"] >= 2
+    # The first drop loses the streamed part (30 MiB); the second, inside a 64 MiB chunk,
+    # loses less than a chunk.
+    assert p.bytes_for(layer) < sizes[layer] + 30 * MiB + 64 * MiB
+    assert registry_digest(registry, f"{registry.host}/faults/whole:v1") == \
+        manifest_digest(store, "big")
+
+
 def test_sigkill_then_rerun_skips_completed_blobs(registry: Registry, store: Path,
                                                   proxies: list[FaultProxy]) -> None:
     p = proxy(proxies, registry, Faults(stall_after_uploads=2))

@@ -10,6 +10,7 @@ import json
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
@@ -18,9 +19,11 @@ import urllib3
 
 from ..errors import AuthError, NetworkError
 from ..net.credentials import Credentials, is_loopback
-from ..net.http import BodyFactory, new_session, request
+from ..net.http import USER_AGENT, BodyFactory, new_session, request
 from ..net.http import send as send_once
 from ..net.retry import RetryPolicy
+from ..net.sendfile import FileSender
+from ..net.sendfile import usable as sendfile_usable
 from ..store import MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_INDEX, MT_MANIFEST
 from . import RegistryError
 from . import credentials as credentials_mod
@@ -88,6 +91,7 @@ class RegistryClient:
         self._ping_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self.requests_made = 0
+        self._files = FileSender(READ_TIMEOUT_S, USER_AGENT)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -124,6 +128,23 @@ class RegistryClient:
                          headers=headers, body=body, stream=stream,
                          timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S), verify=self.verify)
         return self._refused(method, url, resp)
+
+    def send_file(self, method: str, path: str, *, scopes: frozenset[str],
+                  headers: dict[str, str], body: BodyFactory, file: Path, start: int,
+                  length: int, sent: Callable[[int], None]) -> requests.Response:
+        """`send` of `length` bytes of `file` from `start`: by sendfile(2) where the
+        registry speaks plain HTTP (`net.sendfile`), else `body()` through requests,
+        which is also how a 401 challenge gets its answer."""
+        url = self.url(path)
+        if length and sendfile_usable(url):
+            auth = self.auth.header(scopes)
+            resp = self._files.send(method, url, {**headers, **(
+                {"Authorization": auth} if auth else {})}, file, start, length, sent)
+            with self._count_lock:
+                self.requests_made += 1
+            if resp.status_code != 401:
+                return self._refused(method, url, resp)
+        return self.send(method, path, scopes=scopes, headers=headers, body=body)
 
     def call(self, method: str, path: str, *, scopes: frozenset[str],
              headers: dict[str, str] | None = None, body: BodyFactory | None = None,

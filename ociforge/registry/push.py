@@ -75,14 +75,17 @@ class PushReport:
 
 class Pusher:
     def __init__(self, store: Store, client_for: Callable[[Reference], RegistryClient], *,
-                 jobs: int = 4, chunk_size: int = DEFAULT_CHUNK,
+                 jobs: int = 4, chunk_size: int | None = None,
                  progress: Progress | None = None,
                  artifact_for: ArtifactFor | None = None) -> None:
         self.store = store
         self.artifact_for = artifact_for
         self.client_for = client_for
         self.jobs = jobs
-        self.chunk_size = chunk_size
+        # None: a large blob goes as one streamed request, DEFAULT_CHUNK pieces after a
+        # drop; a size: chunks of that size from the start (many small requests).
+        self.streamed = chunk_size is None
+        self.chunk_size = chunk_size or DEFAULT_CHUNK
         self.progress = progress or (lambda what, done, total: None)
         self.counter = Counter()
         self.locations = BlobLocations(store)
@@ -100,6 +103,15 @@ class Pusher:
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
         images = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push-image")
+        # Each artifact (an SBOM per platform manifest) is made while the blobs go up, on
+        # a thread of its own: uploads mostly wait on the registry, so it costs no wall
+        # time.
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact")
+        artifacts: dict[tuple[str, str], Future[Artifact | str]] = {}
+        if self.artifact_for is not None:
+            for r in requests:
+                for sub, subject in subjects(r, trees[r.name]):
+                    artifacts[(r.name, subject.digest)] = side.submit(self.artifact_for, sub)
         try:
             pending: dict[tuple[str, str, str], Future[str]] = {}
             accounted: set[tuple[str, str, str]] = set()
@@ -117,7 +129,9 @@ class Pusher:
                 tree = trees[req.name]
                 repo_scopes = scopes[(req.target.registry, req.target.repository)]
                 futures = []
-                for blob in tree.blobs:
+                # Largest first: the registry's hashing of the biggest blob is the
+                # push's critical path, so it starts at once.
+                for blob in sorted(tree.blobs, key=lambda b: -b.size):
                     key = (req.target.registry, req.target.repository, blob.digest)
                     if state == "new":
                         futures.append((key, self._schedule(pool, pending, client,
@@ -127,7 +141,7 @@ class Pusher:
                         report.blobs["present"] += 1
                         self.progress(self._label(req.target, blob), blob.size, blob.size)
                 plans.append((req, tree, state, missing, futures, client, repo_scopes))
-            finished = [images.submit(self._finish, *plan) for plan in plans]
+            finished = [images.submit(self._finish, *plan, artifacts) for plan in plans]
             for (req, tree, state, _m, futures, _c, _s), done in zip(plans, finished,
                                                                      strict=True):
                 attached = done.result()
@@ -148,6 +162,7 @@ class Pusher:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
+            side.shutdown(wait=True, cancel_futures=True)
             self.locations.save()
         images.shutdown(wait=True)
         pool.shutdown(wait=True)
@@ -162,17 +177,17 @@ class Pusher:
 
     def _finish(self, req: PushRequest, tree: ImageTree, state: str, missing: list[str],
                 futures: list[tuple[tuple[str, str, str], Future[str]]],
-                client: RegistryClient, scopes: frozenset[str]) -> list[dict[str, Any]]:
+                client: RegistryClient, scopes: frozenset[str],
+                artifacts: dict[tuple[str, str], Future[Artifact | str]]) -> list[dict[str, Any]]:
         """One image once its blobs are in: its manifests, then its artifacts (one per
         platform manifest)."""
         for _key, fut in futures:
             fut.result()
         if missing:
             self._put_manifests(client, req, tree, missing, scopes, children=state == "new")
-        if self.artifact_for is None:
-            return []
-        return [self._attach(client, sub, subject, scopes)
-                for sub, subject in subjects(req, tree)]
+        return [self._attach(client, sub, subject, scopes,
+                             artifacts[(req.name, subject.digest)].result())
+                for sub, subject in subjects(req, tree) if (req.name, subject.digest) in artifacts]
 
     # -- planning ------------------------------------------------------------------
 
@@ -262,17 +277,16 @@ class Pusher:
         # Not mountable: the bytes are needed (a blob left in the layer cache comes now).
         upload = BlobUpload(client, repo, scopes, self.store.require_blob(blob.digest),
                             blob.digest, blob.size, self.chunk_size, self.counter,
-                            progress=lambda done: self.progress(label, done, blob.size))
+                            progress=lambda done: self.progress(label, done, blob.size),
+                            streamed=self.streamed)
         with self._stats_lock:
             self._uploads.append(upload)
         upload.run(location)
         return "pushed"
 
     def _attach(self, client: RegistryClient, req: PushRequest, subject: Descriptor,
-                scopes: frozenset[str]) -> dict[str, Any]:
+                scopes: frozenset[str], art: Artifact | str) -> dict[str, Any]:
         """Attach the artifact of `subject` (after its manifest is in place)."""
-        assert self.artifact_for is not None
-        art = self.artifact_for(req)
         entry: dict[str, Any] = {"name": req.name, "subject": subject.digest,
                                  **({"platform": req.platform} if req.platform else {})}
         if isinstance(art, str):

@@ -1,8 +1,10 @@
 """Moving one blob from the store into a registry, streamed from its file.
 
-Small blobs go as one PUT. Large ones go as PATCH chunks; when one fails (a reset, a
-5xx, a 429) the upload's `Range` is queried and the upload goes on from what the
-registry holds, so a dropped connection costs at most one chunk, not the whole blob.
+Small blobs go as one PUT. A large one goes as one streamed PATCH (`streamed`: the
+registry hashes and stores it without a pause per chunk, as crane does), or as PATCH
+chunks of `chunk_size`; when a request fails (a reset, a 5xx, a 429) the upload's
+`Range` is queried and the upload goes on from what the registry holds, in chunks from
+then on, so after a first drop each further one costs at most one chunk.
 A registry that discarded the upload (distribution 2.x does, once a PATCH broke off
 half-way) gets a fresh upload session: slower, still correct.
 """
@@ -90,7 +92,7 @@ class BlobUpload:
 
     def __init__(self, client: RegistryClient, repo: str, scopes: frozenset[str],
                  path: Path, digest: str, size: int, chunk_size: int, counter: Counter,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, streamed: bool = False) -> None:
         self.client = client
         self.repo = repo
         self.scopes = scopes
@@ -103,6 +105,7 @@ class BlobUpload:
         self.result = UploadResult()
         self._failures = 0
         self._digest_checked = False
+        self._whole = streamed  # the next PATCH carries the rest of the blob
 
     def run(self, location: str | None = None) -> UploadResult:
         if self.size <= self.chunk_size:
@@ -133,6 +136,22 @@ class BlobUpload:
             resp.close()
         policy.wait(self._failures, after)
 
+    def _send(self, method: str, url: str, start: int, length: int,
+              headers: dict[str, str]) -> requests.Response:
+        """One request carrying bytes start..start+length of the blob file."""
+        base = start
+
+        def sent(n: int) -> None:
+            nonlocal base
+            self.counter.add(n)
+            base += n
+            if self.progress:
+                self.progress(base)
+
+        return self.client.send_file(method, url, scopes=self.scopes, headers=headers,
+                                     body=self._body(start, length), file=self.path,
+                                     start=start, length=length, sent=sent)
+
     def _body(self, start: int, length: int) -> Callable[[], object]:
         if length == 0:
             return lambda: b""
@@ -157,9 +176,8 @@ class BlobUpload:
             location = None
             resp = None
             try:
-                resp = self.client.send("PUT", add_query(loc, digest=self.digest),
-                                        scopes=self.scopes, body=self._body(0, self.size),
-                                        headers={"Content-Type": "application/octet-stream"})
+                resp = self._send("PUT", add_query(loc, digest=self.digest), 0, self.size,
+                                  {"Content-Type": "application/octet-stream"})
             except NETWORK_ERRORS as e:
                 if self._exists():
                     return
@@ -184,14 +202,14 @@ class BlobUpload:
         offset = 0
         while True:
             while offset < self.size:
-                n = min(self.chunk_size, self.size - offset)
+                n = self.size - offset if self._whole else min(self.chunk_size,
+                                                                self.size - offset)
                 resp = None
                 exc: BaseException | None = None
                 try:
-                    resp = self.client.send(
-                        "PATCH", loc, scopes=self.scopes, body=self._body(offset, n),
-                        headers={"Content-Type": "application/octet-stream",
-                                 "Content-Range": f"{offset}-{offset + n - 1}"})
+                    resp = self._send("PATCH", loc, offset, n, {
+                        "Content-Type": "application/octet-stream",
+                        "Content-Range": f"{offset}-{offset + n - 1}"})
                 except NETWORK_ERRORS as e:
                     exc = e
                 if resp is not None and resp.status_code == 202:
@@ -200,6 +218,7 @@ class BlobUpload:
                     resp.close()
                     self._failures = 0  # progress: the retry budget is per chunk
                     continue
+                self._whole = False  # it broke off: chunks from here on
                 if resp is not None and resp.status_code in (404, 416):
                     resp.close()  # upload gone, or out of step: ask where it stands
                 else:
