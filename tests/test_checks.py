@@ -304,3 +304,45 @@ def test_workload_gets_inputs_host_env_and_a_run_of_its_own(tmp_path: Path) -> N
                  "job reads its input and the host's variables as 12345:0 read-only"):
         assert _status(report, name)[0] == "passed"
     assert "s3cr3t-value" not in (tmp_path / "reports" / "report.json").read_text()
+
+
+@pytest.mark.slow
+def test_a_retest_finds_the_image_in_containerd_and_a_changed_one_is_imported(
+        tmp_path: Path) -> None:
+    """Re-testing an image on the same containerd does not import (unpack) it again;
+    the match is by digest, so a rebuilt image under the same name is imported and run."""
+    from ociforge.checks.containerd import Containerd, can_run_containers
+    from ociforge.checks.gpu import GpuHost
+    from ociforge.checks.runtime import RuntimeChecker
+    from ociforge.store import Store
+
+    if can_run_containers():
+        pytest.skip(can_run_containers() or "")
+    proj = _project(tmp_path / "p")
+    ctd = Containerd(tmp_path / "ctd").start()
+    try:
+        def test_on_ctd() -> dict:
+            rc, report = _test(tmp_path, proj, "--containerd", str(ctd.socket))
+            assert rc == 0, report
+            return report
+
+        def imported() -> bool:
+            work = tmp_path / "work"
+            work.mkdir(exist_ok=True)
+            checker = RuntimeChecker(ctd, work, GpuHost(), proj)
+            return checker.prepare(Store(tmp_path / "s"), "hello", work / "h.tar").imported
+
+        test_on_ctd()
+        assert not imported()
+        assert _status(test_on_ctd(), "hello runs as 12345:0 read-only")[0] == "passed"
+        write(proj / "files" / "hello.sh", '#!/bin/sh\necho "hello again from ociforge"\n',
+              0o755)
+        recipe = proj / "recipes" / "hello.yaml"
+        recipe.write_text(recipe.read_text().replace('expect: ["hello from ociforge"]',
+                                                     'expect: ["hello again"]'))
+        report = test_on_ctd()
+        for name in ("hello runs", "hello runs as 12345:0 read-only"):
+            assert _status(report, name)[0] == "passed"
+        assert not imported()
+    finally:
+        ctd.stop()
