@@ -66,11 +66,10 @@ class CheckRun:
         labels = config.get("config", {}).get("Labels") or {}
         sets = [for_image(cs, labels) for cs in sets]
         self.progress(f"{name}: reading layers")
-        fs = imagefs.load(img, want_content=native.wants_content)
+        jars = jarclasses.JarIndex([d for cs in sets for d in cs.duplicate_classes])
+        fs = imagefs.load(img, want_content=native.wants_content, visit=jars.visit)
         results: list[CheckResult] = native.run(name, fs, config, sets)
-        for spec in [d for cs in sets for d in cs.duplicate_classes]:
-            self.progress(f"{name}: classes in {spec.jars}")
-            results.append(jarclasses.check(img, fs, spec))
+        results += [jars.check(name, fs, spec) for spec in jars.specs]
         archive = self.workdir / f"{name}.tar"
         cst = structure.config_for(sets, fs)
         try:
