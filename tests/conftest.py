@@ -182,17 +182,24 @@ def shared_containerd() -> Iterator[Containerd]:
     ctd.stop()
 
 
-def image_refs(ctd: Containerd) -> set[str]:
-    p = ctd.ctr("images", "ls", "-q")
+def image_refs(ctd: Containerd) -> dict[str, str]:
+    """Reference → manifest digest, for every image in the containerd (the CRI plugin
+    adds a reference named by the config digest beside each imported name)."""
+    p = ctd.ctr("images", "ls")
     assert p.returncode == 0, p.stderr
-    return set(p.stdout.split())
+    return {cols[0]: cols[2] for cols in (row.split() for row in p.stdout.splitlines()[1:])
+            if len(cols) >= 3}
 
 
-def remove_images(ctd: Containerd, refs: set[str]) -> None:
-    """Removed with their snapshots (what no other image shares), to keep the disk a
-    long session needs bounded."""
+def remove_images(ctd: Containerd, before: dict[str, str], pattern: str) -> None:
+    """The images imported since `before` whose name contains `pattern`, every
+    reference to them, and their snapshots (what no other image shares): to keep the
+    disk a long session needs bounded."""
+    added = {ref: digest for ref, digest in image_refs(ctd).items() if ref not in before}
+    digests = {digest for ref, digest in added.items() if pattern in ref}
+    refs = sorted(ref for ref, digest in added.items() if digest in digests)
     if refs:
-        p = ctd.ctr("images", "rm", "--sync", *sorted(refs))
+        p = ctd.ctr("images", "rm", "--sync", *refs)
         assert p.returncode == 0, p.stderr
 
 
