@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from containerd import Containerd, can_run_containers
 from registry_server import Registry, start_registry
 
 # The same place scripts/install-test-deps.sh and prebuild-spark.sh use.
@@ -165,6 +167,40 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     reg = start_registry(tmp_path_factory.mktemp("registry"))
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_containerd() -> Iterator[Containerd]:
+    """One containerd for every module that runs the Spark images: an image is imported
+    once (`ociforge test --containerd` skips what it holds at the same digest) and the
+    images share their unpacked base layers."""
+    reason = can_run_containers()
+    if reason:
+        pytest.skip(reason)
+    ctd = Containerd(Path(tempfile.mkdtemp(prefix="ocf-ctd-", dir="/tmp"))).start()
+    yield ctd
+    ctd.stop()
+
+
+def image_refs(ctd: Containerd) -> dict[str, str]:
+    """Reference → manifest digest, for every image in the containerd (the CRI plugin
+    adds a reference named by the config digest beside each imported name)."""
+    p = ctd.ctr("images", "ls")
+    assert p.returncode == 0, p.stderr
+    return {cols[0]: cols[2] for cols in (row.split() for row in p.stdout.splitlines()[1:])
+            if len(cols) >= 3}
+
+
+def remove_images(ctd: Containerd, before: dict[str, str], pattern: str) -> None:
+    """The images imported since `before` whose name contains `pattern`, every
+    reference to them, and their snapshots (what no other image shares): to keep the
+    disk a long session needs bounded."""
+    added = {ref: digest for ref, digest in image_refs(ctd).items() if ref not in before}
+    digests = {digest for ref, digest in added.items() if pattern in ref}
+    refs = sorted(ref for ref, digest in added.items() if digest in digests)
+    if refs:
+        p = ctd.ctr("images", "rm", "--sync", *refs)
+        assert p.returncode == 0, p.stderr
 
 
 def store_is_empty(store: Path) -> bool:

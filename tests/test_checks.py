@@ -304,3 +304,92 @@ def test_workload_gets_inputs_host_env_and_a_run_of_its_own(tmp_path: Path) -> N
                  "job reads its input and the host's variables as 12345:0 read-only"):
         assert _status(report, name)[0] == "passed"
     assert "s3cr3t-value" not in (tmp_path / "reports" / "report.json").read_text()
+
+
+@pytest.mark.slow
+def test_a_retest_finds_the_image_in_containerd_and_a_changed_one_is_imported(
+        tmp_path: Path) -> None:
+    """Re-testing an image on the same containerd does not import (unpack) it again;
+    the match is by digest, so a rebuilt image under the same name is imported and run."""
+    from ociforge.checks.containerd import Containerd, can_run_containers
+    from ociforge.checks.gpu import GpuHost
+    from ociforge.checks.runtime import RuntimeChecker
+    from ociforge.store import Store
+
+    if can_run_containers():
+        pytest.skip(can_run_containers() or "")
+    proj = _project(tmp_path / "p")
+    ctd = Containerd(tmp_path / "ctd").start()
+    try:
+        def test_on_ctd() -> dict:
+            rc, report = _test(tmp_path, proj, "--containerd", str(ctd.socket))
+            assert rc == 0, report
+            return report
+
+        def imported() -> bool:
+            work = tmp_path / "work"
+            work.mkdir(exist_ok=True)
+            checker = RuntimeChecker(ctd, work, GpuHost(), proj)
+            return checker.prepare(Store(tmp_path / "s"), "hello", work / "h.tar").imported
+
+        test_on_ctd()
+        assert not imported()
+        assert _status(test_on_ctd(), "hello runs as 12345:0 read-only")[0] == "passed"
+        write(proj / "files" / "hello.sh", '#!/bin/sh\necho "hello again from ociforge"\n',
+              0o755)
+        recipe = proj / "recipes" / "hello.yaml"
+        recipe.write_text(recipe.read_text().replace('expect: ["hello from ociforge"]',
+                                                     'expect: ["hello again"]'))
+        report = test_on_ctd()
+        for name in ("hello runs", "hello runs as 12345:0 read-only"):
+            assert _status(report, name)[0] == "passed"
+        assert not imported()
+    finally:
+        ctd.stop()
+
+
+DUPLICATES = """\
+checks:
+  jars:
+    images: ["hello*"]
+    duplicate_classes:
+      - {jars: "/opt/lib/*.jar", packages: [com/shared/]}
+      - {jars: "/opt/lib/*.jar", packages: [org/own/]}
+      - {jars: "/opt/lib/big-*.jar"}
+"""
+
+
+def _jar(path: Path, classes: list[str], padding: int = 0) -> None:
+    import os
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as z:
+        for c in classes:
+            z.writestr(c, b"\xca\xfe\xba\xbe")
+        z.writestr("META-INF/versions/9/com/shared/A.class", b"")
+        if padding:  # stored random bytes: a jar too large for the native pass to keep
+            z.writestr("data.bin", os.urandom(padding))
+
+
+@pytest.mark.slow
+def test_duplicate_classes_name_the_jars_every_spec_from_one_read(tmp_path: Path) -> None:
+    """Several duplicate-class checks on one image (small jars and one larger than the
+    native pass keeps in memory): each judged on its own packages and jars."""
+    proj = _project(tmp_path / "p")
+    _jar(proj / "files" / "lib" / "small-a.jar", ["com/shared/A.class", "org/own/X.class"])
+    _jar(proj / "files" / "lib" / "big-b.jar", ["com/shared/A.class", "org/own/Y.class"],
+         padding=200_000)
+    _jar(proj / "files" / "lib" / "big-c.jar", ["net/other/Z.class"], padding=100_000)
+    layer = proj / "layers" / "hello.yaml"
+    layer.write_text(layer.read_text().replace(
+        "  files:\n", "  files:\n    - {src: files/lib, dest: /opt/lib}\n", 1))
+    write(proj / "recipes" / "jars.yaml", DUPLICATES)
+    rc, report = _test(tmp_path, proj, "--no-runtime", "--check-set", "jars")
+    assert rc == 9
+    status, detail = _status(report, "no class twice in /opt/lib/*.jar under com/shared/")
+    assert status == "failed"
+    assert "1 duplicate classes: 1 classes in big-b.jar and small-a.jar" in detail
+    assert "com.shared.A" in detail
+    assert _status(report, "no class twice in /opt/lib/*.jar under org/own/")[0] == "passed"
+    assert _status(report, "no class twice in /opt/lib/big-*.jar")[0] == "passed"

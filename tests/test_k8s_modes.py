@@ -33,12 +33,11 @@ from typing import Any
 
 import pytest
 
-from ociforge.checks.containerd import Containerd, can_run_containers
+from ociforge.checks.containerd import Containerd
 from ociforge.checks.gpu import GpuHost
 from ociforge.checks.runtime import PreparedImage, RuntimeChecker, _port_open, free_port
 from ociforge.k8s.ctr import run_options
 from ociforge.k8s.podtemplate import template_for
-from ociforge.outputs.archive import write_archive
 from ociforge.recipes import Project
 from ociforge.store import Store
 
@@ -70,13 +69,9 @@ class Pod:
 
 
 @pytest.fixture(scope="module")
-def ctd() -> Iterator[Containerd]:
-    reason = can_run_containers()
-    if reason:
-        pytest.skip(reason)
-    c = Containerd(Path(tempfile.mkdtemp(prefix="ocf-k8s-ctd-", dir="/tmp"))).start()
-    yield c
-    c.stop()
+def ctd(shared_containerd: Containerd) -> Containerd:
+    """The session's: images the other modules imported are not imported again."""
+    return shared_containerd
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +97,9 @@ def pods(ctd: Containerd, workdir: Path) -> dict[str, Pod]:
             pytest.fail(f"assembling {base} from the test cache failed ({r.err.strip()}); "
                         "run scripts/prebuild-spark.sh first")
         name = r.json()["images"][0]["name"]
-        archive = workdir / f"{name}.tar"
-        write_archive(store, [store.image(name)], archive)
+        archive = workdir / f"{name}.tar"  # written only if containerd lacks the image
         prepared = checker.prepare(store, name, archive)
-        archive.unlink()
+        archive.unlink(missing_ok=True)
         out[base] = Pod(name, prepared, {
             role: template_for(project, base, role, with_features=features).manifest
             for role in ("driver", "executor")})

@@ -23,13 +23,13 @@ from image_readers import assert_readers_agree, linked_copy
 from maven_cache import need_m2
 from project_copy import PROJECT, copy_project
 
-from ociforge.checks.containerd import can_run_containers
+from ociforge.checks.containerd import Containerd
 from ociforge.digests import digest_bytes
 from ociforge.errors import RecipeError
 from ociforge.recipes import Project
 from ociforge.store import Store
 
-from conftest import TEST_CACHE, Result, run_cli, store_is_empty, write
+from conftest import TEST_CACHE, Result, image_refs, remove_images, run_cli, store_is_empty, write
 from httpserver import serve
 
 SPARK_STORE = TEST_CACHE / "spark-store"
@@ -433,14 +433,13 @@ FEATURE_SETS = ["s3a", "celeborn", "connect", "iceberg", "gpu", "gpu-smoke", "gp
 
 
 @pytest.mark.slow
-def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
+def test_variants_run_in_containerd(matrix: dict, tmp_path: Path,
+                                    shared_containerd: Containerd) -> None:
     """Every check (baseline ones included) on the most composite image and on a
     Jupyter image; the feature check sets on one image of each other variant and on a
     3.5 baseline with s3a,celeborn,connect (the baseline sets ran on the baselines in
-    test_spark_images)."""
-    reason = can_run_containers()
-    if reason:
-        pytest.skip(reason)
+    test_spark_images). In the session's containerd; the GPU images (the largest, used
+    by no other module) are removed after each run, to keep the disk bounded."""
     _assemble(matrix, "--all")
     only = [a for name in FEATURE_SETS for a in ("--check-set", name)]
     results = []
@@ -449,9 +448,12 @@ def test_variants_run_in_containerd(matrix: dict, tmp_path: Path) -> None:
             ["spark-3.5.8-iceberg", "spark-4.1.0-gpu", "spark-4.1.4-gpu", "spark-3.5.9-gpu",
              *only],
             ["spark-3.5.7", "--with", "s3a,celeborn,connect", *only])):
+        before = image_refs(shared_containerd)
         r = cli("--maven-repo", matrix["repo"], "test", *args, "--json", "--report-dir",
-                tmp_path / f"reports-{i}", project=matrix["project"],
+                tmp_path / f"reports-{i}", "--containerd", shared_containerd.socket,
+                project=matrix["project"],
                 env={"OCIFORGE_CACHE": str(matrix["root"] / "cache")}, timeout=3600)
+        remove_images(shared_containerd, before, "-gpu")
         assert r.out, r.err
         results += r.json()["results"]
     failures = [x for x in results if x["status"] == "failed"]

@@ -4,8 +4,9 @@ check sets of recipes/workloads.yaml run by `ociforge test` (as uid 185 and as
 What the jobs wrote is then read back from the S3 server with a client of our own.
 
 The images come from the test cache (scripts/prebuild-spark.sh builds every layer,
-the Maven add-ons from the committed locks); nothing here reaches the network. One
-containerd serves the module, so each image is imported once.
+the Maven add-ons from the committed locks); nothing here reaches the network. The
+session's containerd (tests/conftest.py) serves the module, so an image another
+module imported is not imported again.
 
 The workloads that need no server (the 3.5 Connect server, RAPIDS explainOnly) run
 in tests/test_matrix.py::test_variants_run_in_containerd, on images it imports anyway.
@@ -31,7 +32,7 @@ import zstandard
 from project_copy import PROJECT
 from s3_server import S3Server, start_s3_server
 
-from ociforge.checks.containerd import Containerd, can_run_containers
+from ociforge.checks.containerd import Containerd
 
 from conftest import TEST_CACHE, run_cli
 
@@ -47,14 +48,9 @@ AS_UID = " as 12345:0 read-only"
 
 
 @pytest.fixture(scope="module")
-def containerd() -> Iterator[Containerd]:
-    reason = can_run_containers()
-    if reason:
-        pytest.skip(reason)
-    base = Path(tempfile.mkdtemp(prefix="ocf-wl-ctd-", dir="/tmp"))
-    ctd = Containerd(base).start()
-    yield ctd
-    ctd.stop()
+def containerd(shared_containerd: Containerd) -> Containerd:
+    """The session's: images the other modules imported are not imported again."""
+    return shared_containerd
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,16 @@ class Containerd:
             raise OciforgeError(f"ctr images import {archive.name} failed: "
                                 f"{p.stderr.strip()[-500:]}")
 
+    def image_digest(self, ref: str) -> str | None:
+        """The manifest digest `ref` names in this containerd, None if it has no such
+        image (so an image already imported at that digest is not imported again)."""
+        p = self.ctr("images", "ls", f"name=={ref}")
+        for row in p.stdout.splitlines()[1:] if p.returncode == 0 else []:
+            cols = row.split()
+            if len(cols) >= 3 and cols[0] == ref:
+                return cols[2]
+        return None
+
     def remove_container(self, name: str) -> None:
         self.ctr("task", "kill", "-s", "SIGKILL", name)
         for _ in range(50):

@@ -6,10 +6,12 @@ streams it once and holds a few MB.
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import IO
 
 from ..image import StoredImage
 
@@ -39,8 +41,11 @@ def _kind(ti: tarfile.TarInfo) -> str:
 
 
 def load(image: StoredImage,
-         want_content: Callable[[str, int], bool] | None = None) -> dict[str, Node]:
-    """path → Node for the image's merged filesystem."""
+         want_content: Callable[[str, int], bool] | None = None,
+         visit: Callable[[str, IO[bytes]], None] | None = None) -> dict[str, Node]:
+    """path → Node for the image's merged filesystem. `visit` sees every regular
+    file's path and content as it streams past (so other readers of the layers, such
+    as the duplicate-class check, need no pass of their own)."""
     fs: dict[str, Node] = {}
     for tar, ti, path in members(image):
         name = PurePosixPath(path).name
@@ -60,6 +65,11 @@ def load(image: StoredImage,
         if ti.isreg() and want_content and want_content(path, ti.size):
             f = tar.extractfile(ti)
             node.content = f.read() if f else None
+        if ti.isreg() and visit is not None:
+            member = io.BytesIO(node.content) if node.content is not None \
+                else tar.extractfile(ti)
+            if member is not None:
+                visit(path, member)
         fs[path] = node
     return fs
 

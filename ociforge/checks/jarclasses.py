@@ -9,10 +9,8 @@ import fnmatch
 import shutil
 import tempfile
 import zipfile
-from typing import Any
+from typing import IO
 
-from ..image import StoredImage
-from . import imagefs
 from .imagefs import Node
 from .model import DuplicateClassCheck
 from .report import CheckResult, failed, passed
@@ -21,7 +19,7 @@ KIND = "native"
 SPOOL = 64 * 1024 * 1024
 
 
-def _classes(member: Any, prefixes: list[str]) -> set[str]:
+def _classes(member: IO[bytes], prefixes: tuple[str, ...]) -> set[str]:
     with tempfile.SpooledTemporaryFile(max_size=SPOOL) as tmp:
         shutil.copyfileobj(member, tmp, 1024 * 1024)
         tmp.seek(0)
@@ -30,25 +28,40 @@ def _classes(member: Any, prefixes: list[str]) -> set[str]:
         except zipfile.BadZipFile:
             return set()
     return {n for n in names if n.endswith(".class") and not n.startswith("META-INF/")
-            and n.startswith(tuple(prefixes))}
+            and n.startswith(prefixes)}
 
 
-def jar_classes(image: StoredImage, pattern: str, prefixes: list[str]) -> dict[str, set[str]]:
-    """jar path -> its classes under `prefixes`, for jars matching `pattern` (the
-    version of each path in the uppermost layer that has it)."""
-    out: dict[str, set[str]] = {}
-    for tar, ti, path in imagefs.members(image):
-        if ti.isreg() and fnmatch.fnmatchcase(path, pattern):
-            f = tar.extractfile(ti)
-            out[path] = _classes(f, prefixes) if f else set()
-    return out
+def _prefixes(spec: DuplicateClassCheck) -> tuple[str, ...]:
+    return tuple(spec.packages or [""])
 
 
-def check(stored: StoredImage, fs: dict[str, Node], spec: DuplicateClassCheck) -> CheckResult:
-    image = stored.name
-    name = f"no class twice in {spec.jars}" + (
-        f" under {', '.join(spec.packages)}" if spec.packages else "")
-    found = jar_classes(stored, spec.jars, spec.packages or [""])
+class JarIndex:
+    """The classes of the jars the checks name, collected as `imagefs.load` streams the
+    layers past `visit`: one pass over the image for all duplicate-class checks. Per
+    jar path, the version in the uppermost layer that has it."""
+
+    def __init__(self, specs: list[DuplicateClassCheck]) -> None:
+        self.specs = specs
+        self.found: dict[str, set[str]] = {}
+
+    def visit(self, path: str, member: IO[bytes]) -> None:
+        wanted = [s for s in self.specs if fnmatch.fnmatchcase(path, s.jars)]
+        if wanted:
+            self.found[path] = _classes(member, tuple(p for s in wanted
+                                                      for p in _prefixes(s)))
+
+    def check(self, image: str, fs: dict[str, Node], spec: DuplicateClassCheck
+              ) -> CheckResult:
+        name = f"no class twice in {spec.jars}" + (
+            f" under {', '.join(spec.packages)}" if spec.packages else "")
+        found = {path: {c for c in classes if c.startswith(_prefixes(spec))}
+                 for path, classes in self.found.items()
+                 if fnmatch.fnmatchcase(path, spec.jars)}
+        return _verdict(image, name, fs, found)
+
+
+def _verdict(image: str, name: str, fs: dict[str, Node], found: dict[str, set[str]]
+             ) -> CheckResult:
     owners: dict[str, list[str]] = {}
     for path, classes in sorted(found.items()):
         if path in fs:  # deleted by a later layer's whiteout otherwise

@@ -66,16 +66,19 @@ class CheckRun:
         labels = config.get("config", {}).get("Labels") or {}
         sets = [for_image(cs, labels) for cs in sets]
         self.progress(f"{name}: reading layers")
-        fs = imagefs.load(img, want_content=native.wants_content)
+        jars = jarclasses.JarIndex([d for cs in sets for d in cs.duplicate_classes])
+        fs = imagefs.load(img, want_content=native.wants_content, visit=jars.visit)
         results: list[CheckResult] = native.run(name, fs, config, sets)
-        for spec in [d for cs in sets for d in cs.duplicate_classes]:
-            self.progress(f"{name}: classes in {spec.jars}")
-            results.append(jarclasses.check(img, fs, spec))
+        results += [jars.check(name, fs, spec) for spec in jars.specs]
         archive = self.workdir / f"{name}.tar"
-        write_archive(self.store, [img], archive)
+        cst = structure.config_for(sets, fs)
         try:
+            # Written once, when a step needs it: structure tests, or an import into
+            # containerd (none where containerd already has the image).
+            if structure.has_tests(cst):
+                write_archive(self.store, [img], archive)
             self.progress(f"{name}: structure tests")
-            results += structure.run(name, archive, structure.config_for(sets, fs),
+            results += structure.run(name, archive, cst,
                                      self.report_dir / f"{name}.cst.yaml")
             results += self._runtime_checks(name, archive, sets)
         finally:
@@ -105,6 +108,8 @@ class CheckRun:
         checker = self._runtime()
         self.progress(f"{name}: importing into containerd")
         prepared = checker.prepare(self.store, name, archive)
+        if not prepared.imported:
+            self.progress(f"{name}: in containerd already (same digest), not imported again")
         for cs in runnable:
             for cc in cs.commands:
                 self.progress(f"{name}: {cc.name}")

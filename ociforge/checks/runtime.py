@@ -59,6 +59,7 @@ class PreparedImage:
     ref: str                 # e.g. docker.io/library/spark:4.1.1
     uid_ref: str             # the same layers with User 12345:0
     labels: dict[str, str]
+    imported: bool = True    # False: containerd had both references at these digests
 
 
 class RuntimeChecker:
@@ -89,8 +90,10 @@ class RuntimeChecker:
     # -- images ----------------------------------------------------------------------
 
     def prepare(self, store: Store, name: str, archive: Path) -> PreparedImage:
+        """The image and its 12345:0 twin in containerd. Not imported again where
+        containerd already holds both references at these digests (a re-test does not
+        unpack the layers again); `archive` is written only for an import, if missing."""
         img = store.image(name)
-        self.ctd.import_archive(archive)
         config = img.config  # a copy of its own: changed below
         labels = config.get("config", {}).get("Labels") or {}
         derived = f"{name}--uid{ARBITRARY_USER.split(':')[0]}"
@@ -101,7 +104,17 @@ class RuntimeChecker:
         manifest = img.manifest
         manifest["config"] = Descriptor(MT_CONFIG, store.put_bytes(cfg), len(cfg)).to_json()
         data = canonical_json(manifest)
-        store.tag(derived, Descriptor(MT_MANIFEST, store.put_bytes(data), len(data)),
+        prepared = PreparedImage(name, full_reference(img.reference),
+                                 full_reference(uid_reference), labels)
+        uid_digest = store.put_bytes(data)
+        if (self.ctd.image_digest(prepared.ref) == img.descriptor.digest
+                and self.ctd.image_digest(prepared.uid_ref) == uid_digest):
+            prepared.imported = False
+            return prepared
+        if not archive.exists():
+            write_archive(store, [img], archive)
+        self.ctd.import_archive(archive)
+        store.tag(derived, Descriptor(MT_MANIFEST, uid_digest, len(data)),
                   {"io.ociforge.reference": uid_reference})
         try:
             uid_archive = self.workdir / f"{derived}.tar"
@@ -111,8 +124,7 @@ class RuntimeChecker:
             uid_archive.unlink()
         finally:
             store.untag(derived)
-        return PreparedImage(name, full_reference(img.reference), full_reference(uid_reference),
-                             labels)
+        return prepared
 
     # -- containers ------------------------------------------------------------------
 

