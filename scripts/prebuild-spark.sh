@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 store="$cache/spark-store"
 OCIFORGE=${OCIFORGE:-ociforge}
+# The matrix declares linux/amd64 and linux/arm64; the test store needs amd64 only (the
+# arm64 tests build their own, tests/test_platforms_run.py).
+export OCIFORGE_PLATFORMS=${OCIFORGE_PLATFORMS:-linux/amd64}
 PYTHON=${PYTHON:-python3}
 "$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7 \
   spark-4.3.0 spark-4.1.4 spark-3.5.9
