@@ -149,7 +149,8 @@ def test_images(app: App, names: tuple[str, ...], all_: bool, report_dir: Path,
         session = app.session(rep, with_=with_)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
-            session.assemble(selected)
+            # The checks run the images on this machine: its platform, not emulated ones.
+            session.assemble(selected, platforms=[DEFAULT_PLATFORM])
         run = CheckRun(session.store, session.project, report_dir, runtime=not no_runtime,
                        containerd_address=containerd_address, only=list(only) or None,
                        progress=lambda msg: rep.console.log(msg) if not (app.json or app.quiet)
