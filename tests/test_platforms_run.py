@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -104,6 +105,8 @@ def ctd() -> Iterator[Containerd]:
     if reason:
         pytest.fail(reason)
     base = Path(tempfile.mkdtemp(prefix="ocf-arm-ctd-", dir="/tmp"))
+    # Spark resolves the host name: a /etc/hosts that has it (as `ociforge test` does).
+    (base / "hosts").write_text(f"127.0.0.1 localhost {socket.gethostname()}\n")
     daemon = Containerd(base).start()
     yield daemon
     daemon.stop()
@@ -150,7 +153,8 @@ def arm_refs(both: dict, ctd: Containerd, tmp_path_factory: pytest.TempPathFacto
 def _run(ctd: Containerd, ref: str, argv: list[str], *, read_only: bool,
          timeout: int = 900) -> str:
     name = f"ocf-arm-{os.getpid()}-{time.monotonic_ns()}"
-    args = ["run", "--rm", "--platform", ARM]
+    args = ["run", "--rm", "--platform", ARM, "--mount",
+            f"type=bind,src={ctd.base / 'hosts'},dst=/etc/hosts,options=rbind:ro"]
     if read_only:
         args.append("--read-only")
         for path in WRITABLE:
