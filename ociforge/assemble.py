@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .digests import canonical_json
+from .image import load_image
+from .platforms import DEFAULT_PLATFORM
 from .recipes import ImageDef
 from .records import LayerRecord
 from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
@@ -84,6 +86,7 @@ class AssembledImage:
     config: Descriptor
     layers: list[LayerRecord]
     compression: str
+    platform: str = DEFAULT_PLATFORM
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class AssembledImage:
             "manifest_digest": self.manifest.digest,
             "config_digest": self.config.digest,
             "compression": self.compression,
+            "platform": self.platform,
             "size": sum(r.blob(self.compression).size for r in self.layers),
             "layers": [{"name": r.name, "diff_id": r.diff_id,
                         "digest": r.blob(self.compression).digest} for r in self.layers],
@@ -101,6 +105,14 @@ class AssembledImage:
 def assemble_image(store: Store, name: str, image: ImageDef, records: list[LayerRecord],
                    sde: int, compression: str) -> AssembledImage:
     """Write config + manifest for layers already stored, and tag `name` in the store."""
+    made = write_image(store, name, image, records, sde, compression)
+    tag_platforms(store, name, [made])
+    return made
+
+
+def write_image(store: Store, name: str, image: ImageDef, records: list[LayerRecord],
+                sde: int, compression: str) -> AssembledImage:
+    """Write config + manifest (of `image.platform`) for layers already stored; untagged."""
     config = build_config(image, records, sde)
     cfg_bytes = canonical_json(config)
     cfg_desc = Descriptor(MT_CONFIG, store.put_bytes(cfg_bytes), len(cfg_bytes))
@@ -109,5 +121,18 @@ def assemble_image(store: Store, name: str, image: ImageDef, records: list[Layer
     man_bytes = canonical_json(manifest)
     man_desc = Descriptor(MT_MANIFEST, store.put_bytes(man_bytes), len(man_bytes))
     reference = image_reference(name, image)
-    store.tag(name, man_desc, {"io.ociforge.reference": reference})
-    return AssembledImage(name, reference, man_desc, cfg_desc, records, compression)
+    return AssembledImage(name, reference, man_desc, cfg_desc, records, compression,
+                          image.platform)
+
+
+def tag_platforms(store: Store, name: str, images: list[AssembledImage]) -> None:
+    """Tag `name` with its platforms' manifests: one platform's manifest itself (as
+    always), several as one OCI image index (`Store.tag_platforms`)."""
+    annotations = {"io.ociforge.reference": images[0].reference}
+    if len(images) == 1:
+        store.tag(name, images[0].manifest, annotations)
+        return
+    picker = store.record_picker()
+    store.tag_platforms(name, [load_image(store, name, {**i.manifest.to_json(),
+                                                        "annotations": annotations}, picker)
+                               for i in images], annotations)

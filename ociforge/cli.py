@@ -20,6 +20,7 @@ import click
 
 from .cli_common import App, fail, human_size, output_options, pass_app
 from .errors import OciforgeError
+from .platforms import DEFAULT_PLATFORM, PLATFORMS
 
 with_option = click.option(
     "--with", "with_", metavar="FEATURE[,FEATURE…]",
@@ -78,16 +79,21 @@ def cli(click_ctx: click.Context, store: Path | None, project: Path, as_json: bo
 @click.option("--swap-layer", "swaps", multiple=True, metavar="OLD=NEW",
               help="Use layer NEW wherever the recipes use OLD (e.g. another source of "
                    "the Spark distribution). Repeatable.")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH",
+              help="Build for these platforms (linux/amd64, linux/arm64; repeatable or a "
+                   "comma list). Default: the image's `platforms`, kept to "
+                   "$OCIFORGE_PLATFORMS when set.")
 @with_option
 @output_options
 @pass_app
 def assemble(app: App, names: tuple[str, ...], all_: bool, archive: Path | None,
              oci_layout: Path | None, compression: str | None, swaps: tuple[str, ...],
-             with_: str | None) -> None:
-    """Assemble images: build missing layers, write manifests, tag them in the store."""
+             platforms: tuple[str, ...], with_: str | None) -> None:
+    """Assemble images: build missing layers, write manifests, tag them in the store
+    (one manifest per platform; several platforms are tagged as one image index)."""
     started = time.monotonic()
     with app.reporter() as rep:
-        session = app.session(rep, swaps=swaps, with_=with_)
+        session = app.session(rep, swaps=swaps, with_=with_, platforms=platforms)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
             results = session.assemble(selected, compression)
@@ -104,7 +110,8 @@ def assemble(app: App, names: tuple[str, ...], all_: bool, archive: Path | None,
         "seconds": round(time.monotonic() - started, 3),
     }
     lines = [f"{r.name:<32} {r.manifest.digest[:19]}  {human_size(r.to_json()['size']):>9}  "
-             f"{r.reference}" for r in results]
+             f"{r.reference}" + (f"  {r.platform}" if r.platform != DEFAULT_PLATFORM else "")
+             for r in results]
     lines.append(f"layers: {len(stats.built)} built, {len(stats.reused)} cached, "
                  + (f"{len(stats.remote)} from the layer cache, " if stats.remote else "")
                  + f"{len(stats.transcoded)} recompressed; {report['seconds']} s")
@@ -150,7 +157,8 @@ def test_images(app: App, names: tuple[str, ...], all_: bool, report_dir: Path,
         session = app.session(rep, with_=with_)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
-            session.assemble(selected)
+            # The checks run the images on this machine: its platform, not emulated ones.
+            session.assemble(selected, platforms=[DEFAULT_PLATFORM])
         run = CheckRun(session.store, session.project, report_dir, runtime=not no_runtime,
                        containerd_address=containerd_address, only=list(only) or None,
                        progress=lambda msg: rep.console.log(msg) if not (app.json or app.quiet)
@@ -200,9 +208,12 @@ def layers_ls(app: App) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip",
               show_default=True)
+@click.option("--platform", default=DEFAULT_PLATFORM, show_default=True,
+              type=click.Choice(list(PLATFORMS)),
+              help="The platform of layers whose bytes depend on it (Debian, wheels).")
 @output_options
 @pass_app
-def layers_build(app: App, names: tuple[str, ...], compression: str) -> None:
+def layers_build(app: App, names: tuple[str, ...], compression: str, platform: str) -> None:
     """Build layers into the store without assembling an image (e.g. to warm a CI
     cache with the networked ones)."""
     with app.reporter() as rep:
@@ -210,7 +221,7 @@ def layers_build(app: App, names: tuple[str, ...], compression: str) -> None:
         for n in names:
             session.project.layer(n)  # unknown names fail before any work
         with session.store.writer_lock():
-            records = session.build_layers(names, compression)
+            records = session.build_layers(names, compression, platform)
     stats = session.stats
     data: list[dict[str, Any]] = [{"name": r.name, "diff_id": r.diff_id, "size": r.size,
                                    "built": r.name in stats.built,

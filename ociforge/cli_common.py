@@ -66,9 +66,16 @@ class App:
         return Project.load(self.project_root)
 
     def session(self, rep: Reporter | None = None, *, swaps: tuple[str, ...] = (),
-                with_: str | None = None) -> BuildSession:
+                with_: str | None = None, platforms: tuple[str, ...] = ()) -> BuildSession:
         """A build session over this store and project, with the run's options."""
+        from .errors import RecipeError
+        from .platforms import parse_platforms
         from .session import BuildSession, SessionOptions
+
+        try:
+            chosen = tuple(parse_platforms(platforms))
+        except RecipeError as e:
+            raise click.UsageError(f"--platform: {e}") from None
 
         pairs = []
         for swap in swaps:
@@ -78,7 +85,8 @@ class App:
             pairs.append((old, new))
         features = tuple(f.strip() for f in (with_ or "").split(",") if f.strip())
         options = SessionOptions(index_url=self.index_url, maven_repos=self.maven_repos,
-                                 swaps=tuple(pairs), features=features)
+                                 swaps=tuple(pairs), features=features,
+                                 platforms=chosen)
         progress = (lambda name, done, total: rep.update(f"layer {name}", done, total)) \
             if rep is not None else None
         store = self.store()

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .assemble import AssembledImage, assemble_image
+from .assemble import AssembledImage, tag_platforms, write_image
 from .digestcache import DigestCache
 from .errors import LockError, RecipeError
 from .layers import BuildStats, LayerBuilder, Progress, RemoteCache, input_key
-from .recipes import Project
+from .platforms import DEFAULT_PLATFORM, PLATFORMS_ENV, ordered, selected
+from .recipes import ImageDef, LayerDef, Project
 from .records import LayerRecord
 from .sources.base import DEFAULT_INDEX_URL, BuildContext, LockResult
 from .sources.maven import MavenSource, prune, unclaimed
@@ -41,6 +42,7 @@ class SessionOptions:
     swaps: tuple[tuple[str, str], ...] = ()  # --swap-layer OLD=NEW
     features: tuple[str, ...] = ()         # --with
     sde: int | None = None                 # SOURCE_DATE_EPOCH (default: the environment's)
+    platforms: tuple[str, ...] = ()        # --platform (default: each image's, see platforms.py)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,9 @@ class BuildSession:
             maven_repos=self.options.maven_repos,
             images=_Images(self))
         self.builder = LayerBuilder(store, self.ctx, progress, remote)
-        self._locked: set[str] = set()
-        self._keys: dict[str, str] = {}
+        self._locked: set[tuple[str, str]] = set()  # (layer, platform)
+        # (layer, platform its bytes depend on, '' when none) → input key
+        self._keys: dict[tuple[str, str], str] = {}
         self._bases: dict[str, tuple[str, str]] = {}  # base → (tagged name, digest)
         self._chain: tuple[str, ...] = ()     # base images being prepared (cycle check)
 
@@ -109,26 +112,28 @@ class BuildSession:
         names = list(layers)
         out = []
         for name in names:
-            for src in self.project.layer(name).all_sources():
+            for src in self._sources(name, self.layer_platforms(name)):
                 out += [LockReport(name, r)
                         for r in src.lock(self.ctx, move if src.moving else update)]
-            self._locked.add(name)
+            self._locked.update((name, p) for p in self.layer_platforms(name))
         touched = {s.lock_file for n in names for s in self._maven_sources([n])}
         prune(self.ctx, [s for s in self._maven_sources(self.project.layers)
                          if s.lock_file in touched])
         return out
 
-    def check_locks(self, layers: Iterable[str], *, unclaimed_pins: bool = False
-                    ) -> list[LockReport]:
+    def check_locks(self, layers: Iterable[str], *, unclaimed_pins: bool = False,
+                    platforms: Iterable[str] | None = None) -> list[LockReport]:
         """Verify, without the network, that every lock of these layers exists and
-        holds what the recipes ask for; with `unclaimed_pins` (`ociforge lock --check`)
+        holds what the recipes ask for (for `platforms`, by default every platform an
+        image using the layer is built for); with `unclaimed_pins` (`ociforge lock --check`)
         also that their maven lock files hold nothing no layer asks for. One LockError
         names every layer, lock file and problem, and the `ociforge lock` to run."""
         names = list(dict.fromkeys(layers))
         out: list[LockReport] = []
         problems: list[tuple[str, str]] = []
+        wanted = list(platforms) if platforms is not None else None
         for name in names:
-            for src in self.project.layer(name).all_sources():
+            for src in self._sources(name, wanted or self.layer_platforms(name)):
                 try:
                     out += [LockReport(name, r) for r in src.check_lock(self.ctx)]
                 except LockError as e:
@@ -143,21 +148,48 @@ class BuildSession:
             todo = " ".join(dict.fromkeys(n for n, _ in problems))
             raise LockError("; ".join(f"layer {n}: {p}" for n, p in problems)
                             + f": run `ociforge lock {todo}`")
-        self._locked.update(names)
+        self._locked.update((n, p) for n in names
+                            for p in wanted or self.layer_platforms(n))
+        return out
+
+    def layer_platforms(self, name: str) -> list[str]:
+        """The platforms layer `name` is built for: those of the images using it."""
+        if not hasattr(self, "_layer_platforms"):
+            found: dict[str, set[str]] = {}
+            for image in self.project.images.values():
+                for ln in image.layers:
+                    found.setdefault(ln, set()).update(image.declared_platforms())
+            self._layer_platforms = {n: ordered(ps) for n, ps in found.items()}
+        return self._layer_platforms.get(name, [DEFAULT_PLATFORM])
+
+    def _layer(self, name: str, platform: str) -> tuple[LayerDef, str]:
+        """Layer `name` as built for `platform`, and the platform its bytes depend on
+        ('' when none: the same layer, key and blob on every platform)."""
+        layer = self.project.layer(name)
+        mine = layer.for_platform(platform)
+        return mine, ("" if mine is layer else platform)
+
+    def _sources(self, name: str, platforms: Iterable[str]) -> list[Any]:
+        """The sources of layer `name` on these platforms, each once."""
+        out: list[Any] = []
+        for platform in platforms:
+            out += [s for s in self._layer(name, platform)[0].all_sources()
+                    if not any(s is o for o in out)]
         return out
 
     def _maven_sources(self, layers: Iterable[str]) -> list[MavenSource]:
         return [s for n in layers for s in self.project.layer(n).all_sources()
                 if isinstance(s, MavenSource)]
 
-    def keys(self, layers: Iterable[str]) -> dict[str, str]:
+    def keys(self, layers: Iterable[str], platform: str = DEFAULT_PLATFORM) -> dict[str, str]:
         """Input keys of these layers: every lock checked first (never resolved: a
         missing pin is an error naming `ociforge lock`), then every key (base images
         of `builder` layers assembled before the keys that name them), so a bad pin or
         a missing lock fails before any layer is built."""
         names = list(dict.fromkeys(layers))
-        self.check_locks([n for n in names if n not in self._locked])
-        out = {n: self._key(n) for n in names}
+        self.check_locks([n for n in names if (n, platform) not in self._locked],
+                         platforms=[platform])
+        out = {n: self._key(n, platform) for n in names}
         self.ctx.digests.save()
         return out
 
@@ -171,42 +203,67 @@ class BuildSession:
         self.ctx.digests.save()
         return dict(sorted(self.ctx.digests.by_blob.items()))
 
-    def _key(self, name: str) -> str:
-        if name not in self._keys:
-            layer = self.project.layer(name)
+    def _key(self, name: str, platform: str) -> str:
+        layer, slot = self._layer(name, platform)
+        if (name, slot) not in self._keys:
             for src in layer.all_sources():
                 for base in src.needs_images():
                     self._prepare_base(base)
             try:
-                self._keys[name] = input_key(layer, self.ctx)
+                self._keys[(name, slot)] = input_key(layer, self.ctx)
             except LockError as e:
                 raise LockError(f"layer {name}: {e}") from None
-        return self._keys[name]
+        return self._keys[(name, slot)]
 
     # -- layers and images --------------------------------------------------------------
 
-    def build_layers(self, layers: Iterable[str], compression: str) -> list[LayerRecord]:
+    def build_layers(self, layers: Iterable[str], compression: str,
+                     platform: str = DEFAULT_PLATFORM) -> list[LayerRecord]:
         """Store these layers (building what is not cached) without assembling."""
-        keys = self.keys(layers)
+        keys = self.keys(layers, platform)
         self.builder.prefetch(keys.values(), compression)
-        return [self.builder.ensure(n, self.project.layer(n), key, compression)
+        return [self.builder.ensure(n, self._layer(n, platform)[0], key, compression)
                 for n, key in keys.items()]
 
-    def assemble(self, names: Iterable[str], compression: str | None = None
-                 ) -> list[AssembledImage]:
-        """Build missing layers, write config + manifest, tag each image in the store."""
-        images = [self.project.resolve(n) for n in names]
-        keys = self.keys(ln for image in images for ln in image.layers)
-        for chosen in dict.fromkeys(compression or image.compression for image in images):
-            self.builder.prefetch((keys[ln] for image in images for ln in image.layers
+    def platforms_of(self, image: ImageDef, asked: Iterable[str] | None = None
+                     ) -> list[ImageDef]:
+        """`image` as assembled for each platform of this run: those asked for
+        (`--platform`), else its declared ones that `$OCIFORGE_PLATFORMS` keeps."""
+        asked = ordered(asked if asked is not None else self.options.platforms)
+        if asked:
+            return [image.for_platform(p) for p in asked]
+        chosen = selected(image.declared_platforms())
+        if not chosen:
+            raise RecipeError(f"image {image.name}: none of its platforms "
+                              f"({', '.join(image.declared_platforms())}) is in "
+                              f"${PLATFORMS_ENV}")
+        return [image.for_platform(p) for p in chosen]
+
+    def assemble(self, names: Iterable[str], compression: str | None = None,
+                 platforms: Iterable[str] | None = None) -> list[AssembledImage]:
+        """Build missing layers, write config + manifest per platform, tag each image
+        in the store (an index of its platforms when there are several); one
+        AssembledImage per image and platform."""
+        plan = [(image, self.platforms_of(image, platforms))
+                for image in (self.project.resolve(n) for n in names)]
+        keys = {(ln, p.platform): key for _, ps in plan for p in ps
+                for ln, key in self.keys(p.layers, p.platform).items()}
+        for chosen in dict.fromkeys(compression or image.compression for image, _ in plan):
+            self.builder.prefetch((keys[(ln, p.platform)] for image, ps in plan for p in ps
+                                   for ln in p.layers
                                    if (compression or image.compression) == chosen), chosen)
         out = []
-        for image in images:
+        for image, ps in plan:
             chosen = compression or image.compression
-            records = [self.builder.ensure(ln, self.project.layer(ln), keys[ln], chosen)
-                       for ln in image.layers]
-            out.append(assemble_image(self.store, image.name, image, records, self.ctx.sde,
-                                      chosen))
+            made = []
+            for p in ps:
+                records = [self.builder.ensure(ln, self._layer(ln, p.platform)[0],
+                                               keys[(ln, p.platform)], chosen)
+                           for ln in p.layers]
+                made.append(write_image(self.store, image.name, p, records, self.ctx.sde,
+                                        chosen))
+            tag_platforms(self.store, image.name, made)
+            out += made
         return out
 
     def export(self, names: list[str], *, archive: Path | None = None,
@@ -238,14 +295,15 @@ class BuildSession:
     def rebuild_blob(self, key: str, digest: str) -> bool:
         """Build the layer of `key` again to make blob `digest` (the layer cache's copy
         was bad); False if this run did not compute that key."""
-        name = next((n for n, k in self._keys.items() if k == key), None)
+        slot = next((s for s, k in self._keys.items() if k == key), None)
         rec = self.store.read_record(key)
-        if name is None or rec is None:
+        if slot is None or rec is None:
             return False
+        name, layer = slot[0], self._layer(slot[0], slot[1] or DEFAULT_PLATFORM)[0]
         compression = next((c for c, b in rec.blobs.items() if b.digest == digest), None)
         if compression is None:
             return False
-        self.builder.rebuild_blob(name, self.project.layer(name), key, compression)
+        self.builder.rebuild_blob(name, layer, key, compression)
         return self.store.has_blob(digest)
 
     # -- base images (the context's image port) -------------------------------------------
@@ -263,7 +321,8 @@ class BuildSession:
                 self.project.resolve(name).name
             self._chain = (*self._chain, name)
             try:
-                (image,) = self.assemble([tagged])
+                first = self.project.resolve(tagged).declared_platforms()[:1]
+                (image,) = self.assemble([tagged], platforms=first)
             finally:
                 self._chain = self._chain[:-1]
             self._bases[name] = (tagged, image.manifest.digest)

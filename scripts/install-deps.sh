@@ -4,7 +4,10 @@
 # ociforge installed in it (.venv). Extra Debian packages may be passed as arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEBS=(python3 python3-venv python3-pip mmdebstrap ca-certificates "$@")
+# qemu-user-static and arch-test: the linux/arm64 Debian base (mmdebstrap runs its
+# maintainer scripts under qemu through binfmt_misc, registered by register-qemu.sh).
+DEBS=(python3 python3-venv python3-pip mmdebstrap ca-certificates qemu-user-static arch-test
+      "$@")
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -15,6 +18,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash scripts/register-qemu.sh
 # A virtual environment: Debian's own python3 refuses `pip install` (PEP 668).
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv

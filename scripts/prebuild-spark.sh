@@ -14,11 +14,20 @@ cd "$(dirname "$0")/.."
 cache="${OCIFORGE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ociforge-test}"
 store="$cache/spark-store"
 OCIFORGE=${OCIFORGE:-ociforge}
+# The matrix declares linux/amd64 and linux/arm64; the test store needs amd64 only (the
+# arm64 tests build their own, tests/test_platforms_run.py).
+export OCIFORGE_PLATFORMS=${OCIFORGE_PLATFORMS:-linux/amd64}
 PYTHON=${PYTHON:-python3}
 "$OCIFORGE" --store "$store" --project . assemble spark-4.1.1 spark-4.1.0 spark-3.5.8 spark-3.5.7 \
   spark-4.3.0 spark-4.1.4 spark-3.5.9
 "$OCIFORGE" --store "$store" --project . layers build python-gpu-4.1 python-gpu-3.5 \
   jupyterlab-4.1 jupyterlab-3.5 python-connect-3.5
+# linux/arm64 (tests/test_platforms_run.py): the layers that differ per platform for
+# spark-4.1.1; every other layer is the amd64 one. The Debian base runs its maintainer
+# scripts under qemu (binfmt_misc, registered here if missing).
+bash scripts/register-qemu.sh
+"$OCIFORGE" --store "$store" --project . layers build --platform linux/arm64 \
+  debian-base python-deps-4.1
 
 # Maven add-ons: every maven layer, from the committed locks (Maven Central, each jar
 # checked against its lock), then the same jars, the seeds' dependency list and the

@@ -21,6 +21,10 @@ import pytest
 from containerd import Containerd, can_run_containers
 from registry_server import Registry, start_registry
 
+# The tests build linux/amd64 only (CI time): the matrix declares linux/arm64 too, and
+# only tests/test_platforms*.py build it (they set $OCIFORGE_PLATFORMS themselves).
+os.environ.setdefault("OCIFORGE_PLATFORMS", "linux/amd64")
+
 # The same place scripts/install-test-deps.sh and prebuild-spark.sh use.
 TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE") or Path(
     os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ociforge-test")

@@ -14,7 +14,7 @@ from ..errors import RecipeError, suggest
 from ..spec import Spec
 from .loading import Where
 from .matrix import fill
-from .models import ImageSpec, Port
+from .models import ImageSpec, Platform, Port
 
 FEATURES_LABEL = "io.ociforge.features"
 CAVEATS_LABEL = "io.ociforge.caveats"
@@ -38,6 +38,9 @@ class FeatureDef(Spec):
     # `{version}` pattern -> why the feature cannot be had there (no artifact exists):
     # asking for it on such an image is a recipe error naming the reason.
     unavailable: dict[str, str] = {}
+    # platform -> why the feature cannot be had there: images with it are built
+    # without that platform, and asking for it is a recipe error naming the reason.
+    unavailable_on: dict[Platform, str] = {}
     env: dict[str, str] = {}
     labels: dict[str, str] = {}
     ports: list[Port] = []
@@ -110,6 +113,11 @@ class Features:
         env, labels, ports = dict(config.env), dict(config.labels), list(config.ports)
         cmd = config.cmd
         caveats: list[str] = []
+        off = dict(image.unavailable_platforms)
+        for name in names:
+            for platform, why in self.defs[name].unavailable_on.items():
+                off.setdefault(platform, f"feature {name!r} is not available for {platform}: "
+                                         f"{' '.join(why.split())}")
         # The features asked for first: their own reason, not a requirement's.
         for name in sorted(names, key=lambda n: n not in image.features):
             for pattern, why in self.defs[name].unavailable.items():
@@ -145,7 +153,8 @@ class Features:
         config = config.model_copy(update={"env": env, "labels": labels, "ports": ports,
                                            "cmd": cmd})
         return image.model_copy(update={"layers": layers, "config": config,
-                                        "annotations": annotations, "features": names})
+                                        "annotations": annotations, "features": names,
+                                        "unavailable_platforms": off})
 
     def derived_name(self, base: str, have: list[str], wanted: list[str], where: Where
                      ) -> tuple[str, list[str]]:

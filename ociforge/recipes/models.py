@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, model_validator
 
+from ..errors import RecipeError
+from ..platforms import ordered
 from ..sources import SourceSpec
 from ..sources.base import MAX_ID, Owner
 from ..spec import Spec, invalid
@@ -38,6 +40,17 @@ class LayerDef(Spec):
     @property
     def kind(self) -> str:
         return "+".join(s.kind for s in self.all_sources())
+
+    def for_platform(self, platform: str) -> LayerDef:
+        """This layer as built for `platform`: itself (one key, one blob on every
+        platform) unless a source's bytes depend on the architecture."""
+        sources = self.all_sources()
+        mine = [s.for_platform(platform) for s in sources]
+        if all(a is b for a, b in zip(mine, sources, strict=True)):
+            return self
+        if self.source is not None:
+            return self.model_copy(update={"source": mine[0]})
+        return self.model_copy(update={"sources": mine})
 
 
 def tcp_port(port: str) -> str:
@@ -72,6 +85,7 @@ def _user(value: str) -> str:
 
 
 Port = Annotated[str, BeforeValidator(_port)]
+Platform = Literal["linux/amd64", "linux/arm64"]
 Tag = Annotated[str, AfterValidator(_tag)]
 
 
@@ -102,7 +116,18 @@ class _Image(Spec):
     repository: str | None = None
     tag: Tag = "latest"
     compression: Literal["gzip", "zstd", "none"] = "gzip"
-    platform: Literal["linux/amd64", "linux/arm64"] = "linux/amd64"
+    platform: Platform = "linux/amd64"
+    # The platforms the image is built for, tagged as one OCI index (empty: `platform`).
+    platforms: list[Platform] = []
+    # Environment of one platform only (JAVA_HOME names the Debian architecture).
+    platform_env: dict[Platform, dict[str, str]] = {}
+    # Platforms it cannot have, and why (a feature's `unavailable_on`).
+    unavailable_platforms: dict[Platform, str] = {}
+
+    def declared_platforms(self) -> list[str]:
+        """The platforms built when none is asked for, linux/amd64 first."""
+        return [p for p in ordered(self.platforms or [self.platform])
+                if p not in self.unavailable_platforms]
 
 
 class ImageSpec(_Image):
@@ -122,6 +147,21 @@ class ImageDef(_Image):
     canonical name (an image's aliases resolve to it). Only `Project` makes these."""
 
     name: str
+
+    def for_platform(self, platform: str) -> ImageDef:
+        """This image as assembled for `platform` (its config's architecture and that
+        platform's environment); a RecipeError names the image, the platform, and the
+        feature that rules it out."""
+        if platform in self.unavailable_platforms:
+            raise RecipeError(f"image {self.name}: {self.unavailable_platforms[platform]}")
+        declared = self.declared_platforms()
+        if platform not in declared:
+            raise RecipeError(f"image {self.name} is not built for {platform} (its "
+                              f"platforms: {', '.join(declared)})")
+        env = {**self.config.env, **next((e for p, e in self.platform_env.items()
+                                          if p == platform), {})}
+        return self.model_copy(update={"platform": platform,
+                                       "config": self.config.model_copy(update={"env": env})})
 
 
 def _merge_config(base: ImageConfig, own: ImageConfig) -> ImageConfig:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, Self, runtime_checkable
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -178,6 +178,12 @@ class SourceBase(Spec):
     def needs_images(self) -> list[str]:
         """Images this source builds on; the session assembles them first."""
         return []
+
+    def for_platform(self, platform: str) -> Self:
+        """This source as built for `platform` (`linux/arm64`): itself, unless its bytes
+        depend on the architecture; then a copy for that architecture with its own lock
+        file (see platforms.py), so arch-independent layers keep one key everywhere."""
+        return self
 
     def lock(self, ctx: BuildContext, update: bool = False) -> list[LockResult]:
         """Settle this source's lock files (nothing to lock by default)."""

@@ -34,6 +34,7 @@ from ..errors import BuildError, LockError
 from ..fetch import admit
 from ..jks import pem_certificates, write_jks
 from ..net.redact import redact, redact_text
+from ..platforms import DEFAULT_PLATFORM, arch_lock_file, debian_arch
 from ..spec import ProjectPath
 from ..tartree import FILE, SYMLINK, Entry, Tree
 from .archive import ArchiveCaps
@@ -185,6 +186,17 @@ class DebianSource(SourceBase, ArchiveCaps):
                               text=True, check=False)
         if proc.returncode != 0:
             raise BuildError(self._explain(proc.stdout))
+
+    def for_platform(self, platform: str) -> DebianSource:
+        """The root filesystem for `platform`'s Debian architecture, from its own lock
+        (`x.lock` for linux/amd64, `x.arm64.lock` for linux/arm64). Maintainer scripts of a
+        foreign architecture run under qemu-user-static through binfmt_misc."""
+        arch = debian_arch(platform)
+        if arch == self.architecture:
+            return self
+        lock = self.lock_file if platform == DEFAULT_PLATFORM else \
+            arch_lock_file(self.lock_file, arch)
+        return self.model_copy(update={"architecture": arch, "lock_file": lock})
 
     # -- lock ------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from ..digests import key_of
 from ..errors import BuildError, FetchError, IntegrityError, LockError
 from ..fetch import quarantine
 from ..net.redact import redact
+from ..platforms import arch_lock_file, machine
 from ..spec import ProjectPath
 from ..store import atomic_write, cache_home
 from ..tartree import Tree
@@ -70,6 +71,18 @@ class PipSource(SourceBase):
     # Files to leave out, as fnmatch patterns relative to `target` (test suites that
     # ship private keys, for instance: tornado/test/test.key).
     exclude: list[str] = []
+
+    def for_platform(self, platform: str) -> PipSource:
+        """Wheels for `platform`'s machine (`manylinux_2_36_aarch64`), from its own lock
+        (`x.aarch64.lock`, stacked on the same platform's locks); a layer whose platform
+        is not a manylinux tag stays as it is."""
+        m = re.fullmatch(r"(manylinux_2_\d+_)(\w+)", self.platform)
+        arch = machine(platform)
+        if m is None or m.group(2) == arch:
+            return self
+        return self.model_copy(update={
+            "platform": m.group(1) + arch, "lock_file": arch_lock_file(self.lock_file, arch),
+            "on_top_of": [arch_lock_file(rel, arch) for rel in self.on_top_of]})
 
     # -- lock ------------------------------------------------------------------------
 
