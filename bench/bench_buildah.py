@@ -95,15 +95,21 @@ def rewrite(path: Path, text: str) -> None:
     path.chmod(mode)
 
 
-def lock_with_pin(text: str, new_line: str) -> str:
-    """The python-deps-4.1 lock with PIN_FROM moved to PIN_TO, and its `# requirements:`
-    hash as ociforge computes it from the layer's requirements."""
+# The layer's lock of each platform (the bench builds linux/amd64 only; the arm64
+# lock is moved too so that `ociforge lock --check` accepts the project).
+ARCH_LOCKS = [("python-deps-4.1.lock", "manylinux_2_36_x86_64"),
+              ("python-deps-4.1.aarch64.lock", "manylinux_2_36_aarch64")]
+
+
+def lock_with_pin(text: str, new_line: str, platform: str = "manylinux_2_36_x86_64") -> str:
+    """A python-deps-4.1 lock (of `platform`) with PIN_FROM moved to PIN_TO, and its
+    `# requirements:` hash as ociforge computes it from the layer's requirements."""
     sys.path.insert(0, str(REPO_ROOT))
     from ociforge.digests import key_of
     layer = (REPO_ROOT / "layers" / "python-deps-4.1.yaml").read_text()
     reqs = [r.replace(PIN_FROM, PIN_TO) for r in re.findall(r"^\s+- (\S+==\S+)$", layer, re.M)]
     wanted = key_of({"requirements": sorted(r.lower() for r in reqs),
-                     "python": "3.11", "platform": "manylinux_2_36_x86_64"})
+                     "python": "3.11", "platform": platform})
     name = PIN_FROM.split("==")[0]
     text = re.sub(rf"^{re.escape(name)}==\S+ .*$", new_line, text, flags=re.M)
     return re.sub(r"^# requirements: \S+$", f"# requirements: {wanted}", text, flags=re.M)
@@ -222,8 +228,9 @@ class OciforgeSide:
     def edit_pin(self, new_line: str) -> None:
         y = self.project / "layers" / "python-deps-4.1.yaml"
         rewrite(y, y.read_text().replace(PIN_FROM, PIN_TO))
-        lk = self.project / "layers" / "locks" / "python-deps-4.1.lock"
-        rewrite(lk, lock_with_pin(lk.read_text(), new_line))
+        locks = self.project / "layers" / "locks"
+        for lk, platform in ARCH_LOCKS:
+            rewrite(locks / lk, lock_with_pin((locks / lk).read_text(), new_line, platform))
 
     def sizes(self) -> dict[str, Any]:
         index = json.loads((self.store / "index.json").read_text())

@@ -44,7 +44,8 @@ def build_two_platform(root: Path, store: Path) -> Store:
     """The project under `root`, assembled into `store`, `demo` tagged as the index of
     both platforms (arm64 given first: the index orders them itself)."""
     project = two_platform_project(root)
-    r = run_cli("assemble", *PER_PLATFORM.values(), store=store, project=project)
+    r = run_cli("assemble", *PER_PLATFORM.values(), store=store, project=project,
+                env={"OCIFORGE_PLATFORMS": ",".join(PER_PLATFORM)})
     assert r.rc == 0, r.err
     s = Store(store)
     s.tag_platforms(NAME, [s.image(PER_PLATFORM["linux/arm64"]),

@@ -14,7 +14,7 @@ import pytest
 from tests.project_copy import PROJECT, copy_project
 
 sys.path.insert(0, str(PROJECT / "bench"))
-from bench_buildah import lock_with_pin
+from bench_buildah import ARCH_LOCKS, lock_with_pin
 from run import regenerate_docs
 from seeds_setup import PIN_FROM, PIN_TO, maven_jars
 
@@ -33,14 +33,16 @@ def lock_check(project: Path) -> subprocess.CompletedProcess[str]:
 def test_pin_change_scenario_gives_a_lock_ociforge_accepts(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "p")
     layer = project / "layers" / "python-deps-4.1.yaml"
-    lock = project / "layers" / "locks" / "python-deps-4.1.lock"
+    locks = project / "layers" / "locks"
     layer.write_text(layer.read_text().replace(PIN_FROM, PIN_TO))
     assert lock_check(project).returncode == 3  # the pin moved, the lock did not
-    lock.write_text(lock_with_pin(lock.read_text(), NEW_LINE))
+    for name, platform in ARCH_LOCKS:  # each platform's lock of the layer
+        (locks / name).write_text(lock_with_pin((locks / name).read_text(), NEW_LINE, platform))
     proc = lock_check(project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    text = lock.read_text()
-    assert NEW_LINE in text and PIN_FROM not in text
+    for name, _ in ARCH_LOCKS:
+        text = (locks / name).read_text()
+        assert NEW_LINE in text and PIN_FROM not in text
 
 
 def test_iceberg_jars_are_named_by_maven_file_name() -> None:

@@ -180,7 +180,8 @@ def test_publish_by_stitching_from_the_layer_cache(registry: Registry, proxy: Fa
     layers = {b["digest"] for p in (tmp_path / "runner" / "ociforge" / "layers").glob("*.json")
               for b in json.loads(p.read_text())["blobs"].values()}
     pub = tmp_path / "publisher"
-    r = run_cli(*cache, "assemble", *PER_PLATFORM.values(), store=pub, project=project)
+    r = run_cli(*cache, "assemble", *PER_PLATFORM.values(), store=pub, project=project,
+                env={"OCIFORGE_PLATFORMS": ",".join(PER_PLATFORM)})
     assert r.rc == 0, r.err
     s = Store(pub)
     s.tag_platforms(NAME, [s.image(n) for n in PER_PLATFORM.values()])
