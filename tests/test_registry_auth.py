@@ -107,7 +107,7 @@ def test_layer_cache_over_tls_with_basic_auth(tls_registry: tuple[Registry, Path
     r = run_cli("--cache", f"{reg.host}/secure/cache", "layers", "build", "busybox", "hello",
                 "--json", store=store, project=project, env=env)
     assert r.rc == 0, r.err
-    assert "not trusted" in r.err and "--ca-file" in r.err, r.err
+    assert "not trusted" in r.err and "--cache-ca-file" in r.err, r.err  # the cache's option
     assert_secret_free(r, PASSWORD)
     # The warm store (hello's layers built by the fixture): offered to the cache.
     r = run_cli(*cache, "layers", "build", "busybox", "hello", "--json", store=store,

@@ -76,8 +76,12 @@ class RegistryClient:
     def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
                  ca_file: str | None = None, policy: RetryPolicy | None = None,
                  lookup: Callable[[], Credentials | None] | None = None,
-                 pool_size: int = 8) -> None:
+                 pool_size: int = 8,
+                 tls_options: tuple[str, str] = ("--ca-file", "--insecure")) -> None:
         self.registry = registry
+        # The options a user passes to fix TLS trouble, as this client's errors name them
+        # (the layer cache has its own: --cache-ca-file, --cache-insecure).
+        self.tls_options = tls_options
         self.api_host = api_host or registry
         self.insecure = insecure
         self.verify: bool | str = ca_file or True
@@ -193,7 +197,8 @@ class RegistryClient:
                     if not self.insecure:
                         raise RegistryError(
                             f"TLS certificate of {self.registry} is not trusted; pass the CA "
-                            "with --ca-file (or --insecure to skip verification)") from None
+                            f"with {self.tls_options[0]} (or {self.tls_options[1]} to skip "
+                            "verification)") from None
                     self.verify = False
                     # Asked for with --insecure: one warning per request would be noise.
                     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)

@@ -284,7 +284,8 @@ def client_for(registry: str, repo: str, *, insecure: bool = False,
         key = (ref.registry, insecure, ca_file)
         if key not in _clients:
             _clients[key] = RegistryClient(ref.registry, ref.api_host, insecure=insecure,
-                                           ca_file=ca_file)
+                                           ca_file=ca_file,
+                                           tls_options=("--cache-ca-file", "--cache-insecure"))
         return _clients[key]
 
 
