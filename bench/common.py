@@ -31,6 +31,10 @@ REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 CACHE_DIR = Path(os.environ.get("OCIFORGE_BENCH_CACHE", Path.home() / ".cache" / "ociforge-bench"))
 TMP_PARENT = Path(os.environ.get("OCIFORGE_BENCH_TMP", tempfile.gettempdir()))
+# The matrix declares linux/amd64 and linux/arm64; every comparison here is with tools
+# building one platform (the host's), so ociforge builds that one too unless the caller
+# asks otherwise.
+os.environ.setdefault("OCIFORGE_PLATFORMS", "linux/amd64")
 
 SPARK_SDIST = "pyspark-4.1.1.tar.gz"
 SPARK_SHA256 = "77f78984aa84fbe865c717dd37b49913b4e5c97d76ef6824f932f1aefa6621ec"
