@@ -210,7 +210,8 @@ def layers_ls(app: App) -> None:
               show_default=True)
 @click.option("--platform", default=DEFAULT_PLATFORM, show_default=True,
               type=click.Choice(list(PLATFORMS)),
-              help="The platform of layers whose bytes depend on it (Debian, wheels).")
+              help="The platform of layers whose bytes depend on it (Debian, wheels, "
+                   "Maven `classifiers`).")
 @output_options
 @pass_app
 def layers_build(app: App, names: tuple[str, ...], compression: str, platform: str) -> None:

@@ -178,7 +178,9 @@ class BuildSession:
         return out
 
     def _maven_sources(self, layers: Iterable[str]) -> list[MavenSource]:
-        return [s for n in layers for s in self.project.layer(n).all_sources()
+        """Their maven sources on every platform they are built for (a per-platform
+        classifier pins into that platform's own lock file)."""
+        return [s for n in layers for s in self._sources(n, self.layer_platforms(n))
                 if isinstance(s, MavenSource)]
 
     def keys(self, layers: Iterable[str], platform: str = DEFAULT_PLATFORM) -> dict[str, str]:

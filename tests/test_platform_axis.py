@@ -5,10 +5,13 @@ how `--platform` and `$OCIFORGE_PLATFORMS` choose, the per-architecture locks `l
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
+from maven_repo import publish
 from project_copy import PROJECT, copy_project
 
 from ociforge.assemble import build_config
@@ -16,9 +19,11 @@ from ociforge.layers import input_key
 from ociforge.platforms import arch_lock_file, parse_platforms
 from ociforge.recipes import Project
 from ociforge.session import BuildSession, SessionOptions
+from ociforge.sources.maven import Coordinate, read_lock
 from ociforge.store import Store
 
 from conftest import make_hello_project, run_cli, store_is_empty, write
+from httpserver import serve
 
 ARM = "linux/arm64"
 AMD = "linux/amd64"
@@ -78,18 +83,80 @@ def test_platform_flag_and_environment_choose_what_is_built(
 
 def test_a_feature_a_platform_cannot_have_is_one_line_naming_image_feature_platform(
         tmp_path: Path) -> None:
+    """Every feature of the checkout has its arm64 pieces today; a feature marked
+    `unavailable_on` (as one would be when an upstream jar or wheel lacks an aarch64
+    build) drops the platform from its images and refuses `--platform` in one line."""
+    proj = copy_project(tmp_path / "proj", "tools.yaml")
+    recipe = proj / "recipes" / "spark.yaml"
+    text = recipe.read_text()
+    marker = "    caveat: the NVIDIA driver comes from the host (nvidia-container-toolkit)\n"
+    assert marker in text
+    recipe.write_text(text.replace(marker, marker + "    unavailable_on:\n      linux/arm64: "
+                                   "no aarch64 wheel of cudf-cu12 at the pinned version\n"))
     r = run_cli("assemble", "spark-4.1.1-gpu", "--platform", ARM, store=tmp_path / "s",
-                project=PROJECT, env={"OCIFORGE_PLATFORMS": ""})
+                project=proj, env={"OCIFORGE_PLATFORMS": ""})
     assert r.rc == 3, r.err
     line, = r.err.strip().splitlines()
     assert "image spark-4.1.1-gpu" in line and "feature 'gpu'" in line and ARM in line
+    assert "no aarch64 wheel of cudf-cu12" in line
     assert store_is_empty(tmp_path / "s")
     # Without --platform, the GPU image is simply amd64-only.
-    image = Project.load(PROJECT).resolve("spark-4.1.1-gpu")
+    image = Project.load(proj).resolve("spark-4.1.1-gpu")
     assert image.declared_platforms() == [AMD]
     r = run_cli("assemble", "spark-4.1.1", "--platform", "linux/s390x",
                 store=tmp_path / "s", project=PROJECT)
     assert r.rc == 2 and "linux/s390x" in r.err
+
+
+@pytest.mark.parametrize("image,line,jar", [
+    ("spark-4.1.1-gpu", "4.1", "rapids-4-spark_2.13-26.08.1"),
+    ("jupyter-3.5.7-gpu", "3.5", "rapids-4-spark_2.12-25.04.0")])
+def test_arm64_gpu_images_take_the_arm64_rapids_jar_and_aarch64_cudf_wheels(
+        tmp_path: Path, image: str, line: str, jar: str) -> None:
+    """GPU images are built for both platforms: on arm64 the RAPIDS jar is NVIDIA's
+    `cuda12-arm64` build and cuDF comes as aarch64 wheels, each from its own lock;
+    the discovery script and plugin settings are one layer on both; linux/amd64 keeps
+    the jar, keys and locks it had."""
+    session = _session(tmp_path)
+    resolved = session.project.resolve(image)
+    assert resolved.declared_platforms() == [AMD, ARM]
+    amd, arm = session.keys(resolved.layers, AMD), session.keys(resolved.layers, ARM)
+    for native in (f"rapids-{line}", f"python-gpu-{line}"):
+        assert amd[native] != arm[native], native
+    for shared in ("gpu-support", "spark-entrypoint"):
+        assert amd[shared] == arm[shared], shared
+    for name, key in amd.items():
+        assert key == input_key(session.project.layer(name), session.ctx), name
+
+    rapids = session.project.layer(f"rapids-{line}")
+    mine = rapids.for_platform(ARM).all_sources()[0]
+    assert mine.lock_file == f"layers/locks/rapids-{line}.arm64.lock"
+    [[coord, filename, pin]] = mine.key_material(session.ctx)["artifacts"]
+    assert (coord.split(":")[-1], filename) == ("cuda12-arm64", f"{jar}-cuda12-arm64.jar")
+    entry = read_lock(PROJECT / mine.lock_file)[coord]
+    assert entry.sha256 == pin and entry.repository == "https://repo1.maven.org/maven2"
+    amd_src = rapids.for_platform(AMD).all_sources()[0]
+    assert amd_src is rapids.all_sources()[0]
+    assert amd_src.lock_file == f"layers/locks/rapids-{line}.lock"
+    [[_, filename, _]] = amd_src.key_material(session.ctx)["artifacts"]
+    assert filename == f"{jar}.jar"
+
+    wheels = session.project.layer(f"python-gpu-{line}").for_platform(ARM).all_sources()[0]
+    assert wheels.lock_file == f"layers/locks/python-gpu-{line}.aarch64.lock"
+    assert wheels.on_top_of == [f"layers/locks/python-deps-{line}.aarch64.lock"]
+    files = [ln.rsplit("# ", 1)[1] for ln in (PROJECT / wheels.lock_file).read_text()
+             .splitlines() if ln and not ln.startswith("#")]
+    assert any(f.startswith("cudf_cu12-26.2.0-cp311-cp311-") for f in files)
+    native = [f for f in files if not f.endswith("-any.whl")]
+    assert native and all(f.endswith("aarch64.whl") for f in native), native
+
+
+def test_the_amd64_rapids_layer_keeps_its_key(tmp_path: Path) -> None:
+    """The per-platform classifier leaves linux/amd64 as it was: the same jar, pin and
+    input key as before arm64 GPU images existed (the cached layer stays valid)."""
+    session = _session(tmp_path)
+    assert session.keys(["rapids-4.1"], AMD)["rapids-4.1"] == (
+        "sha256:c5923b3284b21e90a164035195752ef66f0f20ceba2794d88cc196e41fdf058c")
 
 
 def test_lock_check_covers_each_platforms_lock(tmp_path: Path) -> None:
@@ -120,3 +187,74 @@ def test_an_arch_independent_image_is_one_set_of_blobs_for_both_platforms(
     store = Store(tmp_path / "s")
     configs = [json.loads(store.read_bytes(i["config_digest"])) for i in images]
     assert [c["architecture"] for c in configs] == ["amd64", "arm64"]
+
+
+def test_a_per_platform_classifier_is_locked_built_and_checked_per_platform(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A maven layer with `classifiers: {linux/arm64: …}` (stand-in jars on a loopback
+    repository): `ociforge lock` pins the plain jar in the layer's lock and the
+    classified one in the `.arm64` lock; each platform's layer holds its own jar; a
+    stray pin in the arm64 lock fails `lock --check` and the next `lock` drops it."""
+    monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
+    plain, arm = "org.example:accel:1.0", "org.example:accel:1.0:native-arm64"
+    repo = tmp_path / "m2"
+    jars = {c: publish(repo, c) for c in (plain, arm)}
+    proj = tmp_path / "p"
+    write(proj / "layers" / "accel.yaml", f"""\
+        source:
+          kind: maven
+          lock: layers/locks/accel.lock
+          artifacts: [{plain}]
+          classifiers: {{linux/arm64: native-arm64}}
+        """)
+    write(proj / "recipes" / "r.yaml",
+          "images:\n  img:\n    layers: [accel]\n    platforms: [linux/amd64, linux/arm64]\n")
+    locks = proj / "layers" / "locks"
+    store, env = tmp_path / "s", {"OCIFORGE_PLATFORMS": ""}
+    with serve(repo) as url:
+        env["OCIFORGE_MAVEN_REPOS"] = url
+        r = run_cli("lock", "--json", store=store, project=proj, env=env)
+        assert r.rc == 0, r.err
+        assert [d["lock"] for d in r.json()] == ["layers/locks/accel.lock",
+                                                 "layers/locks/accel.arm64.lock"]
+        assert set(read_lock(locks / "accel.lock")) == {plain}
+        assert set(read_lock(locks / "accel.arm64.lock")) == {arm}
+        assert read_lock(locks / "accel.arm64.lock")[arm].sha256 == \
+            hashlib.sha256(jars[arm]).hexdigest()
+        good = (locks / "accel.arm64.lock").read_text()
+        stray = "org.example:accel:0.9:native-arm64 sha256:" + "a" * 64 + "\n"
+        (locks / "accel.arm64.lock").write_text(good + stray)
+        check = run_cli("lock", "--check", store=store, project=proj, env=env)
+        assert check.rc == 3 and "layers/locks/accel.arm64.lock pins " \
+            "org.example:accel:0.9:native-arm64, which no layer asks for" in check.err
+        assert run_cli("lock", store=store, project=proj, env=env).rc == 0
+        assert set(read_lock(locks / "accel.arm64.lock")) == {arm}
+    assert run_cli("lock", "--check", store=store, project=proj, env=env).rc == 0
+    for platform, coord in ((AMD, plain), (ARM, arm)):  # offline: the downloads cache
+        b = run_cli("assemble", "img", "--platform", platform, "--json", store=store,
+                    project=proj, env=env)
+        assert b.rc == 0, b.err
+        [image] = b.json()["images"]
+        digest = image["layers"][0]["digest"]
+        with tarfile.open(store / "blobs" / "sha256" / digest.split(":")[1]) as tar:
+            members = {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+                       for m in tar if m.isfile()}
+        name = Coordinate.parse(coord).filename
+        assert members == {f"opt/spark/jars/{name}": jars[coord]}, platform
+
+
+def test_classifiers_name_known_platforms_over_unclassified_artifacts() -> None:
+    from pydantic import ValidationError
+
+    from ociforge.sources.maven import MavenSource
+
+    base = {"kind": "maven", "lock": "l.lock", "artifacts": ["org.example:accel:1.0"]}
+    src = MavenSource.model_validate({**base, "classifiers": {ARM: "native-arm64"}})
+    assert src.for_platform(AMD) is src
+    assert src.for_platform(ARM).artifacts == ["org.example:accel:1.0:native-arm64"]
+    with pytest.raises(ValidationError, match=r"classifiers\.linux/s390x"):
+        MavenSource.model_validate({**base, "classifiers": {"linux/s390x": "x"}})
+    with pytest.raises(ValidationError, match="name none of their own"):
+        MavenSource.model_validate({**base, "artifacts": ["org.example:accel:1.0:cuda12"],
+                                    "classifiers": {ARM: "native-arm64"}})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -31,6 +31,7 @@ from ..maven_settings import Settings, load_settings
 from ..net.credentials import BasicAuth, Credentials, is_loopback
 from ..net.http import get_optional
 from ..net.redact import redact_reference
+from ..platforms import DEFAULT_PLATFORM, PLATFORM_PATTERN, arch_lock_file, debian_arch
 from ..spec import ProjectPath
 from ..tartree import Tree
 from .base import BuildContext, LockResult, SourceBase, Spec
@@ -502,6 +503,11 @@ class MavenSource(SourceBase):
     dest: str = "/opt/spark/jars"
     repositories: list[RepositorySpec] = []
     transitive: bool = False
+    # platform -> the classifier its artifacts take there: a jar built per architecture
+    # (rapids-4-spark's `cuda12-arm64`). Such a platform pins its own lock file
+    # (`x.arm64.lock`); every other platform takes the artifacts as written.
+    classifiers: dict[Annotated[str, Field(pattern=PLATFORM_PATTERN)],
+                      Annotated[str, Field(pattern=rf"^{_PART}$")]] = {}
 
     @field_validator("transitive")
     @classmethod
@@ -525,7 +531,22 @@ class MavenSource(SourceBase):
             if c.filename in seen:
                 raise ValueError(f"{seen[c.filename]} and {c} both become {c.filename}")
             seen[c.filename] = str(c)
+        if self.classifiers and any(c.classifier for c in self.coordinates()):
+            raise ValueError("with 'classifiers' (per platform) the artifacts name none "
+                             "of their own")
         return self
+
+    def for_platform(self, platform: str) -> MavenSource:
+        """The artifacts with `platform`'s classifier, pinned in that platform's own lock
+        file; itself on a platform without one (the same key and blob everywhere)."""
+        classifier = self.classifiers.get(platform)
+        if classifier is None:
+            return self
+        lock = self.lock_file if platform == DEFAULT_PLATFORM else \
+            arch_lock_file(self.lock_file, debian_arch(platform))
+        return self.model_copy(update={
+            "artifacts": [str(replace(c, classifier=classifier)) for c in self.coordinates()],
+            "lock_file": lock, "classifiers": {}})
 
     def coordinates(self) -> list[Coordinate]:
         return [Coordinate.parse(a) for a in self.artifacts]
