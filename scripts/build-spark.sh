@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 image="${1:-spark-4.1.1}"
 archive="${2:-out/$image.tar}"
+# The archive holds one platform (what `minikube image load` takes): this machine's,
+# unless PLATFORM says otherwise (e.g. PLATFORM=linux/arm64, built under qemu).
+platform="${PLATFORM:-linux/$(dpkg --print-architecture)}"
 bash scripts/install-deps.sh
 mkdir -p "$(dirname "$archive")"
-.venv/bin/ociforge --project . assemble "$image" --archive "$archive"
+.venv/bin/ociforge --project . assemble "$image" --platform "$platform" --archive "$archive"
 ref=$(.venv/bin/ociforge --project . inspect "$image" --json |
       .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["reference"])')
 echo
