@@ -206,10 +206,28 @@ def cleanup(engine: Engine, req: BuildRequest, log: Path) -> None:
             break
 
 
+# Failures of the engine's own runtime, not of the Dockerfile: the step never started.
+# runc's self-copy (cloned_binary.c, vendored by buildah 1.28) races with a concurrent
+# fork holding a writable mapping of the memfd and gets EBUSY when sealing it.
+TRANSIENT = ("sealing memfd copy: Device or resource busy",)
+ATTEMPTS = 3
+
+
 def run_build(engine: Engine, req: BuildRequest, log: Path) -> None:
-    """Run the build; the final stage ends up as the tar `req.output`."""
-    _run(build_command(engine, req), engine_env(engine, req), log,
-         what=f"{engine.name} build of {req.dockerfile.name}", hide=req.hide)
+    """Run the build; the final stage ends up as the tar `req.output`. A build that
+    failed on a known transient error of the engine's runtime (TRANSIENT) is run again,
+    up to ATTEMPTS times in all; any other failure is reported at once."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            _run(build_command(engine, req), engine_env(engine, req), log,
+                 what=f"{engine.name} build of {req.dockerfile.name}", hide=req.hide)
+            break
+        except BuildError as e:
+            if attempt == ATTEMPTS or not any(t in str(e) for t in TRANSIENT):
+                raise
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(f"# transient runtime failure, build attempt {attempt + 1} "
+                          f"of {ATTEMPTS}\n")
     if not req.output.is_file():
         raise BuildError(f"{engine.name} build wrote no output tar at {req.output} "
                          "(does this engine support --output type=tar?)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ociforge.engines import BuildRequest, Engine, build_command, engine_env, find_engine
+from ociforge.engines import BuildRequest, Engine, build_command, engine_env, find_engine, run_build
 from ociforge.errors import BuildError, RecipeError
 from ociforge.layers import input_key
 from ociforge.recipes import LayerDef, Project
@@ -98,6 +98,37 @@ def test_buildah_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     cmd = build_command(Engine("podman", "/usr/bin/podman"), req)
     assert "--isolation" not in cmd and "--layers" in cmd
     assert cmd[1:5] == ["--root", f"{tmp_path}/keep/root", "--runroot", f"{tmp_path}/keep/run"]
+
+
+def _flaky_engine(tmp_path: Path, failure: str, times: int) -> Engine:
+    """A stand-in for buildah (the runtime race it reproduces cannot be caused on demand):
+    fails `times` times printing `failure`, then writes the output tar."""
+    script = tmp_path / "buildah"
+    write(script, f"""#!/bin/sh
+n=$(cat {tmp_path}/count 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/count
+if [ "$n" -lt {times} ]; then echo 'STEP 2/2: RUN true'; echo '{failure}'; exit 1; fi
+for a in "$@"; do case "$a" in type=tar,dest=*) : > "${{a#type=tar,dest=}}";; esac; done
+""")
+    script.chmod(0o755)
+    return Engine("buildah", str(script))
+
+
+def test_transient_runtime_failure_is_retried_others_are_not(tmp_path: Path) -> None:
+    """buildah 1.28's runtime sometimes fails to seal its memfd self-copy under load (the
+    step never ran): the build is run again. A failing RUN step fails at once."""
+    req = _request(tmp_path)
+    (tmp_path / "w").mkdir()
+    engine = _flaky_engine(tmp_path, "Close_Fd sealing memfd copy: Device or resource busy", 2)
+    run_build(engine, req, tmp_path / "log")
+    assert req.output.is_file() and (tmp_path / "count").read_text().strip() == "3"
+    assert "build attempt 3 of 3" in (tmp_path / "log").read_text()
+
+    (tmp_path / "count").unlink()
+    req.output.unlink()
+    engine = _flaky_engine(tmp_path, "error: exit status 2 from pip", 1)
+    with pytest.raises(BuildError, match="exit status 2 from pip"):
+        run_build(engine, req, tmp_path / "log")
+    assert (tmp_path / "count").read_text().strip() == "1"
 
 
 def test_docker_command(tmp_path: Path) -> None:
