@@ -211,6 +211,25 @@ def test_broken_image_fails_the_right_check(tmp_path: Path, broken: dict, check:
 
 
 @pytest.mark.slow
+def test_structure_tests_read_the_config_and_extract_only_for_large_files(
+        tmp_path: Path) -> None:
+    """cst's metadata test reads the image's own config (host driver, `--metadata`), so
+    a wrong USER fails it without extracting anything; the content of a file too large
+    for the native pass goes to the tar driver, on the image archive."""
+    big = "x" * 100_000 + "\nbuilt by ociforge\n"
+    rc, report = _test(tmp_path, _project(tmp_path / "p", motd=big, user="0:0"), "--no-runtime")
+    assert rc == 9
+    status, detail = _status(report, "Metadata Test")
+    assert status == "failed" and "Image user 0:0 does not match config user: 185:185" in detail
+    assert _status(report, "File Content Test: /etc/motd content") == ("passed", "")
+    reports = tmp_path / "reports"
+    config = json.loads((reports / "hello.config.json").read_text())
+    assert config["config"]["User"] == "0:0"
+    assert "fileContentTests" not in (reports / "hello.cst.yaml").read_text()
+    assert "/etc/motd" in (reports / "hello.files.cst.yaml").read_text()
+
+
+@pytest.mark.slow
 def test_entrypoint_without_exec_bit_fails_at_runtime_too(tmp_path: Path) -> None:
     from ociforge.checks.containerd import can_run_containers
 

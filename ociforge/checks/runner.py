@@ -71,15 +71,18 @@ class CheckRun:
         results: list[CheckResult] = native.run(name, fs, config, sets)
         results += [jars.check(name, fs, spec) for spec in jars.specs]
         archive = self.workdir / f"{name}.tar"
-        cst = structure.config_for(sets, fs)
-        try:
-            # Written once, when a step needs it: structure tests, or an import into
-            # containerd (none where containerd already has the image).
-            if structure.has_tests(cst):
+
+        def make_archive() -> Path:
+            if not archive.exists():
                 write_archive(self.store, [img], archive)
+            return archive
+
+        try:
+            # Written once, when a step needs it: the tar driver's file tests, or an
+            # import into containerd (none where containerd already has the image).
             self.progress(f"{name}: structure tests")
-            results += structure.run(name, archive, cst,
-                                     self.report_dir / f"{name}.cst.yaml")
+            results += structure.run(name, structure.config_for(sets, fs), self.report_dir,
+                                     img.config_bytes, make_archive)
             results += self._runtime_checks(name, archive, sets)
         finally:
             archive.unlink(missing_ok=True)
