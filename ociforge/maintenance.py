@@ -211,8 +211,10 @@ def _plan(store: Store, prune_layers: bool) -> _GcPlan:
 
 
 def _drop_stale_scans(store: Store, records: list[LayerRecord]) -> None:
-    """SBOM layer scans (`ociforge/sbom/<diff_id>-*.json`) of layers no record has."""
+    """Layer scans of layers no record has: the SBOM's (`ociforge/sbom/<diff_id>-*.json`)
+    and the checks' listings (`ociforge/checks/<diff_id>-*.json`)."""
     live = {r.diff_id.partition(":")[2] for r in records}
-    for p in sorted((store.meta_dir / "sbom").glob("*.json")):
-        if p.name.split("-", 1)[0] not in live:
-            p.unlink(missing_ok=True)
+    for kind in ("sbom", "checks"):
+        for p in sorted((store.meta_dir / kind).glob("*.json")):
+            if p.name.split("-", 1)[0] not in live:
+                p.unlink(missing_ok=True)

@@ -3,7 +3,9 @@ GPU mechanism is tested on a fake device/driver layout; reports are well-formed.
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,8 +14,12 @@ import pytest
 from ociforge.checks import native
 from ociforge.checks.gpu import discover
 from ociforge.checks.imagefs import Node
+from ociforge.checks.layerindex import LayerIndex
 from ociforge.checks.model import CheckSet, for_image
 from ociforge.checks.report import failed, passed, skipped, write_junit
+from ociforge.image import StoredLayer
+from ociforge.oci import Descriptor
+from ociforge.store import Store
 
 from conftest import make_hello_project, run_cli, write
 
@@ -70,10 +76,8 @@ def test_native_checks_name_what_is_wrong() -> None:
              Node("/data", "dir", 0o40777, 0, 0, 0),
              Node("/tmp", "dir", 0o41777, 0, 0, 0),
              Node("/home/x/.netrc", "file", 0o100600, 0, 0, 10),
-             Node("/opt/app/key.pem", "file", 0o100644, 0, 0, 60,
-                  content=b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"),
-             Node("/etc/ssl/certs/ca.pem", "file", 0o100644, 0, 0, 60,
-                  content=b"-----BEGIN CERTIFICATE-----\n"))
+             Node("/opt/app/key.pem", "file", 0o100644, 0, 0, 60, secret=True),
+             Node("/etc/ssl/certs/ca.pem", "file", 0o100644, 0, 0, 60, secret=True))
     assert "setuid/setgid: /bin/su" in native.check_setuid("i", fs).message
     assert native.check_world_writable("i", fs, ["/tmp"]).message == "world-writable: /data"
     secrets = native.check_secrets("i", fs).message
@@ -95,6 +99,46 @@ def test_two_versions_of_a_python_distribution_fail() -> None:
     result = native.check_python_distributions("i", fs)
     assert result.status == "failed"
     assert result.message == f"numpy 2.2.6 and 2.3.5 in {site}"
+
+
+def _layer(store: Store, files: dict[str, bytes]) -> StoredLayer:
+    """A plain-tar layer blob in `store` holding `files`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+    data = buf.getvalue()
+    digest = store.put_bytes(data)
+    return StoredLayer(Descriptor("application/vnd.oci.image.layer.v1.tar", digest, len(data)),
+                       digest, None, store)
+
+
+def test_layer_listings_are_cached_by_diff_id_and_a_bad_one_is_read_again(
+        tmp_path: Path) -> None:
+    """A layer is streamed once for its listing (secret-looking small files flagged,
+    their contents not kept); the listing is served from the store afterwards, and a
+    damaged or foreign listing is ignored and the layer read again."""
+    store = Store(tmp_path / "s")
+    key = b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"
+    layer = _layer(store, {"opt/app/key.pem": key, "opt/app/big.pem": b"x" * 70_000 + key,
+                           "etc/motd": b"hello\n"})
+    index = LayerIndex(store, native.SECRET_CONTENT)
+    first = {e.path: e for e in index.entries(layer)}
+    assert first["/opt/app/key.pem"].secret and not first["/etc/motd"].secret
+    assert not first["/opt/app/big.pem"].secret  # over SMALL: not read (as before)
+    again = LayerIndex(store, native.SECRET_CONTENT)
+    assert {e.path: e for e in again.entries(layer)} == first and again.scanned == 0
+    (listing,) = (store.meta_dir / "checks").glob("*-entries-*.json")
+    assert b"MIIE" not in listing.read_bytes()
+    listing.write_text(listing.read_text().replace(layer.diff_id, "sha256:" + "0" * 64))
+    third = LayerIndex(store, native.SECRET_CONTENT)
+    assert {e.path: e for e in third.entries(layer)} == first and third.scanned == 1
+    assert third.contents(layer, {"/etc/motd"}) == {"/etc/motd": b"hello\n"}
+    fourth = LayerIndex(store, native.SECRET_CONTENT)
+    assert fourth.contents(layer, {"/etc/motd"}) == {"/etc/motd": b"hello\n"}
+    assert fourth.scanned == 0 and len(list((store.meta_dir / "checks").glob("*"))) == 2
 
 
 def test_placeholders_filled_from_labels() -> None:

@@ -1,19 +1,17 @@
 """An image's final filesystem, from its layers' tar headers (whiteouts applied).
 
-Only headers are kept (and small file contents on request), so checking a 1 GB image
-streams it once and holds a few MB.
+Only headers are kept (each layer's listing cached by `layerindex`), so checking a
+1 GB image streams each of its layers at most once and holds a few MB; the contents
+of the few small files a check reads are fetched from the layer that holds them.
 """
 
 from __future__ import annotations
 
-import io
-import tarfile
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import IO
 
 from ..image import StoredImage
+from .layerindex import SMALL, LayerIndex
 
 
 @dataclass
@@ -26,58 +24,41 @@ class Node:
     size: int
     linkname: str = ""
     content: bytes | None = None
+    secret: bool = False   # a small file whose content looks like a secret
+    layer: int = -1        # index of the layer it comes from (bottom = 0)
 
 
-def _kind(ti: tarfile.TarInfo) -> str:
-    if ti.isdir():
-        return "dir"
-    if ti.issym():
-        return "symlink"
-    if ti.islnk():
-        return "hardlink"
-    if ti.isreg():
-        return "file"
-    return "other"
-
-
-def load(image: StoredImage,
-         want_content: Callable[[str, int], bool] | None = None,
-         visit: Callable[[str, IO[bytes]], None] | None = None) -> dict[str, Node]:
-    """path → Node for the image's merged filesystem. `visit` sees every regular
-    file's path and content as it streams past (so other readers of the layers, such
-    as the duplicate-class check, need no pass of their own)."""
+def load(image: StoredImage, index: LayerIndex) -> dict[str, Node]:
+    """path -> Node for the image's merged filesystem."""
     fs: dict[str, Node] = {}
-    for tar, ti, path in members(image):
-        name = PurePosixPath(path).name
-        parent = str(PurePosixPath(path).parent)
-        if name == ".wh..wh..opq":
-            prefix = parent.rstrip("/") + "/"
-            for p in [p for p in fs if p.startswith(prefix)]:
-                del fs[p]
-            continue
-        if name.startswith(".wh."):
-            gone = f"{parent.rstrip('/')}/{name[4:]}"
-            for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
-                del fs[p]
-            continue
-        node = Node(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size,
-                    ti.linkname)
-        if ti.isreg() and want_content and want_content(path, ti.size):
-            f = tar.extractfile(ti)
-            node.content = f.read() if f else None
-        if ti.isreg() and visit is not None:
-            member = io.BytesIO(node.content) if node.content is not None \
-                else tar.extractfile(ti)
-            if member is not None:
-                visit(path, member)
-        fs[path] = node
+    for i, layer in enumerate(image.layers):
+        for e in index.entries(layer):
+            name = PurePosixPath(e.path).name
+            parent = str(PurePosixPath(e.path).parent)
+            if name == ".wh..wh..opq":
+                prefix = parent.rstrip("/") + "/"
+                for p in [p for p in fs if p.startswith(prefix)]:
+                    del fs[p]
+                continue
+            if name.startswith(".wh."):
+                gone = f"{parent.rstrip('/')}/{name[4:]}"
+                for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
+                    del fs[p]
+                continue
+            fs[e.path] = Node(e.path, e.kind, e.mode, e.uid, e.gid, e.size, e.linkname,
+                              secret=e.secret, layer=i)
     return fs
 
 
-def members(image: StoredImage) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
-    """Every tar member of every layer (with its absolute path), bottom layer first,
-    streamed once (each layer's digests checked at its end)."""
-    for layer in image.layers:
-        with layer.uncompressed() as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for ti in tar:
-                yield tar, ti, "/" + ti.name.strip("/").removeprefix("./")
+def read_small(image: StoredImage, index: LayerIndex, fs: dict[str, Node],
+               paths: list[str]) -> None:
+    """Fill in `content` of these paths where they are small regular files (up to
+    layerindex.SMALL), each read from the layer it comes from."""
+    wanted: dict[int, set[str]] = {}
+    for path in paths:
+        node = fs.get(path)
+        if node is not None and node.kind == "file" and node.size <= SMALL:
+            wanted.setdefault(node.layer, set()).add(path)
+    for i, names in sorted(wanted.items()):
+        for path, data in index.contents(image.layers[i], names).items():
+            fs[path].content = data

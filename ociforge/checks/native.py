@@ -24,14 +24,6 @@ SECRET_CONTENT = re.compile(
 # Trust stores and public certificates are expected; they are not secrets.
 SECRET_ALLOWED = re.compile(r"^/(etc/ssl/|usr/share/ca-certificates/|etc/ca-certificates/|"
                             r"usr/lib/jvm/.*/lib/security/|etc/java-\d+-openjdk/security/)")
-SMALL = 64 * 1024
-
-
-def wants_content(path: str, size: int) -> bool:
-    """Content is read only for small files (secrets, `contains` checks)."""
-    return size <= SMALL
-
-
 def _owner(node: Node) -> str:
     return f"{node.uid}:{node.gid}"
 
@@ -105,7 +97,7 @@ def check_secrets(image: str, fs: dict[str, Node]) -> CheckResult:
     for n in fs.values():
         if n.kind != "file" or SECRET_ALLOWED.match(n.path):
             continue
-        if SECRET_NAMES.search(n.path) or (n.content and SECRET_CONTENT.search(n.content)):
+        if SECRET_NAMES.search(n.path) or n.secret:
             bad.append(n.path)
     if bad:
         return failed(image, KIND, "no secrets", "secret-looking files: " +

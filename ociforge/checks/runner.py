@@ -18,6 +18,7 @@ from ..store import Store
 from . import imagefs, jarclasses, native, structure
 from .containerd import Containerd, can_run_containers
 from .gpu import GpuHost, discover
+from .layerindex import LayerIndex
 from .model import CheckSet, for_image, missing_env
 from .report import CheckResult, skipped
 from .runtime import RuntimeChecker
@@ -43,6 +44,7 @@ class CheckRun:
         self._ctd: Containerd | None = None
         self._checker: RuntimeChecker | None = None
         self.workdir = Path(tempfile.mkdtemp(prefix="ocf-test-", dir="/tmp"))
+        self.index = LayerIndex(store, native.SECRET_CONTENT)
 
     def checksets(self, name: str) -> list[CheckSet]:
         features = self.project.resolve(name).features
@@ -66,10 +68,12 @@ class CheckRun:
         labels = config.get("config", {}).get("Labels") or {}
         sets = [for_image(cs, labels) for cs in sets]
         self.progress(f"{name}: reading layers")
-        jars = jarclasses.JarIndex([d for cs in sets for d in cs.duplicate_classes])
-        fs = imagefs.load(img, want_content=native.wants_content, visit=jars.visit)
+        fs = imagefs.load(img, self.index)
+        imagefs.read_small(img, self.index, fs, [fc.path.rstrip("/") for cs in sets
+                                                 for fc in cs.files if fc.contains])
         results: list[CheckResult] = native.run(name, fs, config, sets)
-        results += [jars.check(name, fs, spec) for spec in jars.specs]
+        results += [jarclasses.check(img, self.index, fs, spec)
+                    for cs in sets for spec in cs.duplicate_classes]
         archive = self.workdir / f"{name}.tar"
 
         def make_archive() -> Path:
