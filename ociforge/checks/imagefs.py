@@ -7,25 +7,13 @@ of the few small files a check reads are fetched from the layer that holds them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from ..image import StoredImage
-from .layerindex import SMALL, LayerIndex
+from .layerindex import SMALL, LayerIndex, Node
 
-
-@dataclass
-class Node:
-    path: str          # absolute, e.g. /opt/spark
-    kind: str          # file, dir, symlink, hardlink, other
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    linkname: str = ""
-    content: bytes | None = None
-    secret: bool = False   # a small file whose content looks like a secret
-    layer: int = -1        # index of the layer it comes from (bottom = 0)
+__all__ = ["Node", "load", "read_small"]
 
 
 def load(image: StoredImage, index: LayerIndex) -> dict[str, Node]:
@@ -45,8 +33,7 @@ def load(image: StoredImage, index: LayerIndex) -> dict[str, Node]:
                 for p in [p for p in fs if p == gone or p.startswith(gone + "/")]:
                     del fs[p]
                 continue
-            fs[e.path] = Node(e.path, e.kind, e.mode, e.uid, e.gid, e.size, e.linkname,
-                              secret=e.secret, layer=i)
+            fs[e.path] = replace(e, layer=i)
     return fs
 
 

@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,16 +42,26 @@ SMALL = 64 * 1024  # files up to this size are read (secret scan, `contains` che
 SPOOL = 64 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Entry:
+@dataclass
+class Node:
+    """One path of a layer, or of an image's merged filesystem (see imagefs)."""
+
     path: str          # absolute, e.g. /opt/spark
     kind: str          # file, dir, symlink, hardlink, other
     mode: int
     uid: int
     gid: int
     size: int
-    linkname: str
-    secret: bool       # a small file whose content matched the secret pattern
+    linkname: str = ""
+    content: bytes | None = None
+    secret: bool = False   # a small file whose content looks like a secret
+    layer: int = -1        # in an image: index of the layer it comes from (bottom = 0)
+
+
+def _node(row: list[Any]) -> Node:
+    path, kind, mode, uid, gid, size, linkname, secret = row
+    return Node(str(path), str(kind), int(mode), int(uid), int(gid), int(size), str(linkname),
+                secret=bool(secret))
 
 
 def _kind(ti: tarfile.TarInfo) -> str:
@@ -114,13 +124,13 @@ class LayerIndex:
 
     # -- listings ----------------------------------------------------------------------
 
-    def entries(self, layer: StoredLayer) -> list[Entry]:
+    def entries(self, layer: StoredLayer) -> list[Node]:
         """Every member of `layer`, in tar order (whiteouts included)."""
         what = f"entries-{self._tag}"
         cached = self._cached(layer, what)
         if isinstance(cached, list):
             with contextlib.suppress(TypeError, ValueError):
-                return [Entry(*row) for row in cached]
+                return [_node(row) for row in cached]
         out = []
         self.scanned += 1
         for tar, ti, path in _members(layer):
@@ -128,9 +138,10 @@ class LayerIndex:
             if ti.isreg() and ti.size <= SMALL:
                 f = tar.extractfile(ti)
                 secret = bool(f and self.secret.search(f.read()))
-            out.append(Entry(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size, ti.linkname,
-                             secret))
-        self._keep(layer, what, [list(astuple(e)) for e in out])
+            out.append(Node(path, _kind(ti), ti.mode, ti.uid, ti.gid, ti.size, ti.linkname,
+                            secret=secret))
+        self._keep(layer, what, [[n.path, n.kind, n.mode, n.uid, n.gid, n.size, n.linkname,
+                                  n.secret] for n in out])
         return out
 
     def jar_classes(self, layer: StoredLayer, pattern: str, prefixes: tuple[str, ...]
