@@ -163,3 +163,24 @@ def test_the_report_json_names_the_platform_free_results_as_before(tmp_path: Pat
     strip = [{k: v for k, v in x.items() if k != "seconds"} for x in first]
     assert strip == [{k: v for k, v in x.items() if k != "seconds"} for x in again]
     assert json.dumps(strip)
+
+
+def test_a_file_check_names_the_file_of_the_images_platform(tmp_path: Path) -> None:
+    """NVIDIA's arm64 RAPIDS build is a jar with a classifier: the gpu check set names
+    it on linux/arm64 images, the plain jar on the others (their results unchanged)."""
+    from ociforge.checks.model import for_image
+
+    gpu = Project.load(Path(__file__).resolve().parent.parent).checks["gpu"]
+    labels = {"io.ociforge.scala.version": "2.13", "io.ociforge.rapids.version": "26.08.1"}
+    jars = {p: for_image(gpu, labels, p).files[0].path
+            for p in (None, "linux/amd64", ARM)}
+    assert jars == {None: "/opt/spark/jars/rapids-4-spark_2.13-26.08.1.jar",
+                    "linux/amd64": "/opt/spark/jars/rapids-4-spark_2.13-26.08.1.jar",
+                    ARM: "/opt/spark/jars/rapids-4-spark_2.13-26.08.1-cuda12-arm64.jar"}
+    proj = _project(tmp_path / "p")
+    recipe = proj / "recipes" / "duo.yaml"
+    recipe.write_text(recipe.read_text().replace(
+        'files: [{path: /data/readme.txt, mode: "0644", owner: "0:0"}]',
+        'files: [{path: /data/readme.txt, platform_path: {linux/s390x: /x}}]'))
+    r = run_cli("images", "ls", store=tmp_path / "s", project=proj)
+    assert r.rc == 3 and "checks.duo.files[0].platform_path" in r.err, r.err

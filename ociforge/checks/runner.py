@@ -73,7 +73,7 @@ class CheckRun:
         img = checked_image(self.store, name, self.platform, emulated=bool(self.emulated))
         config = img.config
         labels = config.get("config", {}).get("Labels") or {}
-        sets = [for_image(cs, labels) for cs in sets]
+        sets = [for_image(cs, labels, img.platform) for cs in sets]
         self.progress(f"{name}: reading layers")
         jars = jarclasses.JarIndex([d for cs in sets for d in cs.duplicate_classes])
         fs = imagefs.load(img, want_content=native.wants_content, visit=jars.visit)
