@@ -177,6 +177,12 @@ def test_a_file_check_names_the_file_of_the_images_platform(tmp_path: Path) -> N
     assert jars == {None: "/opt/spark/jars/rapids-4-spark_2.13-26.08.1.jar",
                     "linux/amd64": "/opt/spark/jars/rapids-4-spark_2.13-26.08.1.jar",
                     ARM: "/opt/spark/jars/rapids-4-spark_2.13-26.08.1-cuda12-arm64.jar"}
+    # The metadata test expects each platform's JAVA_HOME (the image's platform_env).
+    spark = Project.load(Path(__file__).resolve().parent.parent).checks["spark"]
+    java = {p: (for_image(spark, labels, p).metadata or gpu.metadata).env["JAVA_HOME"]
+            for p in ("linux/amd64", ARM)}
+    assert java == {"linux/amd64": "/usr/lib/jvm/java-17-openjdk-amd64",
+                    ARM: "/usr/lib/jvm/java-17-openjdk-arm64"}
     proj = _project(tmp_path / "p")
     recipe = proj / "recipes" / "duo.yaml"
     recipe.write_text(recipe.read_text().replace(

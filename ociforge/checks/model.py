@@ -48,6 +48,8 @@ class MetadataCheck(Spec):
     workdir: str | None = None
     entrypoint: list[str] | None = None
     env: dict[str, str] = {}
+    # What one platform's image has instead (its recipe's `platform_env`: JAVA_HOME).
+    platform_env: dict[PlatformName, dict[str, str]] = {}
     labels: dict[str, str] = {}
 
 
@@ -199,7 +201,7 @@ def for_image(cs: CheckSet, labels: dict[str, str], platform: str | None = None
               ) -> CheckSet:
     """The check set with {version} and {label:…} filled in from an image's labels
     ({port} is left for the runtime, which picks one per server), and each file's path
-    that of the image's `platform`."""
+    and metadata env those of the image's `platform`."""
     data = cs.model_dump()
     for f in data["files"]:
         f["path"] = f.pop("platform_path").get(platform, f["path"])
@@ -207,5 +209,8 @@ def for_image(cs: CheckSet, labels: dict[str, str], platform: str | None = None
             f["mode"] = f"{f['mode']:04o}"
         if f["owner"] is not None:
             f["owner"] = f"{f['owner'][0]}:{f['owner'][1]}"
+    if data["metadata"] is not None:
+        md = data["metadata"]
+        md["env"] = {**md["env"], **md.pop("platform_env").get(platform, {})}
     data["writable_owner"] = f"{data['writable_owner'][0]}:{data['writable_owner'][1]}"
     return CheckSet.model_validate(substitute(data, labels))
