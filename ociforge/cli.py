@@ -247,17 +247,28 @@ def images() -> None:
 @output_options
 @pass_app
 def images_ls(app: App) -> None:
-    """List images the recipes define, with their layers and store digest if assembled."""
+    """List images the recipes define, with their platforms, layers and store digest
+    if assembled (and the platforms the store has of it, where they differ)."""
+    from .image import tag_platforms
+
     project = app.project()
-    tags = app.store().tags()
+    store = app.store()
+    tags = store.tags()
     data: list[dict[str, Any]] = []
+    lines = []
     for name, image in project.images.items():
         entry = tags.get(name)
         data.append({"name": name, "layers": image.layers, "features": image.features,
-                     "aliases": image.aliases,
-                     "assembled": entry["digest"] if entry else None})
-    lines = [f"{d['name']:<32} {(d['assembled'] or '-')[:19]:<19}  {' + '.join(d['layers'])}"
-             for d in data]
+                     "aliases": image.aliases, "platforms": image.declared_platforms(),
+                     "assembled": entry["digest"] if entry else None,
+                     "assembled_platforms": tag_platforms(store, entry) if entry else None})
+        d = data[-1]
+        have = d["assembled_platforms"]
+        platforms = ",".join(p.split("/", 1)[-1] for p in d["platforms"]) + (
+            f" (store: {','.join(p.split('/', 1)[-1] for p in have) or '?'})"
+            if have is not None and have != d["platforms"] else "")
+        lines.append(f"{name:<32} {(d['assembled'] or '-')[:19]:<19}  {platforms:<12} "
+                     f"{' + '.join(d['layers'])}")
     app.emit(data, "\n".join(lines))
 
 
