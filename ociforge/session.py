@@ -153,12 +153,17 @@ class BuildSession:
         return out
 
     def layer_platforms(self, name: str) -> list[str]:
-        """The platforms layer `name` is built for: those of the images using it."""
+        """The platforms layer `name` is built for: those of the images using it, or
+        taking it with a feature (`--with connect` on a matrix image)."""
         if not hasattr(self, "_layer_platforms"):
             found: dict[str, set[str]] = {}
+            features = self.project.features
             for image in self.project.images.values():
-                for ln in image.layers:
-                    found.setdefault(ln, set()).update(image.declared_platforms())
+                for p in image.declared_platforms():
+                    extra = features.possible_layers(image.vars, platform=p) \
+                        if image.vars else []
+                    for ln in [*image.layers, *extra]:
+                        found.setdefault(ln, set()).add(p)
             self._layer_platforms = {n: ordered(ps) for n, ps in found.items()}
         return self._layer_platforms.get(name, [DEFAULT_PLATFORM])
 
