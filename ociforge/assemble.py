@@ -7,12 +7,13 @@ same manifest digest on any machine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .digests import canonical_json
-from .image import load_image
+from .image import StoredImage, StoredIndex, load_image
 from .platforms import DEFAULT_PLATFORM
 from .recipes import ImageDef
 from .records import LayerRecord
@@ -125,14 +126,27 @@ def write_image(store: Store, name: str, image: ImageDef, records: list[LayerRec
                           image.platform)
 
 
-def tag_platforms(store: Store, name: str, images: list[AssembledImage]) -> None:
+def tag_platforms(store: Store, name: str, images: list[AssembledImage],
+                  keep: Sequence[StoredImage] = ()) -> None:
     """Tag `name` with its platforms' manifests: one platform's manifest itself (as
-    always), several as one OCI image index (`Store.tag_platforms`)."""
+    always), several as one OCI image index (`Store.tag_platforms`); `keep`: images
+    of other platforms the index lists beside them."""
     annotations = {"io.ociforge.reference": images[0].reference}
-    if len(images) == 1:
+    if len(images) == 1 and not keep:
         store.tag(name, images[0].manifest, annotations)
         return
     picker = store.record_picker()
-    store.tag_platforms(name, [load_image(store, name, {**i.manifest.to_json(),
-                                                        "annotations": annotations}, picker)
-                               for i in images], annotations)
+    store.tag_platforms(name, [*(load_image(store, name, {**i.manifest.to_json(),
+                                                          "annotations": annotations}, picker)
+                                 for i in images), *keep], annotations)
+
+
+def tagged_others(store: Store, name: str, platforms: Iterable[str]) -> list[StoredImage]:
+    """The images of platforms other than `platforms` that `name` is tagged with now (a
+    run of one platform keeps them in the tag, instead of dropping them)."""
+    if name not in store.tags():
+        return []
+    (tagged,) = store.tagged([name])
+    images = tagged.images if isinstance(tagged, StoredIndex) else (tagged,)
+    mine = set(platforms)
+    return [img for img in images if img.platform not in mine and img.os and img.architecture]

@@ -141,15 +141,20 @@ def _select(session: Any, names: tuple[str, ...], all_: bool) -> list[str]:
 @with_option
 @click.option("--containerd", "containerd_address", type=click.Path(path_type=Path),
               help="Socket of a running containerd (default: start a private one).")
+@click.option("--platform", type=click.Choice(PLATFORMS), metavar="OS/ARCH",
+              help="Check the image of this platform (default: the host's); another "
+                   "platform's runtime checks run under emulation (binfmt_misc), its GPU "
+                   "checks are skipped.")
 @output_options
 @pass_app
 def test_images(app: App, names: tuple[str, ...], all_: bool, report_dir: Path,
                 no_runtime: bool, only: tuple[str, ...], with_: str | None,
-                containerd_address: Path | None) -> None:
+                containerd_address: Path | None, platform: str | None) -> None:
     """Check images: structure tests, native checks, runtime and GPU smoke. Exit 9 on
-    any failure."""
+    any failure; exit 3, nothing run, for an image not built for --platform."""
     from .checks import report as rpt
     from .checks.runner import CheckRun
+    from .image import host_platform
 
     report_dir.mkdir(parents=True, exist_ok=True)
     results: list[Any] = []
@@ -157,12 +162,13 @@ def test_images(app: App, names: tuple[str, ...], all_: bool, report_dir: Path,
         session = app.session(rep, with_=with_)
         selected = _select(session, names, all_)
         with session.store.writer_lock():
-            # The checks run the images on this machine: its platform, not emulated ones.
-            session.assemble(selected, platforms=[DEFAULT_PLATFORM])
+            # One platform (the host's unless asked); the tag keeps the other ones.
+            session.assemble(selected, platforms=[platform or host_platform()],
+                             keep_tagged=True)
         run = CheckRun(session.store, session.project, report_dir, runtime=not no_runtime,
                        containerd_address=containerd_address, only=list(only) or None,
                        progress=lambda msg: rep.console.log(msg) if not (app.json or app.quiet)
-                       else None)
+                       else None, platform=platform)
         try:
             for name in selected:
                 results += run.image(name)
@@ -241,17 +247,28 @@ def images() -> None:
 @output_options
 @pass_app
 def images_ls(app: App) -> None:
-    """List images the recipes define, with their layers and store digest if assembled."""
+    """List images the recipes define, with their platforms, layers and store digest
+    if assembled (and the platforms the store has of it, where they differ)."""
+    from .image import tag_platforms
+
     project = app.project()
-    tags = app.store().tags()
+    store = app.store()
+    tags = store.tags()
     data: list[dict[str, Any]] = []
+    lines = []
     for name, image in project.images.items():
         entry = tags.get(name)
         data.append({"name": name, "layers": image.layers, "features": image.features,
-                     "aliases": image.aliases,
-                     "assembled": entry["digest"] if entry else None})
-    lines = [f"{d['name']:<32} {(d['assembled'] or '-')[:19]:<19}  {' + '.join(d['layers'])}"
-             for d in data]
+                     "aliases": image.aliases, "platforms": image.declared_platforms(),
+                     "assembled": entry["digest"] if entry else None,
+                     "assembled_platforms": tag_platforms(store, entry) if entry else None})
+        d = data[-1]
+        have = d["assembled_platforms"]
+        platforms = ",".join(p.split("/", 1)[-1] for p in d["platforms"]) + (
+            f" (store: {','.join(p.split('/', 1)[-1] for p in have) or '?'})"
+            if have is not None and have != d["platforms"] else "")
+        lines.append(f"{name:<32} {(d['assembled'] or '-')[:19]:<19}  {platforms:<12} "
+                     f"{' + '.join(d['layers'])}")
     app.emit(data, "\n".join(lines))
 
 

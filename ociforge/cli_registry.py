@@ -224,12 +224,13 @@ def _sbom_artifact(store: Any) -> Any:
 @click.command()
 @click.argument("ref")
 @click.option("--name", help="Name in the store (default: REPO:TAG of the reference).")
-@click.option("--platform", default="linux/amd64", show_default=True,
-              help="Which image of a multi-platform index to pull.")
+@click.option("--platform", metavar="OS/ARCH",
+              help="Which image of a multi-platform index to pull (default: this "
+                   "machine's, e.g. linux/amd64).")
 @_connection_options
 @output_options
 @click.pass_obj
-def pull(app: App, ref: str, name: str | None, platform: str, jobs: int, insecure: bool,
+def pull(app: App, ref: str, name: str | None, platform: str | None, jobs: int, insecure: bool,
          ca_file: Path | None, retries: int) -> None:
     """Pull an image from a registry into the store, verifying every digest."""
     with app.reporter() as rep:
@@ -243,11 +244,12 @@ def pull(app: App, ref: str, name: str | None, platform: str, jobs: int, insecur
              f"{report.seconds:.1f} s")
 
 
-def pull_into(store: Any, ref: str, name: str | None = None, platform: str = "linux/amd64",
+def pull_into(store: Any, ref: str, name: str | None = None, platform: str | None = None,
               *, insecure: bool = False, ca_file: Path | None = None, retries: int = 5,
               jobs: int = 4, progress: Any = None) -> Any:
     """Pull `ref` into the store as `name` (default: REPO:TAG, or REPO@DIGEST); blobs
-    the store has are not fetched again. Returns the PullReport."""
+    the store has are not fetched again; of an index, the image of `platform` (the
+    host's by default). Returns the PullReport."""
     from .registry import reference
     from .registry.pull import Puller
 

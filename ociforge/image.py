@@ -198,6 +198,20 @@ def entry_platform(entry: Mapping[str, Any]) -> str:
     return "/".join([*parts, *([str(p["variant"])] if p.get("variant") else [])])
 
 
+def tag_platforms(blobs: BlobSource, entry: Mapping[str, Any]) -> list[str]:
+    """The platforms a tag (an index.json entry) holds, read from its index's entries or
+    its manifest's config alone (no layer record): a listing of many images stays
+    cheap. [] where they cannot be read (`store fsck` says why)."""
+    try:
+        doc = json.loads(blobs.read_bytes(str(entry["digest"])))
+        if isinstance(doc.get("manifests"), list):
+            return [entry_platform(m) or "unknown" for m in doc["manifests"]]
+        config = json.loads(blobs.read_bytes(str(doc["config"]["digest"])))
+        return [f"{config['os']}/{config['architecture']}"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OciforgeError):
+        return []
+
+
 def platform_matches(have: str, want: str) -> bool:
     """`linux/arm64` asks for any variant of it; `linux/arm64/v8` for that one."""
     return have == want or (want.count("/") == 1 and have.startswith(want + "/"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .assemble import AssembledImage, tag_platforms, write_image
+from .assemble import AssembledImage, tag_platforms, tagged_others, write_image
 from .digestcache import DigestCache
 from .errors import LockError, RecipeError
 from .layers import BuildStats, LayerBuilder, Progress, RemoteCache, input_key
@@ -153,12 +153,17 @@ class BuildSession:
         return out
 
     def layer_platforms(self, name: str) -> list[str]:
-        """The platforms layer `name` is built for: those of the images using it."""
+        """The platforms layer `name` is built for: those of the images using it, or
+        taking it with a feature (`--with connect` on a matrix image)."""
         if not hasattr(self, "_layer_platforms"):
             found: dict[str, set[str]] = {}
+            features = self.project.features
             for image in self.project.images.values():
-                for ln in image.layers:
-                    found.setdefault(ln, set()).update(image.declared_platforms())
+                for p in image.declared_platforms():
+                    extra = features.possible_layers(image.vars, platform=p) \
+                        if image.vars else []
+                    for ln in [*image.layers, *extra]:
+                        found.setdefault(ln, set()).add(p)
             self._layer_platforms = {n: ordered(ps) for n, ps in found.items()}
         return self._layer_platforms.get(name, [DEFAULT_PLATFORM])
 
@@ -242,10 +247,12 @@ class BuildSession:
         return [image.for_platform(p) for p in chosen]
 
     def assemble(self, names: Iterable[str], compression: str | None = None,
-                 platforms: Iterable[str] | None = None) -> list[AssembledImage]:
+                 platforms: Iterable[str] | None = None, keep_tagged: bool = False
+                 ) -> list[AssembledImage]:
         """Build missing layers, write config + manifest per platform, tag each image
         in the store (an index of its platforms when there are several); one
-        AssembledImage per image and platform."""
+        AssembledImage per image and platform. `keep_tagged`: the tag keeps the other
+        platforms' images it lists now (`ociforge test` of one platform)."""
         plan = [(image, self.platforms_of(image, platforms))
                 for image in (self.project.resolve(n) for n in names)]
         keys = {(ln, p.platform): key for _, ps in plan for p in ps
@@ -264,7 +271,9 @@ class BuildSession:
                            for ln in p.layers]
                 made.append(write_image(self.store, image.name, p, records, self.ctx.sde,
                                         chosen))
-            tag_platforms(self.store, image.name, made)
+            keep = tagged_others(self.store, image.name, [m.platform for m in made]) \
+                if keep_tagged else []
+            tag_platforms(self.store, image.name, made, keep)
             out += made
         return out
 

@@ -23,11 +23,12 @@ PYTHON=${PYTHON:-python3}
 "$OCIFORGE" --store "$store" --project . layers build python-gpu-4.1 python-gpu-3.5 \
   jupyterlab-4.1 jupyterlab-3.5 python-connect-3.5
 # linux/arm64 (tests/test_platforms_run.py): the layers that differ per platform for
-# spark-4.1.1; every other layer is the amd64 one. The Debian base runs its maintainer
-# scripts under qemu (binfmt_misc, registered here if missing).
+# spark-4.1.1, spark-4.1.1-gpu-iceberg and jupyter-4.1.1 (the Python layers with native
+# code, NVIDIA's arm64 RAPIDS jar); every other layer is the amd64 one. The Debian base
+# runs its maintainer scripts under qemu (binfmt_misc, registered here if missing).
 bash scripts/register-qemu.sh
 "$OCIFORGE" --store "$store" --project . layers build --platform linux/arm64 \
-  debian-base python-deps-4.1
+  debian-base python-deps-4.1 python-gpu-4.1 jupyterlab-4.1 rapids-4.1
 
 # Maven add-ons: every maven layer, from the committed locks (Maven Central, each jar
 # checked against its lock), then the same jars, the seeds' dependency list and the

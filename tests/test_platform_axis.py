@@ -258,3 +258,23 @@ def test_classifiers_name_known_platforms_over_unclassified_artifacts() -> None:
     with pytest.raises(ValidationError, match="name none of their own"):
         MavenSource.model_validate({**base, "artifacts": ["org.example:accel:1.0:cuda12"],
                                     "classifiers": {ARM: "native-arm64"}})
+
+
+def test_feature_layers_are_locked_for_the_platforms_they_can_be_added_on(
+        tmp_path: Path) -> None:
+    """`--with connect` on a 3.5 image for linux/arm64 takes the aarch64 Connect client
+    wheels: its lock is checked like the matrix's own layers; the linux/amd64 key of
+    the layer is as before."""
+    session = _session(tmp_path)
+    assert session.layer_platforms("python-connect-3.5") == [AMD, ARM]
+    assert session.layer_platforms("celeborn-3.5") == [AMD, ARM]  # one lock: no classifier
+    keys = {p: session.keys(["python-connect-3.5"], p)["python-connect-3.5"] for p in (AMD, ARM)}
+    assert keys[AMD] != keys[ARM]
+    assert keys[AMD] == (  # the key of the layer prebuild-spark.sh builds
+        "sha256:3c87d18e861909afd6d1642d533f0661b61e958ebca93e911097971ff4f8fb08")
+    proj = copy_project(tmp_path / "proj", "tools.yaml")
+    (proj / "layers" / "locks" / "python-connect-3.5.aarch64.lock").unlink()
+    r = run_cli("lock", "--check", store=tmp_path / "s", project=proj)
+    assert r.rc == 3, r.err
+    assert ("layer python-connect-3.5: layers/locks/python-connect-3.5.aarch64.lock is "
+            "missing") in r.err

@@ -336,3 +336,22 @@ def test_session_export_archive_platform_and_layout_index(built: Path, store: Pa
     with pytest.raises(PlatformNotInImageError):
         session.export([NAME], archive=tmp_path / "x.tar", platform="linux/ppc64le")
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_images_ls_shows_declared_and_stored_platforms(built: Path, store: Path) -> None:
+    project = built.parent / "proj"
+    r = run_cli("images", "ls", "--json", store=store, project=project)
+    assert r.rc == 0, r.err
+    rows = {d["name"]: d for d in r.json()}
+    # `demo` is declared for linux/amd64; the store holds the two-platform index.
+    assert rows[NAME]["platforms"] == ["linux/amd64"]
+    assert rows[NAME]["assembled_platforms"] == ["linux/amd64", "linux/arm64"]
+    assert rows["demo-arm64"]["platforms"] == rows["demo-arm64"]["assembled_platforms"] == [
+        "linux/arm64"]
+    text = run_cli("images", "ls", store=store, project=project).out.splitlines()
+    line = next(x for x in text if x.startswith(f"{NAME} "))
+    assert " amd64 (store: amd64,arm64) " in line
+    assert " arm64 " in next(x for x in text if x.startswith("demo-arm64 "))
+    # Not assembled: its declared platforms, no store column.
+    r = run_cli("images", "ls", "--json", store=store.parent / "empty", project=project)
+    assert {d["assembled_platforms"] for d in r.json()} == {None}

@@ -189,3 +189,42 @@ def test_the_arm64_image_runs_under_emulation(arm_refs: dict[str, str], ctd: Con
     assert "Pi is roughly 3.1" in out
     # Reported, not asserted (no timings in tests): docs/matrix.md quotes it.
     print(f"arm64 Pi job under qemu as {user}: {time.monotonic() - started:.0f} s")
+
+
+# -- `ociforge test --platform linux/arm64` --------------------------------------------------
+
+CHECKED = ["spark-4.1.1-gpu-iceberg", "jupyter-4.1.1"]
+
+
+def test_arm64_images_pass_their_native_and_structure_checks(qemu: None,
+                                                              tmp_path: Path) -> None:
+    """The arm64 images of a GPU + Iceberg variant and of a Jupyter one, checked from
+    their own manifests (nothing run): NVIDIA's arm64 RAPIDS jar, cuDF and rmm with
+    cuDF's aarch64 native code, the Iceberg runtime, JupyterLab, the arm64 JAVA_HOME."""
+    r = run_cli("test", *CHECKED, "--platform", ARM, "--no-runtime", "--json",
+                "--report-dir", tmp_path / "reports", store=SPARK_STORE, project=PROJECT,
+                env=OFFLINE, timeout=1800)
+    assert r.out, r.err
+    results = r.json()["results"]
+    checked = [x for x in results if x["kind"] in ("native", "structure")]
+    failures = [x for x in checked if x["status"] != "passed"]
+    assert r.rc == 0 and not failures, failures
+    passed = {(x["image"], x["name"]) for x in checked}
+    site = "/usr/local/lib/python3.11/dist-packages"
+    for image, check in [
+            (CHECKED[0], "file /opt/spark/jars/rapids-4-spark_2.13-26.08.1-cuda12-arm64.jar"),
+            (CHECKED[0], f"file {site}/cudf_cu12-26.2.0.dist-info/METADATA"),
+            (CHECKED[0], f"file {site}/rmm_cu12-26.2.0.dist-info/METADATA"),
+            (CHECKED[0], f"file {site}/cudf/_lib/strings_udf.cpython-311-aarch64-linux-gnu.so"),
+            (CHECKED[0], "file /opt/spark/jars/iceberg-spark-runtime-4.1_2.13-1.11.0.jar"),
+            (CHECKED[0], "one version per Python distribution"),
+            (CHECKED[1], "file /usr/local/bin/jupyter-lab"),
+            (CHECKED[1], f"file {site}/jupyterlab-4.6.6.dist-info/METADATA")]:
+        assert (image, check) in passed, (image, check)
+    assert {x["image"] for x in checked if x["kind"] == "structure"} == set(CHECKED)
+    # GPU checks never run under emulation; they say so.
+    gpu = [x for x in results if x["kind"] == "gpu"]
+    assert gpu and all(x["status"] == "skipped" and "never under emulation of linux/arm64"
+                       in x["message"] for x in gpu)
+    # The tag keeps linux/amd64 beside the arm64 image just checked.
+    assert Store(SPARK_STORE).platforms(CHECKED[0]) == ["linux/amd64", ARM]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ociforge.image import host_platform
 from ociforge.oci import MT_INDEX
 from ociforge.store import Store
 
@@ -116,6 +117,11 @@ def test_push_sends_shared_layers_once_and_the_index_as_the_tag(
                     store=tmp_path / "pulled")
         assert r.rc == 0, r.err
         assert r.json()["digest"] == digest and r.json()["platform"] == platform
+    # Without --platform: this machine's (linux/amd64 here and in CI).
+    r = run_cli("pull", f"{ref}:v1", "--name", "host", "--json", store=tmp_path / "pulled")
+    assert r.rc == 0, r.err
+    assert r.json()["platform"] == host_platform() == "linux/amd64"
+    assert r.json()["digest"] == manifests[host_platform()]
 
 
 def test_crane_reads_the_index_and_each_platform(registry: Registry, store: Path) -> None:

@@ -61,8 +61,11 @@ class Containerd:
         return subprocess.run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args],
                               capture_output=True, text=True, timeout=timeout, check=False)
 
-    def import_archive(self, archive: Path) -> None:
-        p = self.ctr("images", "import", str(archive), timeout=900)
+    def import_archive(self, archive: Path, platform: str | None = None) -> None:
+        """Import `archive`; another platform's image with `platform` (ctr imports and
+        unpacks only the host's by default)."""
+        p = self.ctr("images", "import", *(["--platform", platform] if platform else []),
+                     str(archive), timeout=900)
         if p.returncode != 0:
             raise OciforgeError(f"ctr images import {archive.name} failed: "
                                 f"{p.stderr.strip()[-500:]}")

@@ -22,14 +22,20 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from ..platforms import PLATFORM_PATTERN
 from ..sources.base import Mode, Owner
 from ..spec import ProjectPath, Spec, invalid
+
+PlatformName = Annotated[str, Field(pattern=PLATFORM_PATTERN)]
 
 
 class FileCheck(Spec):
     path: str
+    # The path on another platform (a jar with a per-platform classifier, e.g. NVIDIA's
+    # `-cuda12-arm64` RAPIDS build): the check names the file that platform's image has.
+    platform_path: dict[PlatformName, str] = {}
     exists: bool = True
     mode: Mode = None
     owner: Owner | None = None
@@ -42,6 +48,8 @@ class MetadataCheck(Spec):
     workdir: str | None = None
     entrypoint: list[str] | None = None
     env: dict[str, str] = {}
+    # What one platform's image has instead (its recipe's `platform_env`: JAVA_HOME).
+    platform_env: dict[PlatformName, dict[str, str]] = {}
     labels: dict[str, str] = {}
 
 
@@ -189,14 +197,20 @@ def host_env_values(cs: CheckSet, environ: Mapping[str, str]
     return out
 
 
-def for_image(cs: CheckSet, labels: dict[str, str]) -> CheckSet:
+def for_image(cs: CheckSet, labels: dict[str, str], platform: str | None = None
+              ) -> CheckSet:
     """The check set with {version} and {label:…} filled in from an image's labels
-    ({port} is left for the runtime, which picks one per server)."""
+    ({port} is left for the runtime, which picks one per server), and each file's path
+    and metadata env those of the image's `platform`."""
     data = cs.model_dump()
     for f in data["files"]:
+        f["path"] = f.pop("platform_path").get(platform, f["path"])
         if f["mode"] is not None:
             f["mode"] = f"{f['mode']:04o}"
         if f["owner"] is not None:
             f["owner"] = f"{f['owner'][0]}:{f['owner'][1]}"
+    if data["metadata"] is not None:
+        md = data["metadata"]
+        md["env"] = {**md["env"], **md.pop("platform_env").get(platform, {})}
     data["writable_owner"] = f"{data['writable_owner'][0]}:{data['writable_owner'][1]}"
     return CheckSet.model_validate(substitute(data, labels))

@@ -21,10 +21,11 @@ import socket
 import time
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..digests import canonical_json
+from ..image import StoredImage
 from ..oci import MT_CONFIG, MT_MANIFEST, Descriptor
 from ..outputs import full_reference
 from ..outputs.archive import write_archive
@@ -60,6 +61,19 @@ class PreparedImage:
     uid_ref: str             # the same layers with User 12345:0
     labels: dict[str, str]
     imported: bool = True    # False: containerd had both references at these digests
+    platform: str | None = None  # another platform's image, run under emulation
+
+
+def checked_image(store: Store, name: str, platform: str | None = None,
+                  emulated: bool = False) -> StoredImage:
+    """The image `name` of `platform` (None: the host's). One run under emulation gets
+    a reference of its own (`spark:4.1.1-arm64`), so that in a shared containerd it
+    sits beside the host's image of that name instead of replacing it."""
+    img = store.image(name, platform)
+    if not emulated or platform is None:
+        return img
+    repo, _, tag = img.reference.rpartition(":")
+    return replace(img, reference=f"{repo}:{tag}-{platform.rsplit('/', 1)[-1]}")
 
 
 class RuntimeChecker:
@@ -89,11 +103,13 @@ class RuntimeChecker:
 
     # -- images ----------------------------------------------------------------------
 
-    def prepare(self, store: Store, name: str, archive: Path) -> PreparedImage:
+    def prepare(self, store: Store, name: str, archive: Path,
+                emulate: str | None = None) -> PreparedImage:
         """The image and its 12345:0 twin in containerd. Not imported again where
         containerd already holds both references at these digests (a re-test does not
-        unpack the layers again); `archive` is written only for an import, if missing."""
-        img = store.image(name)
+        unpack the layers again); `archive` is written only for an import, if missing.
+        `emulate`: the image of that platform (not the host's), run under emulation."""
+        img = checked_image(store, name, emulate, emulated=True)
         config = img.config  # a copy of its own: changed below
         labels = config.get("config", {}).get("Labels") or {}
         derived = f"{name}--uid{ARBITRARY_USER.split(':')[0]}"
@@ -105,7 +121,7 @@ class RuntimeChecker:
         manifest["config"] = Descriptor(MT_CONFIG, store.put_bytes(cfg), len(cfg)).to_json()
         data = canonical_json(manifest)
         prepared = PreparedImage(name, full_reference(img.reference),
-                                 full_reference(uid_reference), labels)
+                                 full_reference(uid_reference), labels, platform=emulate)
         uid_digest = store.put_bytes(data)
         if (self.ctd.image_digest(prepared.ref) == img.descriptor.digest
                 and self.ctd.image_digest(prepared.uid_ref) == uid_digest):
@@ -113,14 +129,14 @@ class RuntimeChecker:
             return prepared
         if not archive.exists():
             write_archive(store, [img], archive)
-        self.ctd.import_archive(archive)
+        self.ctd.import_archive(archive, emulate)
         store.tag(derived, Descriptor(MT_MANIFEST, uid_digest, len(data)),
                   {"io.ociforge.reference": uid_reference})
         try:
             uid_archive = self.workdir / f"{derived}.tar"
             # Its layers are already in containerd from the import above.
             write_archive(store, [store.image(derived)], uid_archive, layers=False)
-            self.ctd.import_archive(uid_archive)
+            self.ctd.import_archive(uid_archive, emulate)
             uid_archive.unlink()
         finally:
             store.untag(derived)
@@ -135,8 +151,9 @@ class RuntimeChecker:
     def _args(self, ref: str, name: str, argv: list[str], env: dict[str, str], *,
               read_only: bool, writable: list[str], net_host: bool, gpu: bool,
               detach: bool, env_file: Path | None = None,
-              inputs: list[Path] | None = None) -> list[str]:
-        args = ["run", "--mount", f"type=bind,src={self.hosts},dst=/etc/hosts,options=rbind:ro"]
+              inputs: list[Path] | None = None, platform: str | None = None) -> list[str]:
+        args = ["run", *(["--platform", platform] if platform else []),
+                "--mount", f"type=bind,src={self.hosts},dst=/etc/hosts,options=rbind:ro"]
         if read_only:
             args.append("--read-only")
             for path in writable:
@@ -198,7 +215,8 @@ class RuntimeChecker:
                                              read_only=run.arbitrary, writable=cs.writable,
                                              net_host=c.host_network, gpu=cs.gpu,
                                              detach=False, env_file=env_file,
-                                             inputs=self._inputs(c.inputs)),
+                                             inputs=self._inputs(c.inputs),
+                                             platform=image.platform),
                                  timeout=c.timeout)
             except Exception as e:
                 out.append(failed(image.name, kind, name, f"did not finish: {e}",
@@ -232,7 +250,7 @@ class RuntimeChecker:
         p = self.ctd.ctr(*self._args(image.uid_ref if run.arbitrary else image.ref, name,
                                      sc.args, sc.env, read_only=run.arbitrary,
                                      writable=cs.writable, net_host=True, gpu=False,
-                                     detach=True, env_file=env_file))
+                                     detach=True, env_file=env_file, platform=image.platform))
         if p.returncode != 0:
             return failed(image.name, "server", sc.name, f"did not start: {p.stderr.strip()}")
         try:
@@ -272,7 +290,8 @@ class RuntimeChecker:
                 return False, str(e)
         assert command is not None
         p = self.ctd.ctr(*self._args(image.ref, self._name(), command, {}, read_only=False,
-                                     writable=[], net_host=True, gpu=False, detach=False),
+                                     writable=[], net_host=True, gpu=False, detach=False,
+                                     platform=image.platform),
                          timeout=300)
         return p.returncode == 0, p.stdout + p.stderr
 

@@ -94,12 +94,15 @@ class Features:
             layers += fill(case.layers, variables, where.at(name, "cases", pattern, "layers"))
         return list(layers)
 
-    def possible_layers(self, variables: dict[str, str], where: Where = _CATALOG) -> list[str]:
-        """Every layer some feature available to an image with these variables adds
-        (`--with` included): what a matrix's layer templates must provide."""
+    def possible_layers(self, variables: dict[str, str], where: Where = _CATALOG,
+                        platform: str | None = None) -> list[str]:
+        """Every layer some feature available to an image with these variables (and on
+        `platform`, if given) adds (`--with` included): what a matrix's layer templates
+        must provide, and what `ociforge lock` locks for each platform."""
         version = variables.get("version", "")
         return [ln for name, f in self.defs.items()
                 if not any(fnmatch.fnmatchcase(version, p) for p in f.unavailable)
+                and platform not in f.unavailable_on
                 for ln in self.layers_of(name, variables, where)]
 
     def apply(self, image: ImageSpec, where: Where) -> ImageSpec:

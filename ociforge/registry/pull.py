@@ -16,7 +16,7 @@ from typing import Any
 
 from ..digests import digest_bytes
 from ..errors import IntegrityError, NetworkError, OciforgeError, StoreCorruptError
-from ..image import default_reference
+from ..image import default_reference, host_platform
 from ..net.http import retrying
 from ..oci import Descriptor, document_kind
 from ..store import Store
@@ -73,7 +73,9 @@ class Puller:
                                  f"says {header}")
         return data, media_type, digest
 
-    def pull(self, ref: Reference, name: str, platform: str = "linux/amd64") -> PullReport:
+    def pull(self, ref: Reference, name: str, platform: str | None = None) -> PullReport:
+        """Pull `ref` as `name`; of an index, the image of `platform` (the host's)."""
+        platform = platform or host_platform()
         started = time.monotonic()
         repo = ref.repository
         data, media_type, digest = self._manifest(repo, ref.reference, ref.digest)
