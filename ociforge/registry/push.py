@@ -186,7 +186,7 @@ class Pusher:
         if missing:
             self._put_manifests(client, req, tree, missing, scopes, children=state == "new")
         return [self._attach(client, sub, subject, scopes,
-                             artifacts[(req.name, subject.digest)].result())
+                             artifacts[(req.name, subject.digest)].result(), state == "new")
                 for sub, subject in subjects(req, tree) if (req.name, subject.digest) in artifacts]
 
     # -- planning ------------------------------------------------------------------
@@ -255,25 +255,47 @@ class Pusher:
             earlier.result()
         repo, label = target.repository, self._label(target, blob)
         self.progress(label, 0, blob.size)
-        if client.head_blob(repo, blob.digest, scopes) is not None:
+        mounted, location = False, None
+        remote = not self.store.has_blob(blob.digest, blob.size)
+        if remote:
+            # Its bytes are in the layer cache, not here: the mount is tried first, with
+            # no HEAD before it (the registry answers 201 whether it mounts the blob or
+            # the repository has it already). A HEAD only when the mount fails.
+            mounted, location = self._mount(client, target, blob, scopes)
+        if mounted:
+            outcome = "mounted"
+        elif client.head_blob(repo, blob.digest, scopes) is not None:
             outcome = "present"
+        elif remote:
+            outcome = self._upload(client, target, blob, scopes, label, location)
         else:
             outcome = self._mount_or_upload(client, target, blob, scopes, label)
         self.locations.record(target.registry, blob.digest, repo)
         self.progress(label, blob.size, blob.size)
         return outcome
 
-    def _mount_or_upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
-                         scopes: frozenset[str], label: str) -> str:
+    def _mount(self, client: RegistryClient, target: Reference, blob: Descriptor,
+               scopes: frozenset[str]) -> tuple[bool, str | None]:
+        """Mount from a repository known to hold the blob: (True, None), or (False, the
+        upload the registry opened instead, if any)."""
         repo = target.repository
-        location = None
         for source in self.locations.sources(target.registry, blob.digest, repo)[:2]:
             mounted, location = client.mount_blob(repo, blob.digest, source,
                                                   scopes | {pull_scope(source)})
-            if mounted:
-                return "mounted"
-            if location:
-                break
+            if mounted or location:
+                return mounted, location
+        return False, None
+
+    def _mount_or_upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
+                         scopes: frozenset[str], label: str) -> str:
+        mounted, location = self._mount(client, target, blob, scopes)
+        if mounted:
+            return "mounted"
+        return self._upload(client, target, blob, scopes, label, location)
+
+    def _upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
+                scopes: frozenset[str], label: str, location: str | None) -> str:
+        repo = target.repository
         # Not mountable: the bytes are needed (a blob left in the layer cache comes now).
         upload = BlobUpload(client, repo, scopes, self.store.require_blob(blob.digest),
                             blob.digest, blob.size, self.chunk_size, self.counter,
@@ -285,8 +307,10 @@ class Pusher:
         return "pushed"
 
     def _attach(self, client: RegistryClient, req: PushRequest, subject: Descriptor,
-                scopes: frozenset[str], art: Artifact | str) -> dict[str, Any]:
-        """Attach the artifact of `subject` (after its manifest is in place)."""
+                scopes: frozenset[str], art: Artifact | str, new_subject: bool
+                ) -> dict[str, Any]:
+        """Attach the artifact of `subject` (after its manifest is in place;
+        `new_subject`: this push put it there)."""
         entry: dict[str, Any] = {"name": req.name, "subject": subject.digest,
                                  **({"platform": req.platform} if req.platform else {})}
         if isinstance(art, str):
@@ -294,7 +318,7 @@ class Pusher:
         self.progress(f"attach {req.name}", 0, len(art.data))
         try:
             done = Referrers(client, req.target.repository, scopes, self.store.tmp_dir,
-                             self.locations).attach(subject, art)
+                             self.locations).attach(subject, art, new_subject=new_subject)
         except RegistryError as e:
             raise RegistryError(f"{req.name} was pushed, but attaching its {art.artifact_type} "
                                 f"failed: {e}") from None

@@ -91,13 +91,17 @@ class Referrers:
         self.tmp_dir = tmp_dir
         self.locations = locations
 
-    def attach(self, subject: Descriptor, art: Artifact) -> Attached:
+    def attach(self, subject: Descriptor, art: Artifact, *, new_subject: bool = False
+               ) -> Attached:
+        """`new_subject`: the subject's manifest was just pushed (it was not there), so
+        no artifact of it can be either: the artifact goes without a HEAD first (a PUT
+        of a manifest that is there after all is harmless: same bytes, same digest)."""
         data = artifact_manifest(subject, art)
         digest = digest_bytes(data)
         counter = Counter()
         out = Attached(digest, len(data), digest_bytes(art.data), "present", "tag-fallback",
                        None, 0)
-        if self.client.head_manifest(self.repo, digest, self.scopes) is None:
+        if new_subject or self.client.head_manifest(self.repo, digest, self.scopes) is None:
             self._blob(EMPTY, counter)
             self._blob(art.data, counter)
             headers = self.client.put_manifest(self.repo, digest, data, MT_MANIFEST, digest,
@@ -133,7 +137,9 @@ class Referrers:
 
     def _blob(self, data: bytes, counter: Counter) -> None:
         digest = digest_bytes(data)
-        if self.client.head_blob(self.repo, digest, self.scopes) is None:
+        placed = self.locations is not None and self.locations.placed(
+            self.client.registry, digest, self.repo)  # (the empty config, after the first)
+        if not placed and self.client.head_blob(self.repo, digest, self.scopes) is None:
             mounted, location = self._mount(digest)
             if not mounted:
                 # BlobUpload streams from a file (with its retry and digest checks); the
