@@ -70,7 +70,8 @@ class BlobLocations:
                 table = self._read()
                 for registry, digest, repo in sorted(self._new):
                     self._add(table, registry, digest, repo)
+                # Not fsynced: best effort, and an unreadable file reads as empty.
                 atomic_write(self.path, json.dumps(table, sort_keys=True).encode(),
-                             self._tmp)
+                             self._tmp, durable=False)
             self._saved |= self._new
             self._new.clear()
