@@ -123,7 +123,26 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
     assert not {"sha256:" + p.name for p in (pub / "blobs" / "sha256").iterdir()} & layers
     attached = {a["name"]: a for a in report["attached"]}
     assert all("skipped" not in a for a in attached.values()), attached
+    # Round trips: one /v2/ ping for the cache's client and the push's; a layer held by
+    # the cache is mounted with no HEAD before (the mount answers); an SBOM of a
+    # manifest just pushed goes with no HEAD of its artifact manifest first.
+    target = "/v2/ci/published/"
+    assert proxy.count("GET", r"^/v2/$") == 1
+    assert not [e for e in proxy.log if e.method == "HEAD" and e.path.startswith(target)
+                and e.path.rsplit("/", 1)[-1] in layers]
+    assert proxy.count("HEAD", rf"^{target}manifests/sha256:") == len(report["images"])
+    assert proxy.count("POST", rf"^{target}blobs/uploads/\?mount=", 201) == 11
     fsck_clean(pub)
+    # Published again, unchanged: the tags answer for the images, the referrers tags
+    # for the SBOMs; no blob is asked about, nothing is written.
+    proxy.log.clear()
+    r = run_cli("--cache", f"{proxy.host}/ci/cache", "push", "--all", "--to",
+                f"{proxy.host}/ci/published", "--json", store=pub, project=project)
+    assert r.rc == 0, r.err
+    assert {i["manifest"] for i in r.json()["images"]} == {"present"}
+    assert {a["state"] for a in r.json()["attached"]} == {"present"}
+    assert proxy.count("HEAD", rf"^{target}blobs/") == 0
+    assert sum(proxy.count(m) for m in WRITES) == 0
 
     # A pulled image checks out: digests verified by the pull, the files are the project's.
     dest = tmp_path / "pulled"

@@ -102,7 +102,11 @@ class Pusher:
         scopes = self._scopes(requests, trees)
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
-        images = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push-image")
+        # A thread per image (up to 16; blob transfers keep to `jobs`): an image's
+        # manifests and SBOM are a chain of small requests, and a fifth image waiting
+        # for the first four adds its whole chain to the push's time.
+        images = ThreadPoolExecutor(max_workers=max(self.jobs, min(len(requests), 16)),
+                                    thread_name_prefix="push-image")
         # Each artifact (an SBOM per platform manifest) is made while the blobs go up, on
         # a thread of its own: uploads mostly wait on the registry, so it costs no wall
         # time.
