@@ -270,6 +270,22 @@ class RegistryClient:
         return (resp.headers.get("Docker-Content-Digest", ""),
                 resp.headers.get("Content-Type", "").split(";")[0])
 
+    def has_tags(self, repo: str, scopes: frozenset[str] | None = None) -> bool | None:
+        """Whether `repo` has any tag: False for a repository with none (or none yet:
+        404 NAME_UNKNOWN), None when the registry does not say."""
+        resp = self.call("GET", f"/v2/{repo}/tags/list?n=1",
+                         scopes=scopes or frozenset({pull_scope(repo)}))
+        with resp:
+            if resp.status_code == 404:
+                return False
+            if resp.status_code != 200:
+                return None
+            try:
+                tags = resp.json().get("tags")
+            except (ValueError, AttributeError):
+                return None
+        return bool(tags) if tags is None or isinstance(tags, list) else None
+
     def get_manifest(self, repo: str, ref: str,
                      scopes: frozenset[str] | None = None) -> tuple[bytes, str, str | None]:
         """(exact bytes, media type, Docker-Content-Digest header or None)."""

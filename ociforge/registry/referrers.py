@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,15 @@ def artifact_manifest(subject: Descriptor, art: Artifact) -> bytes:
     return canonical_json(manifest)
 
 
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_lock = threading.Lock()
+
+
+def _blob_lock(registry: str, repo: str, digest: str) -> threading.Lock:
+    with _locks_lock:
+        return _locks.setdefault((registry, repo, digest), threading.Lock())
+
+
 class Referrers:
     """Attaches artifacts to manifests of one repository."""
 
@@ -137,6 +147,12 @@ class Referrers:
 
     def _blob(self, data: bytes, counter: Counter) -> None:
         digest = digest_bytes(data)
+        # One thread at a time per blob and repository: the empty config of every
+        # image's SBOM goes up once, the others find it placed.
+        with _blob_lock(self.client.registry, self.repo, digest):
+            self._blob_once(data, digest, counter)
+
+    def _blob_once(self, data: bytes, digest: str, counter: Counter) -> None:
         placed = self.locations is not None and self.locations.placed(
             self.client.registry, digest, self.repo)  # (the empty config, after the first)
         if not placed and self.client.head_blob(self.repo, digest, self.scopes) is None:
