@@ -18,6 +18,10 @@ about --size-mb in all, some layers shared by several images. Same registry bina
     SBOMs; layers mounted) vs `skopeo copy oci:LAYOUT:latest docker://…` of each
     image from an OCI layout of it (one process per image, one after another).
     Goal: ≤ 0.1× skopeo's time.
+`--publish-only`: (b) alone, the cache warmed by one untimed runner (each run gets a
+fresh registry); the contenders alternate (stitch, skopeo, stitch …).
+Every child runs with byte-compiled modules (compiled first, as an installed package
+is): the figure is ociforge's, not the source compiler's.
 Writes bench/results/fleet.json.
 """
 
@@ -80,10 +84,11 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_all(argvs: list[list[str]]) -> float:
-    """Start every command at once; wall seconds until the last one ends."""
+def run_all(argvs: list[list[str]], cwd: Path | None = None) -> float:
+    """Start every command at once; wall seconds until the last one ends (`cwd`: where
+    `python -m ociforge.cli` finds the package, for --baseline)."""
     start = time.monotonic()
-    procs = [subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    procs = [subprocess.Popen(a, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
              for a in argvs]
     for p in procs:
         _, err = p.communicate()
@@ -98,12 +103,64 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def publish(rows: dict[str, list[float]], cpu: dict[str, list[float]], work: Path,
+            project: Path, reg: Registry, cache: str, layout: Path, run: int,
+            baseline: Path | None = None) -> None:
+    """(b) stitching vs skopeo, to empty repositories of the same registry; the
+    stitch also without the plan's file digests (every input file hashed again).
+    Odd runs go in the reverse order, so no contender always follows another."""
+
+    def stitch() -> None:
+        for row, extra in (("stitch_rehash", []),
+                           ("stitch", ["--file-digests", str(work / "plan.json")])):
+            before = children_cpu()
+            rows[row].append(run_all([ociforge(
+                work / f"pub-{run}{row}", "--project", str(project), "--cache", cache, "-q",
+                "push", "--all", "--to", f"{reg.host}/ci/{row}", *extra)]))
+            cpu[row].append(children_cpu() - before)
+        fetched = sum(1 for p in (work / f"pub-{run}stitch" / "blobs" / "sha256").iterdir()
+                      if p.stat().st_size > MiB)
+        assert fetched == 0, "the publisher downloaded layers"
+
+    def stitch_baseline() -> None:  # the same, with another checkout's ociforge
+        if baseline is None:
+            return
+        before = children_cpu()
+        rows["stitch_baseline"].append(run_all([ociforge(
+            work / f"pub-{run}base", "--project", str(project), "--cache", cache, "-q",
+            "push", "--all", "--to", f"{reg.host}/ci/baseline", "--file-digests",
+            str(work / "plan.json"))], cwd=baseline))
+        cpu["stitch_baseline"].append(children_cpu() - before)
+
+    def skopeo() -> None:
+        start, before = time.monotonic(), children_cpu()
+        for name in IMAGES:
+            subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                            f"oci:{layout}-{name}:latest", f"docker://{reg.host}/ci/skopeo:{name}"],
+                           check=True, stdout=subprocess.DEVNULL)
+        rows["skopeo"].append(time.monotonic() - start)
+        cpu["skopeo"].append(children_cpu() - before)  # skopeo's own (not the registry's)
+
+    order = (stitch, stitch_baseline, skopeo)
+    for contender in (order[::-1] if run % 2 else order):
+        contender()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=240)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--publish-only", action="store_true",
+                    help="(b) alone: publish by stitching vs skopeo, no fleet figures")
+    ap.add_argument("--baseline", type=Path,
+                    help="a checkout of another commit (`git archive REV | tar -x -C DIR`): "
+                         "its stitch timed too, in the same run (row stitch_baseline)")
     args = ap.parse_args()
+    for tree in (REPO_ROOT, *([args.baseline] if args.baseline else [])):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "ociforge")],
+                       check=True, stdout=subprocess.DEVNULL)
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     work = Path(os.environ.get("OCIFORGE_BENCH_TMP", "/tmp")) / f"fleet-bench-{os.getpid()}"
     project = make_project(work / "proj", args.size_mb)
     load_before = os.getloadavg()
@@ -122,10 +179,19 @@ def main() -> None:
         subprocess.run(ociforge(ref_store, "--project", str(project), "-q", "assemble", name,
                                 "--oci-layout", f"{layout}-{name}"), check=True)
     rows: dict[str, list[float]] = {"one": [], "fleet": [], "stitch": [], "skopeo": [],
-                                    "stitch_rehash": []}
-    cpu: dict[str, list[float]] = {"stitch": [], "stitch_rehash": [], "skopeo": []}
+                                    "stitch_rehash": [], "stitch_baseline": []}
+    cpu: dict[str, list[float]] = {"stitch": [], "stitch_rehash": [], "skopeo": [],
+                                   "stitch_baseline": []}
     sent: dict[str, int] = {}
     for run in range(args.runs):
+        if args.publish_only:
+            reg = Registry(work / f"reg-fleet-{run}")
+            cache = f"{reg.host}/ci/cache"
+            run_all([ociforge(work / f"warm-{run}", "--project", str(project), "--cache",
+                              cache, "-q", "layers", "build", *every)])
+            publish(rows, cpu, work, project, reg, cache, layout, run, args.baseline)
+            reg.stop()
+            continue
         # (a) one runner, no cache
         reg = Registry(work / f"reg-one-{run}")
         rows["one"].append(run_all([ociforge(work / f"one-{run}", "--project", str(project),
@@ -138,26 +204,9 @@ def main() -> None:
             ociforge(work / f"fleet-{run}-{i}", "--project", str(project), "--cache", cache,
                      "-q", "layers", "build", *layers) for i, layers in enumerate(jobs)]))
         sent["fleet"] = du(reg.base / "data")
-        # (b) stitching vs skopeo, to empty repositories of the same registry; the
-        # stitch also without the plan's file digests (every input file hashed again)
-        for row, extra in (("stitch_rehash", []),
-                           ("stitch", ["--file-digests", str(work / "plan.json")])):
-            before = children_cpu()
-            rows[row].append(run_all([ociforge(
-                work / f"pub-{run}{row}", "--project", str(project), "--cache", cache, "-q",
-                "push", "--all", "--to", f"{reg.host}/ci/{row}", *extra)]))
-            cpu[row].append(children_cpu() - before)
-        fetched = sum(1 for p in (work / f"pub-{run}stitch" / "blobs" / "sha256").iterdir()
-                      if p.stat().st_size > MiB)
-        assert fetched == 0, "the publisher downloaded layers"
-        start, before = time.monotonic(), children_cpu()
-        for name in IMAGES:
-            subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
-                            f"oci:{layout}-{name}:latest", f"docker://{reg.host}/ci/skopeo:{name}"],
-                           check=True, stdout=subprocess.DEVNULL)
-        rows["skopeo"].append(time.monotonic() - start)
-        cpu["skopeo"].append(children_cpu() - before)  # skopeo's own (not the registry's)
+        publish(rows, cpu, work, project, reg, cache, layout, run, args.baseline)
         reg.stop()
+    rows = {k: v for k, v in rows.items() if v}
     med = {k: statistics.median(v) for k, v in rows.items()}
     total = sum(p.stat().st_size for p in (project / "files").iterdir())
     result: dict[str, Any] = {
@@ -165,11 +214,16 @@ def main() -> None:
         "nproc": os.cpu_count(), "load_before": load_before, "load_after": os.getloadavg(),
         "size_mb": round(total / MiB), "layers": len(LAYERS), "images": len(IMAGES),
         "runs": rows, "median_s": med,
-        "fleet_over_one": med["fleet"] / med["one"],
+        "mode": "publish-only" if args.publish_only else "all",
+        "commit": subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
+        **({"fleet_over_one": med["fleet"] / med["one"]} if "fleet" in med else {}),
         "stitch_over_skopeo": med["stitch"] / med["skopeo"],
         "stitch_rehash_over_skopeo": med["stitch_rehash"] / med["skopeo"],
-        "cpu_s": {k: statistics.median(v) for k, v in cpu.items()},
-        "fleet_registry_bytes": sent["fleet"],
+        **({"stitch_baseline_over_skopeo": med["stitch_baseline"] / med["skopeo"],
+            "baseline": str(args.baseline)} if "stitch_baseline" in med else {}),
+        "cpu_s": {k: statistics.median(v) for k, v in cpu.items() if v},
+        **({"fleet_registry_bytes": sent["fleet"]} if "fleet" in sent else {}),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

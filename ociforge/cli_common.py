@@ -60,6 +60,28 @@ class App:
             store.remote = CacheBlobs(partial(client_for, **self.cache_tls), self.warn)
         return store
 
+    def warm_cache(self) -> None:
+        """Ping the cache's registry on a thread of its own while the recipes load (a
+        ping tries HTTPS first: a CA bundle read, a handshake), so that the lookups
+        start at once. What goes wrong is left to the lookups to report."""
+        if not self.cache_repo:
+            return
+        import threading
+
+        spec, tls = self.cache_repo, self.cache_tls
+
+        def ping() -> None:
+            from .registry.layercache import client_for
+            from .registry.reference import parse
+
+            try:
+                ref = parse(spec)
+                client_for(ref.registry, ref.repository, **tls).ping()
+            except OciforgeError:
+                pass
+
+        threading.Thread(target=ping, name="cache-ping", daemon=True).start()
+
     def project(self) -> Project:
         from .recipes import Project
 

@@ -110,6 +110,7 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
     credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
     """
+    app.warm_cache()
     from .errors import ImageNotInStoreError
     from .oci import Descriptor
     from .registry import reference

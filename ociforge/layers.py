@@ -142,7 +142,10 @@ class LayerBuilder:
             elif all(self.store.has_blob(b.digest, b.size) for b in rec.blobs.values()):
                 local.append(rec)  # (blobs noted remote came from a cache: not offered)
         if len(todo) + len(local) > 1:
-            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="cache") as pool:
+            # One thread per lookup (up to 32): a lookup is four small requests in a
+            # row, so a layer waiting for a free thread doubles the stitch's wait.
+            workers = min(32, len(todo) + len(local))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache") as pool:
                 puts = [pool.submit(self.remote.put, rec) for rec in local]
                 found = zip(todo, pool.map(self.remote.lookup, todo), strict=True)
                 self._prefetched.update((k, rec) for k, rec in found if rec is not None)

@@ -3,34 +3,45 @@
 from __future__ import annotations
 
 import sys
+from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 class Reporter:
-    """One bar per named piece of work; a no-op when disabled."""
+    """One bar per named piece of work; a no-op when disabled. rich is imported only
+    when bars are drawn or the console is used (a quiet or --json run, as on CI,
+    does not load it)."""
 
     def __init__(self, enabled: bool | None = None) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty()
-        self.console = Console(stderr=True)
         self._progress: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
         if enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("{task.description:<28}"), BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
                 transient=True)
+
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
 
     def __enter__(self) -> Reporter:
         if self._progress:

@@ -101,19 +101,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write a small file whole or not at all."""
+def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None, *,
+                 durable: bool = True) -> None:
+    """Write a small file whole or not at all. `durable=False` for a cache whose reader
+    checks what it reads and makes it again when it must (two fsyncs a file are the
+    largest cost of writing it, and a stitching push writes dozens)."""
     tmp_dir = tmp_dir or path.parent
     tmp = tmp_dir / f"{os.getpid()}-{path.name}.{secrets.token_hex(4)}.part"
     try:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 class BlobWriter:

@@ -31,6 +31,7 @@ from ociforge.net.http import new_session, reason, request
 from ociforge.net.redact import redact
 from ociforge.net.retry import RetryPolicy, retry_after_seconds
 from ociforge.registry import RegistryError
+from ociforge.registry import client as client_mod
 from ociforge.registry.client import RegistryClient
 from ociforge.registry.pull import READ_BLOCK, Puller
 from ociforge.registry.reference import parse
@@ -415,6 +416,24 @@ def test_registry_client_waits_for_a_busy_registry(registry: tuple[str, Any]) ->
         RegistryClient(host, policy=policy).head_manifest("t/img", "v1")
     assert str(e.value) == "HEAD manifest t/img:v1: HTTP 503"
     assert sleeps == [1.0, 1.0, 1.0]
+
+
+def test_clients_of_one_registry_ping_it_once(registry: tuple[str, Any],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stitching push talks to one registry through two clients (the layer cache's
+    and the push's): one `/v2/` ping serves both, since each ping tries HTTPS first,
+    and both get the registry's answers."""
+    monkeypatch.setattr(client_mod, "_discovered", {})  # no other test's ping
+    host, handler = registry
+    first, second = RegistryClient(host), RegistryClient(host)
+    expected = (_digest(handler.manifest), MT_MANIFEST)
+    assert first.head_manifest("t/img", "v1") == expected
+    assert second.head_manifest("t/img", "v1") == expected
+    assert second.base == first.base == f"http://{host}"
+    assert [e for e in handler.log if e[1] == "/v2/"] == [("GET", "/v2/", 200)]
+    # Another TLS setting is another discovery: a ping of its own.
+    assert RegistryClient(host, insecure=True).head_manifest("t/img", "v1") == expected
+    assert len([e for e in handler.log if e[1] == "/v2/"]) == 2
 
 
 def test_registry_unreachable_stops_after_its_budget() -> None:

@@ -5,6 +5,7 @@ up), racing runners agree, a corrupt entry is rebuilt, read mode never writes.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -123,7 +124,30 @@ def test_fleet_builds_each_layer_once_and_publish_stitches(proxy: FaultProxy,
     assert not {"sha256:" + p.name for p in (pub / "blobs" / "sha256").iterdir()} & layers
     attached = {a["name"]: a for a in report["attached"]}
     assert all("skipped" not in a for a in attached.values()), attached
+    # Round trips: one /v2/ ping for the cache's client and the push's; one tags/list
+    # says the repository is new, so no manifest is asked about; a layer held by the
+    # cache is mounted with no HEAD before (the mount answers); the SBOMs' empty config
+    # goes up once.
+    target = "/v2/ci/published/"
+    assert proxy.count("GET", r"^/v2/$") == 1
+    assert proxy.count("GET", rf"^{target}tags/list") == 1
+    assert proxy.count("HEAD", rf"^{target}manifests/") == 0
+    assert not [e for e in proxy.log if e.method == "HEAD" and e.path.startswith(target)
+                and e.path.rsplit("/", 1)[-1] in layers]
+    assert proxy.count("POST", rf"^{target}blobs/uploads/\?mount=", 201) == 11
+    empty = hashlib.sha256(b"{}").hexdigest()
+    assert proxy.count("PUT", rf"^{target}blobs/uploads/.*digest=sha256%3A{empty}") == 1
     fsck_clean(pub)
+    # Published again, unchanged: the tags answer for the images, the referrers tags
+    # for the SBOMs; no blob is asked about, nothing is written.
+    proxy.log.clear()
+    r = run_cli("--cache", f"{proxy.host}/ci/cache", "push", "--all", "--to",
+                f"{proxy.host}/ci/published", "--json", store=pub, project=project)
+    assert r.rc == 0, r.err
+    assert {i["manifest"] for i in r.json()["images"]} == {"present"}
+    assert {a["state"] for a in r.json()["attached"]} == {"present"}
+    assert proxy.count("HEAD", rf"^{target}blobs/") == 0
+    assert sum(proxy.count(m) for m in WRITES) == 0
 
     # A pulled image checks out: digests verified by the pull, the files are the project's.
     dest = tmp_path / "pulled"

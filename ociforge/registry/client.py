@@ -70,6 +70,14 @@ def push_scope(repo: str) -> str:
     return f"repository:{repo}:pull,push"
 
 
+# What a ping found, per (API host, --insecure, CA file): base URL, TLS verification,
+# status and WWW-Authenticate. A process that talks to one registry through two clients
+# (the layer cache's and the push's) asks once: a ping costs an HTTPS attempt first
+# (a CA bundle loaded, a handshake) even where plain HTTP answers.
+_discovered: dict[tuple[str, bool, str | bool], tuple[str, bool | str, int, str | None]] = {}
+_discovered_lock = threading.Lock()
+
+
 class RegistryClient:
     """Talks to one registry (host[:port]); safe to share between threads."""
 
@@ -188,6 +196,13 @@ class RegistryClient:
         with self._ping_lock:
             if self.base is not None:
                 return
+            key = (self.api_host, self.insecure, self.verify)
+            with _discovered_lock:
+                found = _discovered.get(key)
+            if found is not None:
+                self.base, self.verify, status, challenge = found
+                self._answered(status, challenge)
+                return
             plain_ok = self.insecure or is_loopback(self.api_host)
             https = f"https://{self.api_host}"
             try:
@@ -213,14 +228,21 @@ class RegistryClient:
                 raise RegistryError(f"{self.registry} does not look like an OCI registry "
                                     f"(GET /v2/ answered {error_detail(resp)})")
             self.base = https
-            if resp.status_code == 401:
-                self.auth.note_challenge(resp.headers.get("WWW-Authenticate"))
-                if self.auth.scheme == "basic":
-                    # Check the password now, before any upload starts.
-                    resp = self.send("GET", "/v2/", scopes=frozenset())
-                    if resp.status_code != 200:
-                        raise RegistryError(f"GET /v2/ on {self.registry}: "
-                                            f"{error_detail(resp)}")
+            challenge = resp.headers.get("WWW-Authenticate")
+            self._answered(resp.status_code, challenge)
+            with _discovered_lock:
+                _discovered[key] = (https, self.verify, resp.status_code, challenge)
+
+    def _answered(self, status: int, challenge: str | None) -> None:
+        """Take the ping's answer: the auth scheme of a 401 (a basic password is
+        checked now, before any upload starts)."""
+        if status == 401:
+            self.auth.note_challenge(challenge)
+            if self.auth.scheme == "basic":
+                resp = self.send("GET", "/v2/", scopes=frozenset())
+                if resp.status_code != 200:
+                    raise RegistryError(f"GET /v2/ on {self.registry}: "
+                                        f"{error_detail(resp)}")
 
     def _ping_url(self, base: str) -> requests.Response:
         """GET /v2/ under the policy; TLS failures are left to `ping` to judge."""
@@ -247,6 +269,22 @@ class RegistryClient:
             raise RegistryError(f"HEAD manifest {repo}:{ref}: {error_detail(resp)}")
         return (resp.headers.get("Docker-Content-Digest", ""),
                 resp.headers.get("Content-Type", "").split(";")[0])
+
+    def has_tags(self, repo: str, scopes: frozenset[str] | None = None) -> bool | None:
+        """Whether `repo` has any tag: False for a repository with none (or none yet:
+        404 NAME_UNKNOWN), None when the registry does not say."""
+        resp = self.call("GET", f"/v2/{repo}/tags/list?n=1",
+                         scopes=scopes or frozenset({pull_scope(repo)}))
+        with resp:
+            if resp.status_code == 404:
+                return False
+            if resp.status_code != 200:
+                return None
+            try:
+                tags = resp.json().get("tags")
+            except (ValueError, AttributeError):
+                return None
+        return bool(tags) if tags is None or isinstance(tags, list) else None
 
     def get_manifest(self, repo: str, ref: str,
                      scopes: frozenset[str] | None = None) -> tuple[bytes, str, str | None]:

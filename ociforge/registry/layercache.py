@@ -114,7 +114,9 @@ class RegistryLayerCache:
             if want is not None:
                 path = scan_path(self.store, rec.diff_id, want)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(path, scan, self.store.tmp_dir)
+                # Not fsynced: a scan is checked when read (its diff_id, its version)
+                # and made again if torn.
+                atomic_write(path, scan, self.store.tmp_dir, durable=False)
         self.hits += 1
         return rec
 

@@ -23,6 +23,7 @@ class BlobLocations:
         self._lock = threading.Lock()
         self._known: dict[str, dict[str, list[str]]] = self._read()
         self._new: set[tuple[str, str, str]] = set()
+        self._saved: set[tuple[str, str, str]] = set()  # recorded here, then saved
 
     def _read(self) -> dict[str, dict[str, list[str]]]:
         try:
@@ -36,6 +37,12 @@ class BlobLocations:
         with self._lock:
             repos = self._known.get(registry, {}).get(digest, [])
             return [r for r in repos if r != exclude]
+
+    def placed(self, registry: str, digest: str, repo: str) -> bool:
+        """Whether this process saw `digest` land in (or found it in) `repo`: then it is
+        there, and asking the registry again is a wasted round trip."""
+        with self._lock:
+            return (registry, digest, repo) in self._new or (registry, digest, repo) in self._saved
 
     def record(self, registry: str, digest: str, repo: str) -> None:
         with self._lock:
@@ -63,6 +70,8 @@ class BlobLocations:
                 table = self._read()
                 for registry, digest, repo in sorted(self._new):
                     self._add(table, registry, digest, repo)
+                # Not fsynced: best effort, and an unreadable file reads as empty.
                 atomic_write(self.path, json.dumps(table, sort_keys=True).encode(),
-                             self._tmp)
+                             self._tmp, durable=False)
+            self._saved |= self._new
             self._new.clear()

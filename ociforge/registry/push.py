@@ -102,7 +102,11 @@ class Pusher:
         scopes = self._scopes(requests, trees)
         clients: list[RegistryClient] = []
         pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push")
-        images = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="push-image")
+        # A thread per image (up to 16; blob transfers keep to `jobs`): an image's
+        # manifests and SBOM are a chain of small requests, and a fifth image waiting
+        # for the first four adds its whole chain to the push's time.
+        images = ThreadPoolExecutor(max_workers=max(self.jobs, min(len(requests), 16)),
+                                    thread_name_prefix="push-image")
         # Each artifact (an SBOM per platform manifest) is made while the blobs go up, on
         # a thread of its own: uploads mostly wait on the registry, so it costs no wall
         # time.
@@ -119,9 +123,10 @@ class Pusher:
             # Every image's manifest HEADs at once, then its blobs into the pool, then
             # each image's manifests and artifact at once: a stitching push is mostly
             # small requests, so their round trips overlap.
+            tagless = self._tagless(requests, scopes)
             states = list(images.map(lambda r: self._manifest_state(
                 self.client_for(r.target), r, trees[r.name],
-                scopes[(r.target.registry, r.target.repository)]), requests))
+                scopes[(r.target.registry, r.target.repository)], tagless), requests))
             for req, (state, missing) in zip(requests, states, strict=True):
                 client = self.client_for(req.target)
                 if client not in clients:
@@ -186,7 +191,7 @@ class Pusher:
         if missing:
             self._put_manifests(client, req, tree, missing, scopes, children=state == "new")
         return [self._attach(client, sub, subject, scopes,
-                             artifacts[(req.name, subject.digest)].result())
+                             artifacts[(req.name, subject.digest)].result(), state == "new")
                 for sub, subject in subjects(req, tree) if (req.name, subject.digest) in artifacts]
 
     # -- planning ------------------------------------------------------------------
@@ -211,10 +216,26 @@ class Pusher:
                                   *(pull_scope(s) for s in sorted(sources))})
         return out
 
+    def _tagless(self, requests: list[PushRequest], scopes: dict[tuple[str, str], frozenset[str]]
+                 ) -> set[tuple[str, str]]:
+        """The target repositories that have no tag yet (a new repository, as when CI
+        publishes to a fresh one): one request each, instead of two HEADs per image."""
+        out = set()
+        for key in dict.fromkeys((r.target.registry, r.target.repository) for r in requests):
+            req = next(r for r in requests if (r.target.registry, r.target.repository) == key)
+            if self.client_for(req.target).has_tags(key[1], scopes[key]) is False:
+                out.add(key)
+        return out
+
     def _manifest_state(self, client: RegistryClient, req: PushRequest, tree: ImageTree,
-                        scopes: frozenset[str]) -> tuple[str, list[str]]:
+                        scopes: frozenset[str], tagless: set[tuple[str, str]]
+                        ) -> tuple[str, list[str]]:
         """("present", []) when every tag names our digest; ("tagged", tags) when the
-        manifest is there but some tags are not; ("new", tags) otherwise."""
+        manifest is there but some tags are not; ("new", tags) otherwise, and at once
+        in a repository with no tag (an untagged copy of the manifest there would only
+        mean blobs found present and the same manifest put again)."""
+        if (req.target.registry, req.target.repository) in tagless:
+            return "new", list(req.tags)
         repo = req.target.repository
         digest = tree.root.digest
         missing = []
@@ -255,25 +276,47 @@ class Pusher:
             earlier.result()
         repo, label = target.repository, self._label(target, blob)
         self.progress(label, 0, blob.size)
-        if client.head_blob(repo, blob.digest, scopes) is not None:
+        mounted, location = False, None
+        remote = not self.store.has_blob(blob.digest, blob.size)
+        if remote:
+            # Its bytes are in the layer cache, not here: the mount is tried first, with
+            # no HEAD before it (the registry answers 201 whether it mounts the blob or
+            # the repository has it already). A HEAD only when the mount fails.
+            mounted, location = self._mount(client, target, blob, scopes)
+        if mounted:
+            outcome = "mounted"
+        elif client.head_blob(repo, blob.digest, scopes) is not None:
             outcome = "present"
+        elif remote:
+            outcome = self._upload(client, target, blob, scopes, label, location)
         else:
             outcome = self._mount_or_upload(client, target, blob, scopes, label)
         self.locations.record(target.registry, blob.digest, repo)
         self.progress(label, blob.size, blob.size)
         return outcome
 
-    def _mount_or_upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
-                         scopes: frozenset[str], label: str) -> str:
+    def _mount(self, client: RegistryClient, target: Reference, blob: Descriptor,
+               scopes: frozenset[str]) -> tuple[bool, str | None]:
+        """Mount from a repository known to hold the blob: (True, None), or (False, the
+        upload the registry opened instead, if any)."""
         repo = target.repository
-        location = None
         for source in self.locations.sources(target.registry, blob.digest, repo)[:2]:
             mounted, location = client.mount_blob(repo, blob.digest, source,
                                                   scopes | {pull_scope(source)})
-            if mounted:
-                return "mounted"
-            if location:
-                break
+            if mounted or location:
+                return mounted, location
+        return False, None
+
+    def _mount_or_upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
+                         scopes: frozenset[str], label: str) -> str:
+        mounted, location = self._mount(client, target, blob, scopes)
+        if mounted:
+            return "mounted"
+        return self._upload(client, target, blob, scopes, label, location)
+
+    def _upload(self, client: RegistryClient, target: Reference, blob: Descriptor,
+                scopes: frozenset[str], label: str, location: str | None) -> str:
+        repo = target.repository
         # Not mountable: the bytes are needed (a blob left in the layer cache comes now).
         upload = BlobUpload(client, repo, scopes, self.store.require_blob(blob.digest),
                             blob.digest, blob.size, self.chunk_size, self.counter,
@@ -285,8 +328,10 @@ class Pusher:
         return "pushed"
 
     def _attach(self, client: RegistryClient, req: PushRequest, subject: Descriptor,
-                scopes: frozenset[str], art: Artifact | str) -> dict[str, Any]:
-        """Attach the artifact of `subject` (after its manifest is in place)."""
+                scopes: frozenset[str], art: Artifact | str, new_subject: bool
+                ) -> dict[str, Any]:
+        """Attach the artifact of `subject` (after its manifest is in place;
+        `new_subject`: this push put it there)."""
         entry: dict[str, Any] = {"name": req.name, "subject": subject.digest,
                                  **({"platform": req.platform} if req.platform else {})}
         if isinstance(art, str):
@@ -294,7 +339,7 @@ class Pusher:
         self.progress(f"attach {req.name}", 0, len(art.data))
         try:
             done = Referrers(client, req.target.repository, scopes, self.store.tmp_dir,
-                             self.locations).attach(subject, art)
+                             self.locations).attach(subject, art, new_subject=new_subject)
         except RegistryError as e:
             raise RegistryError(f"{req.name} was pushed, but attaching its {art.artifact_type} "
                                 f"failed: {e}") from None

@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,15 @@ def artifact_manifest(subject: Descriptor, art: Artifact) -> bytes:
     return canonical_json(manifest)
 
 
+_locks: dict[tuple[str, str, str], threading.Lock] = {}
+_locks_lock = threading.Lock()
+
+
+def _blob_lock(registry: str, repo: str, digest: str) -> threading.Lock:
+    with _locks_lock:
+        return _locks.setdefault((registry, repo, digest), threading.Lock())
+
+
 class Referrers:
     """Attaches artifacts to manifests of one repository."""
 
@@ -91,13 +101,17 @@ class Referrers:
         self.tmp_dir = tmp_dir
         self.locations = locations
 
-    def attach(self, subject: Descriptor, art: Artifact) -> Attached:
+    def attach(self, subject: Descriptor, art: Artifact, *, new_subject: bool = False
+               ) -> Attached:
+        """`new_subject`: the subject's manifest was just pushed (it was not there), so
+        no artifact of it can be either: the artifact goes without a HEAD first (a PUT
+        of a manifest that is there after all is harmless: same bytes, same digest)."""
         data = artifact_manifest(subject, art)
         digest = digest_bytes(data)
         counter = Counter()
         out = Attached(digest, len(data), digest_bytes(art.data), "present", "tag-fallback",
                        None, 0)
-        if self.client.head_manifest(self.repo, digest, self.scopes) is None:
+        if new_subject or self.client.head_manifest(self.repo, digest, self.scopes) is None:
             self._blob(EMPTY, counter)
             self._blob(art.data, counter)
             headers = self.client.put_manifest(self.repo, digest, data, MT_MANIFEST, digest,
@@ -133,7 +147,15 @@ class Referrers:
 
     def _blob(self, data: bytes, counter: Counter) -> None:
         digest = digest_bytes(data)
-        if self.client.head_blob(self.repo, digest, self.scopes) is None:
+        # One thread at a time per blob and repository: the empty config of every
+        # image's SBOM goes up once, the others find it placed.
+        with _blob_lock(self.client.registry, self.repo, digest):
+            self._blob_once(data, digest, counter)
+
+    def _blob_once(self, data: bytes, digest: str, counter: Counter) -> None:
+        placed = self.locations is not None and self.locations.placed(
+            self.client.registry, digest, self.repo)  # (the empty config, after the first)
+        if not placed and self.client.head_blob(self.repo, digest, self.scopes) is None:
             mounted, location = self._mount(digest)
             if not mounted:
                 # BlobUpload streams from a file (with its retry and digest checks); the

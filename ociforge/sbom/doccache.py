@@ -80,8 +80,9 @@ def _write(store: Store, path: Path, doc: Document) -> None:
             "sha256": hashlib.sha256(doc.data).hexdigest()}
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Not fsynced: `_read` checks the sha256 line and a torn file is made again.
         atomic_write(path, json.dumps(meta, sort_keys=True).encode() + b"\n" + doc.data,
-                     store.tmp_dir)
+                     store.tmp_dir, durable=False)
         slot = path.name.split("-", 1)[0]
         for old in path.parent.glob(f"{slot}-*"):
             if old != path:
