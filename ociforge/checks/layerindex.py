@@ -120,7 +120,7 @@ class LayerIndex:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # a read-only store still checks, uncached
             atomic_write(path, json.dumps(doc, separators=(",", ":")).encode(),
-                         self.store.tmp_dir)
+                         self.store.tmp_dir, durable=False)  # checked when read
 
     # -- listings ----------------------------------------------------------------------
 
