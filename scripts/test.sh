@@ -11,4 +11,14 @@ mypy ociforge
 ociforge lock --check
 # The only networked step: real Spark images from PyPI and Debian into the test cache.
 CHECK_BASE_REPRODUCIBLE=${CHECK_BASE_REPRODUCIBLE:-1} bash scripts/prebuild-spark.sh
-python -m pytest -v -ra --durations=20 "$@"
+# mmdebstrap and the chroot tests bind-mount /dev into temporary trees: a removal
+# that crossed a live bind mount would take the host's device nodes with it.
+dev_null_ok() {
+  [ -c /dev/null ] || { echo "test.sh: /dev/null is not a character device ($1);" \
+    "restore it: rm -f /dev/null && mknod -m 666 /dev/null c 1 3" >&2; return 1; }
+}
+dev_null_ok "before the tests"
+status=0
+python -m pytest -v -ra --durations=20 "$@" || status=$?
+dev_null_ok "after the tests" || status=1
+exit $status
