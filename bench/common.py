@@ -305,3 +305,11 @@ def write_results(name: str, title: str, rows: list[Row], contenders: list[Conte
 
 def mb(n: float) -> float:
     return n / 1e6
+
+
+def write_doc(name: str, doc: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """A suite's result document as bench/results/NAME.json, and its table on stdout."""
+    path = REPO_ROOT / "bench" / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(markdown(doc))

@@ -27,7 +27,6 @@ store (the original is not written to), and pushed with `ociforge push`. Needs r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -41,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_doc
 from push import Registry, ociforge
 from push_spark import default_store
 from repush_sbom import bench_lock, linked_copy
@@ -242,10 +242,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write(doc: dict[str, Any]) -> None:
-    path = ROOT / "bench" / "results" / "podstart.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(markdown(doc))
+    write_doc("podstart", doc, markdown)
 
 
 def suite(ns: Any) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_doc
 from push import Registry, ociforge, timed
 from push_spark import default_store
 
@@ -131,10 +132,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def write(doc: dict[str, Any]) -> None:
-    results = ROOT / "bench" / "results" / "repush-sbom.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(doc, indent=1) + "\n")
-    print(markdown(doc))
+    write_doc("repush-sbom", doc, markdown)
 
 
 def suite(ns: Any) -> None:
