@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .cli_common import App, human_size, output_options
+from .errors import RecipeError
 
 
 @click.command("plan")
@@ -27,7 +28,8 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     in exactly one job, a layer built on other images together with theirs, largest
     first (sizes from this store's layer records); then one publish stage that only
     stitches manifests. With --json, also the sha256 of each checkout file the layers
-    take, by git blob id, for `push --file-digests`. Each job runs `ociforge layers
+    take, by git blob id, for `push --file-digests`, and each image's layer keys and
+    config inputs (`stitch`, stamped `made_by`) for `push --plan`. Each job runs `ociforge layers
     build LAYER…` (with the run's `--cache`, which makes the layers every other job's
     and the publish stage's)."""
     from .plan import known_sizes, make_plan
@@ -46,8 +48,13 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
         session = app.session()
         digests = session.checkout_digests(
             dict.fromkeys(ln for layers in result.images.values() for ln in layers))
-        app.emit({**result.to_json(), "file_digests": digests,
-                  **({} if result.needs else _stitch_inputs(session, selected, all_))})
+        stitch: dict[str, Any] = {}
+        if not result.needs:  # builder layers: keys need their base images assembled
+            try:
+                stitch = _stitch_inputs(session, selected, all_)
+            except RecipeError as e:  # a missing lock: the plan still splits the jobs
+                app.warn(f"no stitch inputs for `push --plan`: {e}")
+        app.emit({**result.to_json(), "file_digests": digests, **stitch})
         return
     cache = f"--cache {app.cache_repo} " if app.cache_repo else ""
     for job in result.jobs:

@@ -94,7 +94,7 @@ class _Clients:
                                                      path_type=Path),
               help="`ociforge plan --json` output: stitch the images (NAME… or --all of "
                    "the plan) from its layer keys and config inputs, without loading the "
-                   "recipes; refused if made by another ociforge or for another project.")
+                   "recipes; refused (exit 2) if made by another ociforge or for another project.")
 @_connection_options
 @output_options
 @click.pass_obj
