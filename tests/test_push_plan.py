@@ -9,6 +9,7 @@ imports the session, the recipe models or the source modules."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, write
 from registry_images import fleet_project
 from registry_server import Registry
 
@@ -48,8 +49,33 @@ def _published(report: dict) -> tuple[dict, dict]:
 def test_push_plan_publishes_the_same_bytes_without_the_recipes(registry: Registry,
                                                                  tmp_path: Path) -> None:
     project = fleet_project(tmp_path / "proj")
+    # Every config field, per-platform env, two platforms (an index), its own
+    # repository and tag: all that the stitch takes from the recipe.
+    write(project / "recipes" / "rich.yaml", """\
+        images:
+          img-multi:
+            layers: [base-0, e-0]
+            platforms: [linux/arm64, linux/amd64]
+            repository: example/multi
+            tag: "1.0"
+            annotations: {org.opencontainers.image.title: multi}
+            platform_env:
+              linux/arm64: {ARCH_DIR: /opt/arm64}
+            config:
+              entrypoint: [/bin/sh, -c]
+              cmd: ["echo hi"]
+              env: {B: "2", A: "1"}
+              user: "185"
+              workdir: /opt
+              labels: {team: data}
+              ports: ["8080/tcp"]
+              volumes: [/data]
+              stop_signal: SIGTERM
+        """)
     cache = f"{registry.host}/ci/cache"
-    r = run_cli("plan", "--all", "--json", store=tmp_path / "planner", project=project)
+    both = {"OCIFORGE_PLATFORMS": "linux/amd64,linux/arm64"}
+    r = run_cli("plan", "--all", "--json", store=tmp_path / "planner", project=project,
+                env=both)
     assert r.rc == 0, r.err
     plan = r.json()
     assert plan["made_by"]["project"].startswith("sha256:")
@@ -57,12 +83,12 @@ def test_push_plan_publishes_the_same_bytes_without_the_recipes(registry: Regist
     plan_file.write_text(r.out)
     layers = sorted({ln for j in plan["jobs"] for ln in j["layers"]})
     r = run_cli("--cache", cache, "layers", "build", *layers, store=tmp_path / "builder",
-                project=project)
+                project=project, env=both)
     assert r.rc == 0, r.err
 
     # Today's publish: an empty store, the recipes loaded, images assembled from the cache.
     r = run_cli("--cache", cache, "push", "--all", "--to", f"{registry.host}/ci/normal",
-                "--json", store=tmp_path / "pub-normal", project=project)
+                "--json", store=tmp_path / "pub-normal", project=project, env=both)
     assert r.rc == 0, r.err
     normal = _published(r.json())
 
@@ -70,11 +96,13 @@ def test_push_plan_publishes_the_same_bytes_without_the_recipes(registry: Regist
     p = subprocess.run([sys.executable, "-c", PROBE, "--store", str(tmp_path / "pub-plan"),
                         "--project", str(project), "--cache", cache, "push", "--plan",
                         str(plan_file), "--all", "--to", f"{registry.host}/ci/planned",
-                        "--json"], capture_output=True, text=True, timeout=600)
+                        "--json"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, **both})
     assert p.returncode == 0, p.stderr
     assert "LOADED \n" in p.stderr, p.stderr
     planned = _published(json.loads(p.stdout))
-    assert planned == normal and len(normal[0]) == len(plan["images"])
+    assert planned == normal and len(normal[0]) == len(plan["images"]) == 6
+    assert len([k for k in normal[1] if k[0] == "img-multi"]) == 2  # an SBOM per platform
     assert all(normal[1].values())  # every image got its SBOM, both ways
 
     # A plan of another ociforge version, or for a project changed since: refused, exit
