@@ -3,7 +3,8 @@
 Against Debian's docker-registry on loopback: the images, their configs, the index
 entries and the SBOM referrers come out byte-identical (same digests) to the normal
 `push --all --cache`; a plan from another ociforge version or for a changed project
-is refused with exit 2 and nothing written to the registry; the publish process never
+is refused with exit 2 and nothing written to the registry; a layer neither stored
+nor cached is named (exit 1); the publish process never
 imports the session, the recipe models or the source modules."""
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def test_push_plan_publishes_the_same_bytes_without_the_recipes(registry: Regist
     assert planned == normal and len(normal[0]) == len(plan["images"]) == 6
     assert len([k for k in normal[1] if k[0] == "img-multi"]) == 2  # an SBOM per platform
     assert all(normal[1].values())  # every image got its SBOM, both ways
+
+    # No cache and an empty store: the missing layer is named, nothing is pushed.
+    r = run_cli("push", "--plan", plan_file, "img-e", "--to", f"{registry.host}/ci/refused",
+                store=tmp_path / "pub-nocache", project=project, env=both)
+    assert r.rc == 1 and "e-0 (sha256:" in r.err, r.err
 
     # A plan of another ociforge version, or for a project changed since: refused, exit
     # 2, one line naming the plan's field; nothing written to the registry.
