@@ -114,7 +114,8 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     --all) are assembled from cached layers first: nothing is built or downloaded when
     the cache holds every layer, and layers are mounted from the cache repository.
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
-    credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
+    credHelpers, credsStore). Exit codes: 2 a --plan of another ociforge or checkout, 6
+    registry or network failure, 8 auth.
     """
     app.warm_cache()
     from .errors import ImageNotInStoreError
