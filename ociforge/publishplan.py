@@ -77,7 +77,29 @@ def load(path: Path, root: Path) -> dict[str, dict[str, Any]]:
             raise PlanMismatchError(f"{path}: made_by.{field}: made for another {what} "
                                     f"({made.get(field)!r}, here {want[field]!r}); run "
                                     "`ociforge plan --json` again")
+    for name, entry in table.items():
+        _check_entry(path, name, entry)
     return table
+
+
+def _check_entry(path: Path, name: str, entry: Any) -> None:
+    """One image's stitch inputs have the shape `plan --json` writes."""
+    where = f"{path}: stitch.{name}"
+    if not isinstance(entry, dict) or entry.get("compression") not in ("gzip", "zstd", "none"):
+        raise PlanMismatchError(f"{where}.compression: not gzip, zstd or none")
+    platforms = entry.get("platforms")
+    if not isinstance(platforms, list) or not platforms:
+        raise PlanMismatchError(f"{where}.platforms: not a list of platforms")
+    for p in platforms:
+        ok = (isinstance(p, dict) and isinstance(p.get("platform"), str)
+              and p["platform"].count("/") == 1 and isinstance(p.get("reference"), str)
+              and isinstance(p.get("config"), dict) and isinstance(p.get("annotations"), dict)
+              and isinstance(p.get("layers"), list)
+              and all(isinstance(x, list) and len(x) == 2
+                      and all(isinstance(y, str) for y in x) for x in p["layers"]))
+        if not ok:
+            raise PlanMismatchError(f"{where}.platforms: an entry lacks platform, reference, "
+                                    "config, annotations or layers ([name, key] pairs)")
 
 
 def _record(store: Store, cache: Any, key: str, compression: str) -> LayerRecord | None:
@@ -113,16 +135,17 @@ def stitch(store: Store, cache: Any, table: dict[str, dict[str, Any]],
                             thread_name_prefix="cache") as pool:
         found = dict(zip(wanted, pool.map(lambda kc: _record(store, cache, *kc), wanted),
                          strict=True))
-    missing = [f"{ln} ({key})" for (key, _), ln in wanted.items() if found[(key, _)] is None]
+    missing = [f"{ln} ({kc[0]})" for kc, ln in wanted.items() if found[kc] is None]
     if missing:
         raise OciforgeError(f"layers neither in the store nor in the layer cache: "
                             f"{', '.join(missing)}; build them (`ociforge layers build`)")
     sde = source_date_epoch()
+    records = {kc: rec for kc, rec in found.items() if rec is not None}
     out = []
     for name in names:
         entry = table[name]
-        made = [write_stitched(store, name, p, [found[(key, entry["compression"])]  # type: ignore[misc]
-                                                for _, key in p["layers"]],
+        made = [write_stitched(store, name, p,
+                               [records[(key, entry["compression"])] for _, key in p["layers"]],
                                sde, entry["compression"]) for p in entry["platforms"]]
         tag_platforms(store, name, made)
         out += made

@@ -131,3 +131,18 @@ def test_push_plan_publishes_the_same_bytes_without_the_recipes(registry: Regist
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://{registry.host}/v2/ci/refused/tags/list")
     assert e.value.code == 404  # the repository was never written
+
+
+def test_a_malformed_plan_is_refused_in_one_line(tmp_path: Path) -> None:
+    from ociforge.publishplan import stamp
+
+    project = fleet_project(tmp_path / "proj")
+    plan = {"made_by": stamp(project, 0),
+            "stitch": {"img-a": {"compression": "gzip", "platforms": [{"layers": "x"}]}}}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    r = run_cli("push", "--plan", tmp_path / "plan.json", "--all", "--to",
+                "127.0.0.1:9/ci/never", store=tmp_path / "s", project=project)
+    assert r.rc == 2 and "stitch.img-a.platforms" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "index.json").exists() or "img-a" not in \
+        (tmp_path / "s" / "index.json").read_text()
