@@ -15,7 +15,8 @@ about --size-mb in all, some layers shared by several images. Same registry bina
     fetched (only records: layers are never downloaded by a build).
 (b) Publish every image to an empty repository of the same registry: `push --all
     --to` from an empty store with the fleet's warm cache (manifests, configs and
-    SBOMs; layers mounted) vs `skopeo copy oci:LAYOUT:latest docker://…` of each
+    SBOMs; layers mounted; row stitch_plan: `push --plan plan.json --all`, which
+    loads no recipe) vs `skopeo copy oci:LAYOUT:latest docker://…` of each
     image from an OCI layout of it (one process per image, one after another).
     Goal: ≤ 0.1× skopeo's time.
 `--publish-only`: (b) alone, the cache warmed by one untimed runner (each run gets a
@@ -112,13 +113,15 @@ def publish(rows: dict[str, list[float]], cpu: dict[str, list[float]], work: Pat
 
     def stitch() -> None:
         for row, extra in (("stitch_rehash", []),
-                           ("stitch", ["--file-digests", str(work / "plan.json")])):
+                           ("stitch", ["--file-digests", str(work / "plan.json")]),
+                           ("stitch_plan", ["--plan", str(work / "plan.json")])):
             before = children_cpu()
             rows[row].append(run_all([ociforge(
                 work / f"pub-{run}{row}", "--project", str(project), "--cache", cache, "-q",
                 "push", "--all", "--to", f"{reg.host}/ci/{row}", *extra)]))
             cpu[row].append(children_cpu() - before)
-        fetched = sum(1 for p in (work / f"pub-{run}stitch" / "blobs" / "sha256").iterdir()
+        fetched = sum(1 for row in ("stitch", "stitch_plan")
+                      for p in (work / f"pub-{run}{row}" / "blobs" / "sha256").iterdir()
                       if p.stat().st_size > MiB)
         assert fetched == 0, "the publisher downloaded layers"
 
@@ -179,9 +182,10 @@ def main() -> None:
         subprocess.run(ociforge(ref_store, "--project", str(project), "-q", "assemble", name,
                                 "--oci-layout", f"{layout}-{name}"), check=True)
     rows: dict[str, list[float]] = {"one": [], "fleet": [], "stitch": [], "skopeo": [],
-                                    "stitch_rehash": [], "stitch_baseline": []}
-    cpu: dict[str, list[float]] = {"stitch": [], "stitch_rehash": [], "skopeo": [],
-                                   "stitch_baseline": []}
+                                    "stitch_rehash": [], "stitch_plan": [],
+                                    "stitch_baseline": []}
+    cpu: dict[str, list[float]] = {"stitch": [], "stitch_rehash": [], "stitch_plan": [],
+                                   "skopeo": [], "stitch_baseline": []}
     sent: dict[str, int] = {}
     for run in range(args.runs):
         if args.publish_only:
@@ -220,6 +224,7 @@ def main() -> None:
         **({"fleet_over_one": med["fleet"] / med["one"]} if "fleet" in med else {}),
         "stitch_over_skopeo": med["stitch"] / med["skopeo"],
         "stitch_rehash_over_skopeo": med["stitch_rehash"] / med["skopeo"],
+        "stitch_plan_over_skopeo": med["stitch_plan"] / med["skopeo"],
         **({"stitch_baseline_over_skopeo": med["stitch_baseline"] / med["skopeo"],
             "baseline": str(args.baseline)} if "stitch_baseline" in med else {}),
         "cpu_s": {k: statistics.median(v) for k, v in cpu.items() if v},

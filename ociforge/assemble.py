@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .digests import canonical_json
 from .image import StoredImage, StoredIndex, load_image
 from .platforms import DEFAULT_PLATFORM
-from .recipes import ImageDef
 from .records import LayerRecord
 from .store import MT_CONFIG, MT_MANIFEST, Descriptor, Store
+
+if TYPE_CHECKING:  # `push --plan` stitches without loading the recipe models
+    from .recipes import ImageDef
 
 
 def rfc3339(epoch: int) -> str:
@@ -29,6 +31,11 @@ def image_reference(name: str, image: ImageDef) -> str:
 
 
 def build_config(image: ImageDef, records: list[LayerRecord], sde: int) -> dict[str, Any]:
+    return finish_config(config_settings(image), image.platform, records, sde)
+
+
+def config_settings(image: ImageDef) -> dict[str, Any]:
+    """The runtime settings (`config` of the image config) the recipe gives."""
     c = image.config
     cfg: dict[str, Any] = {}
     if c.user is not None:
@@ -49,7 +56,13 @@ def build_config(image: ImageDef, records: list[LayerRecord], sde: int) -> dict[
         cfg["Volumes"] = {v: {} for v in c.volumes}
     if c.stop_signal:
         cfg["StopSignal"] = c.stop_signal
-    os_, arch = image.platform.split("/")
+    return cfg
+
+
+def finish_config(cfg: dict[str, Any], platform: str, records: list[LayerRecord],
+                  sde: int) -> dict[str, Any]:
+    """The image config: settings `cfg` over these layers, on `platform`."""
+    os_, arch = platform.split("/")
     created = rfc3339(sde)
     return {
         "architecture": arch,
@@ -114,16 +127,28 @@ def assemble_image(store: Store, name: str, image: ImageDef, records: list[Layer
 def write_image(store: Store, name: str, image: ImageDef, records: list[LayerRecord],
                 sde: int, compression: str) -> AssembledImage:
     """Write config + manifest (of `image.platform`) for layers already stored; untagged."""
-    config = build_config(image, records, sde)
+    return write_stitched(store, name, stitch_inputs(name, image), records, sde, compression)
+
+
+def stitch_inputs(name: str, image: ImageDef) -> dict[str, Any]:
+    """All an image's config and manifest take from the recipe (what `plan --json`
+    records per platform, so `push --plan` stitches without the recipes)."""
+    return {"platform": image.platform, "reference": image_reference(name, image),
+            "config": config_settings(image), "annotations": dict(image.annotations)}
+
+
+def write_stitched(store: Store, name: str, inputs: dict[str, Any], records: list[LayerRecord],
+                   sde: int, compression: str) -> AssembledImage:
+    """Write config + manifest from `stitch_inputs` and the layer records; untagged."""
+    config = finish_config(inputs["config"], inputs["platform"], records, sde)
     cfg_bytes = canonical_json(config)
     cfg_desc = Descriptor(MT_CONFIG, store.put_bytes(cfg_bytes), len(cfg_bytes))
-    annotations = {"org.opencontainers.image.created": rfc3339(sde), **image.annotations}
+    annotations = {"org.opencontainers.image.created": rfc3339(sde), **inputs["annotations"]}
     manifest = build_manifest(cfg_desc, records, compression, annotations)
     man_bytes = canonical_json(manifest)
     man_desc = Descriptor(MT_MANIFEST, store.put_bytes(man_bytes), len(man_bytes))
-    reference = image_reference(name, image)
-    return AssembledImage(name, reference, man_desc, cfg_desc, records, compression,
-                          image.platform)
+    return AssembledImage(name, inputs["reference"], man_desc, cfg_desc, records, compression,
+                          inputs["platform"])
 
 
 def tag_platforms(store: Store, name: str, images: list[AssembledImage],

@@ -6,10 +6,12 @@ Kept apart from cli.py and attached with `register(cli)`, like the SBOM command.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from .cli_common import App, human_size, output_options
+from .errors import RecipeError
 
 
 @click.command("plan")
@@ -26,7 +28,8 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     in exactly one job, a layer built on other images together with theirs, largest
     first (sizes from this store's layer records); then one publish stage that only
     stitches manifests. With --json, also the sha256 of each checkout file the layers
-    take, by git blob id, for `push --file-digests`. Each job runs `ociforge layers
+    take, by git blob id, for `push --file-digests`, and each image's layer keys and
+    config inputs (`stitch`, stamped `made_by`) for `push --plan`. Each job runs `ociforge layers
     build LAYER…` (with the run's `--cache`, which makes the layers every other job's
     and the publish stage's)."""
     from .plan import known_sizes, make_plan
@@ -42,9 +45,16 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     if app.json:
         # The checkout's file digests, so the publish job's fresh checkout needs no
         # re-hash (`push --file-digests`; served only for files git finds unchanged).
-        digests = app.session().checkout_digests(
+        session = app.session()
+        digests = session.checkout_digests(
             dict.fromkeys(ln for layers in result.images.values() for ln in layers))
-        app.emit({**result.to_json(), "file_digests": digests})
+        stitch: dict[str, Any] = {}
+        if not result.needs:  # builder layers: keys need their base images assembled
+            try:
+                stitch = _stitch_inputs(session, selected, all_)
+            except RecipeError as e:  # a missing lock: the plan still splits the jobs
+                app.warn(f"no stitch inputs for `push --plan`: {e}")
+        app.emit({**result.to_json(), "file_digests": digests, **stitch})
         return
     cache = f"--cache {app.cache_repo} " if app.cache_repo else ""
     for job in result.jobs:
@@ -55,6 +65,25 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     if result.unknown and not app.quiet:
         click.echo(f"no size on record under these names in this store: "
                    f"{', '.join(result.unknown)}", err=True)
+
+
+def _stitch_inputs(session: Any, names: list[str], all_: bool) -> dict[str, Any]:
+    """What `push --plan` publishes from: per image (the run's features added) and
+    platform, its layers' input keys and the recipe's config and manifest inputs;
+    stamped with this ociforge and this project (publishplan.load checks both)."""
+    from .assemble import stitch_inputs
+    from .publishplan import stamp
+
+    table = {}
+    for name in session.select(names, all_):
+        image = session.project.resolve(name)
+        platforms = []
+        for p in session.platforms_of(image):
+            keys = session.keys(p.layers, p.platform)
+            platforms.append({**stitch_inputs(image.name, p),
+                              "layers": [[ln, keys[ln]] for ln in p.layers]})
+        table[image.name] = {"compression": image.compression, "platforms": platforms}
+    return {"made_by": stamp(session.project.root, session.ctx.sde), "stitch": table}
 
 
 def register(group: click.Group) -> None:

@@ -90,12 +90,18 @@ class _Clients:
 @click.option("--file-digests", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="`ociforge plan --json` output: its checkout file digests spare the "
                    "re-hash of files git finds unchanged (with --cache).")
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False,
+                                                     path_type=Path),
+              help="`ociforge plan --json` output: stitch the images (NAME… or --all of "
+                   "the plan) from its layer keys and config inputs, without loading the "
+                   "recipes; refused (exit 2) if made by another ociforge or for another project.")
 @_connection_options
 @output_options
 @click.pass_obj
 def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tuple[str, ...],
-         chunk_size: int | None, no_sbom: bool, file_digests: Path | None, jobs: int,
-         insecure: bool, ca_file: Path | None, retries: int) -> None:
+         chunk_size: int | None, no_sbom: bool, file_digests: Path | None,
+         plan_file: Path | None, jobs: int, insecure: bool, ca_file: Path | None,
+         retries: int) -> None:
     """Push images from the store to an OCI registry.
 
     Blobs the repository has are skipped, blobs another repository of the registry has
@@ -108,7 +114,8 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     --all) are assembled from cached layers first: nothing is built or downloaded when
     the cache holds every layer, and layers are mounted from the cache repository.
     Credentials: $REGISTRY_AUTH_FILE, then $DOCKER_CONFIG/config.json (auths,
-    credHelpers, credsStore). Exit codes: 6 registry or network failure, 8 auth.
+    credHelpers, credsStore). Exit codes: 2 a --plan of another ociforge or checkout, 6
+    registry or network failure, 8 auth.
     """
     app.warm_cache()
     from .errors import ImageNotInStoreError
@@ -119,7 +126,10 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
     store = app.store()
     tags = store.tags()
     selected = sorted(tags) if all_ else list(names)
-    if app.cache_repo and (all_ or any(n not in tags for n in names)):
+    if plan_file is not None:
+        selected = _stitch_plan(app, plan_file, names, all_)
+        tags = store.tags()
+    elif app.cache_repo and (all_ or any(n not in tags for n in names)):
         if file_digests is not None:
             app.file_digests = _file_digests(file_digests)
         selected = _stitch(app, names, all_)
@@ -184,6 +194,26 @@ def _stitch(app: App, names: tuple[str, ...], all_: bool) -> list[str]:
         app.warn(f"the layer cache lacked {len(session.stats.built)} layers; built here: "
                  + ", ".join(session.stats.built))
     return [*(n for n in names if n in tags), *selected]
+
+
+def _stitch_plan(app: App, path: Path, names: tuple[str, ...], all_: bool) -> list[str]:
+    """Stitch NAME… (or every image of the plan) from the plan's stitch inputs and
+    the layer records of this store or the layer cache; no recipe is loaded."""
+    from .publishplan import load, stitch
+
+    table = load(path, app.project_root)
+    selected = sorted(table) if all_ else list(names)
+    store = app.store()
+    cache = None
+    if app.cache_repo:
+        from .registry.layercache import open_cache
+
+        cache = open_cache(app.cache_repo, app.cache_mode, store, app.warn, **app.cache_tls)
+    with store.writer_lock():
+        stitch(store, cache, table, selected)
+    if cache is not None:
+        cache.locations.save()
+    return selected
 
 
 def _file_digests(path: Path) -> dict[str, str]:
