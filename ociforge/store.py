@@ -101,11 +101,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def is_special(path: Path) -> bool:
+    """Whether `path` is a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named
+    pipe), through symlinks. Such an output is written in place: renaming a finished file
+    over it would replace the node itself — as root, the system's `/dev/null`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def atomic_write(path: Path, data: bytes, tmp_dir: Path | None = None, *,
                  durable: bool = True) -> None:
     """Write a small file whole or not at all. `durable=False` for a cache whose reader
     checks what it reads and makes it again when it must (two fsyncs a file are the
-    largest cost of writing it, and a stitching push writes dozens)."""
+    largest cost of writing it, and a stitching push writes dozens). A device or pipe
+    (`is_special`) is written in place."""
+    if is_special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     tmp_dir = tmp_dir or path.parent
     tmp = tmp_dir / f"{os.getpid()}-{path.name}.{secrets.token_hex(4)}.part"
     try:

@@ -16,12 +16,12 @@ import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..digests import canonical_json, digest_hex
 from ..image import StoredImage
 from ..oci import MT_INDEX
-from ..store import OCI_LAYOUT, Store
+from ..store import OCI_LAYOUT, Store, is_special
 from ..tartree import COPY_BUFSIZE
 from . import index_entry
 
@@ -58,6 +58,18 @@ def _info(name: str, size: int = 0, dir_: bool = False) -> tarfile.TarInfo:
     return ti
 
 
+class _Counted:
+    """A write-only file that counts what passes through (a pipe has no tell())."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.n = 0
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        return self.out.write(data)
+
+
 def write_archive(store: Store, images: list[StoredImage], dest: Path, *,
                   progress: Callable[[int], None] | None = None, layers: bool = True) -> int:
     """Write the archive to `dest`; returns its size in bytes.
@@ -65,7 +77,6 @@ def write_archive(store: Store, images: list[StoredImage], dest: Path, *,
     With `layers=False` only configs, manifests and index.json are written (no Docker
     manifest.json): enough for `ctr images import` when the layers are already in
     containerd's content store, as for a variant that differs only in its config."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     files: dict[str, bytes] = {
         "oci-layout": canonical_json(OCI_LAYOUT),
         "index.json": canonical_json({"schemaVersion": 2, "mediaType": MT_INDEX,
@@ -79,26 +90,35 @@ def write_archive(store: Store, images: list[StoredImage], dest: Path, *,
     for img in images:
         for desc in [img.descriptor, *img.blobs()][: None if layers else 2]:
             blobs[desc.digest] = desc.size
+
+    def write(out: IO[bytes]) -> int:
+        counted = _Counted(out)
+        with tarfile.open(fileobj=counted, mode="w|",  # type: ignore[call-overload]
+                          format=tarfile.PAX_FORMAT, bufsize=COPY_BUFSIZE) as tar:
+            tar.copybufsize = COPY_BUFSIZE  # type: ignore[attr-defined]
+            for name, data in files.items():
+                tar.addfile(_info(name, len(data)), io.BytesIO(data))
+            tar.addfile(_info("blobs/", dir_=True))
+            tar.addfile(_info("blobs/sha256/", dir_=True))
+            for digest, size in blobs.items():
+                store.check_blob_size(digest, size)
+                with store.open_blob(digest) as reader:
+                    tar.addfile(_info(f"blobs/sha256/{digest_hex(digest)}", size),
+                                reader)  # type: ignore[arg-type]
+                    reader.read()  # at EOF the reader compares the digest
+                if progress:
+                    progress(size)
+        return counted.n
+
+    if is_special(dest):  # /dev/null, a pipe: in place (a rename would replace the node)
+        with open(dest, "wb") as out:
+            return write(out)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
         with open(tmp, "wb") as out:
-            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                              bufsize=COPY_BUFSIZE) as tar:
-                tar.copybufsize = COPY_BUFSIZE  # type: ignore[attr-defined]
-                for name, data in files.items():
-                    tar.addfile(_info(name, len(data)), io.BytesIO(data))
-                tar.addfile(_info("blobs/", dir_=True))
-                tar.addfile(_info("blobs/sha256/", dir_=True))
-                for digest, size in blobs.items():
-                    store.check_blob_size(digest, size)
-                    with store.open_blob(digest) as reader:
-                        tar.addfile(_info(f"blobs/sha256/{digest_hex(digest)}", size),
-                                    reader)  # type: ignore[arg-type]
-                        reader.read()  # at EOF the reader compares the digest
-                    if progress:
-                        progress(size)
+            size = write(out)
             out.flush()
             os.fsync(out.fileno())
-            size = out.tell()
         os.replace(tmp, dest)
         return size
     finally:
