@@ -100,6 +100,10 @@ def main() -> None:
     finally:
         proxy.stop()
         reg.stop()
+    # The fleet's stores and registry hold the whole matrix (~11 GB each): freed before
+    # the one-runner pass so that both passes fit on the disk.
+    for tree in [work / "reg", *(work / f"runner-{i}" for i in range(len(jobs)))]:
+        remove_unmounted(tree)
     if not args.no_one:
         wall, outs = run_all([ociforge(work / "one", "--project", str(REPO_ROOT), "--json",
                                        "layers", "build", *every)], args.timeout)
@@ -110,12 +114,17 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
+    remove_unmounted(work)
+
+
+def remove_unmounted(tree: Path) -> None:
+    """Remove TREE unless something is still mounted under it (/dev, /proc of a build)."""
     mounts = [m.split()[1] for m in Path("/proc/mounts").read_text().splitlines()
-              if m.split()[1].startswith(str(work))]
-    if mounts:  # never remove a tree that still holds mounts (/dev, /proc of a build)
-        print(f"left {work}: still mounted there: {mounts}", file=sys.stderr)
+              if m.split()[1].startswith(str(tree))]
+    if mounts:
+        print(f"left {tree}: still mounted there: {mounts}", file=sys.stderr)
     else:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 if __name__ == "__main__":
