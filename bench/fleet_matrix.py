@@ -11,8 +11,8 @@ measured is building and moving layers, not fetching from the internet. The flee
 splits the selection's layers; four `layers build` processes start at once with
 `--cache` on one docker-registry behind a counting proxy on loopback
 (tests/fault_proxy.py: every request and response body byte). Checked: every distinct
-layer built exactly once across the fleet. One runner alone: `layers build` of every
-layer, no cache (it moves no byte to a registry). Writes bench/results/fleet-matrix.json.
+layer (input key) built exactly once across the fleet. One runner alone: `layers build`
+of every layer, no cache (it moves no byte to a registry). Writes bench/results/fleet-matrix.json.
 """
 
 from __future__ import annotations
@@ -89,14 +89,19 @@ def main() -> None:
                                        "--cache", f"{proxy.host}/ci/cache", "--json",
                                        "layers", "build", *layers)
                               for i, layers in enumerate(jobs)], args.timeout)
-        built = sorted(d["name"] for out in outs for d in json.loads(out) if d["built"])
+        reports = [d for out in outs for d in json.loads(out)]
+        # Layers with the same inputs (releases sharing an add-on jar) are one build.
+        keys = sorted({d["key"] for d in reports})
+        built = sorted(d["key"] for d in reports if d["built"])
         result["fleet"] = {
             "wall_s": round(wall, 1), "bytes_sent": proxy.bytes_in,
             "bytes_received": proxy.bytes_out, "requests": len(proxy.log),
-            "built": len(built), "built_once": built == sorted(every),
+            "built": len(built), "distinct_keys": len(keys), "built_once": built == keys,
+            "same_as": {d["name"]: d["same_as"] for d in reports if "same_as" in d},
             "store_bytes": [sum(p.stat().st_size for p in (work / f"runner-{i}").rglob("*")
                                 if p.is_file()) for i in range(len(jobs))]}
-        assert built == sorted(every), f"built {built}, planned {sorted(every)}"
+        assert sorted(d["name"] for d in reports) == sorted(every), "a planned layer missing"
+        assert built == keys, f"{len(built)} builds of {len(keys)} distinct layers"
     finally:
         proxy.stop()
         reg.stop()

@@ -230,12 +230,18 @@ def layers_build(app: App, names: tuple[str, ...], compression: str, platform: s
         with session.store.writer_lock():
             records = session.build_layers(names, compression, platform)
     stats = session.stats
-    data: list[dict[str, Any]] = [{"name": r.name, "diff_id": r.diff_id, "size": r.size,
-                                   "built": r.name in stats.built,
-                                   "remote": r.name in stats.remote} for r in records]
+    # Per layer asked for, by its own name: two layers with the same inputs (e.g. two
+    # releases carrying one add-on jar) share one record, named after the first built.
+    data: list[dict[str, Any]] = [{"name": n, "key": r.input_key, "diff_id": r.diff_id,
+                                   "size": r.size, "built": n in stats.built,
+                                   "remote": n in stats.remote,
+                                   **({"same_as": r.name} if r.name != n else {})}
+                                  for n, r in zip(dict.fromkeys(names), records, strict=True)]
     app.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
                              + ("built" if d["built"] else "layer cache" if d["remote"]
-                                else "cached") for d in data))
+                                else "cached") + (f" (same as {d['same_as']})"
+                                                  if "same_as" in d else "")
+                             for d in data))
 
 
 @cli.group()

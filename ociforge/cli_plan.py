@@ -38,7 +38,8 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
         raise click.UsageError("name images, or use --all")
     project = app.project()
     selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
-    result = make_plan(project, dict.fromkeys(selected), jobs, known_sizes(app.store()))
+    result = make_plan(project, dict.fromkeys(selected), jobs, known_sizes(app.store()),
+                       _input_keys(app, project, selected))
     if github_matrix:
         click.echo(json.dumps(result.github_matrix(), separators=(",", ":")))
         return
@@ -65,6 +66,20 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     if result.unknown and not app.quiet:
         click.echo(f"no size on record under these names in this store: "
                    f"{', '.join(result.unknown)}", err=True)
+
+
+def _input_keys(app: App, project: Any, selected: list[str]) -> dict[str, str]:
+    """The input key of each layer of the selection that builds on no image (a
+    `builder` layer's key needs its base images assembled: left out); none when a lock
+    is missing — the plan then splits by name alone."""
+    layers = dict.fromkeys(ln for name in selected for ln in project.resolve(name).layers)
+    plain = [ln for ln in layers
+             if not any(src.needs_images() for src in project.layer(ln).all_sources())]
+    try:
+        return app.session().keys(plain)
+    except RecipeError as e:
+        app.warn(f"layers with the same inputs not joined in one job: {e}")
+        return {}
 
 
 def _stitch_inputs(session: Any, names: list[str], all_: bool) -> dict[str, Any]:

@@ -5,7 +5,8 @@ CI engines run matrix jobs in parallel with no order between them, so a layer th
 builds on other images (a `builder` layer and its base images) must be built in the
 same job as every layer of those images: such layers form one unit. Units are spread
 over the jobs longest-processing-time first (the biggest unit to the least-loaded
-job), the classic greedy that is within 4/3 of the best makespan. Sizes come from the
+job), the classic greedy that is within 4/3 of the best makespan. Layers with the
+same input key are one unit too: one job builds them, the others would race it. Sizes come from the
 layer records of the local store (the last build of each layer, any key), so a plan is
 only as good as the store's memory; layers never built here weigh 0 and are listed
 as such. The plan is a pure function of the recipes and those sizes: the same inputs
@@ -85,8 +86,10 @@ class _Units:
 
 
 def make_plan(project: Project, images: Iterable[str], jobs: int,
-              sizes: Mapping[str, int]) -> Plan:
-    """Partition the layers of `images` (resolved names) into at most `jobs` jobs."""
+              sizes: Mapping[str, int], keys: Mapping[str, str] | None = None) -> Plan:
+    """Partition the layers of `images` (resolved names) into at most `jobs` jobs.
+    `keys` (layer → input key, where known): layers with the same inputs, e.g. two
+    releases carrying one add-on jar, are one layer to build, so they share a job."""
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     image_layers = {name: tuple(project.resolve(name).layers) for name in images}
@@ -108,6 +111,10 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
             for base_layer in project.resolve(base).layers:
                 units.join(layer, base_layer)
                 pending.append(base_layer)
+    first_with: dict[str, str] = {}
+    for layer in order:
+        if keys and (key := keys.get(layer)):
+            units.join(layer, first_with.setdefault(key, layer))
     groups: dict[str, list[str]] = {}
     for layer in order:
         groups.setdefault(units.find(layer), []).append(layer)

@@ -101,3 +101,38 @@ def test_the_matrix_plans_into_jobs(tmp_path: Path) -> None:
     built = [ln for job in plan.jobs for ln in job.layers]
     assert len(built) == len(set(built))
     assert {ln for img in project.images for ln in project.resolve(img).layers} <= set(built)
+
+
+def test_layers_with_the_same_inputs_share_one_job(tmp_path: Path) -> None:
+    """Two releases carrying one add-on jar have one input key: one job builds it (in
+    two jobs, both would build the same layer); the CLI finds that from the keys, and
+    `layers build` reports each layer asked for under its own name, built once."""
+    root = tmp_path / "proj"
+    _project(root)
+    write(root / "files" / "addon.jar", "the same jar\n")
+    for name in ("addon-1.0", "addon-1.1"):
+        write(root / "layers" / f"{name}.yaml",
+              "source: {kind: files, files: [{src: files/addon.jar, dest: /jars/addon.jar}]}\n")
+    write(root / "recipes" / "addons.yaml", """\
+        images:
+          app-1.0: {layers: [base, addon-1.0, conf]}
+          app-1.1: {layers: [base, addon-1.1, jdk]}
+        """)
+    project = Project.load(root)
+    sizes = {"base": 400, "addon-1.0": 300, "addon-1.1": 300, "conf": 1, "jdk": 200}
+    apart = make_plan(project, ["app-1.0", "app-1.1"], 4, sizes)
+    assert len([j for j in apart.jobs if {"addon-1.0", "addon-1.1"} & set(j.layers)]) == 2
+    r = run_cli("plan", "app-1.0", "app-1.1", "--jobs", "4", "--github-matrix",
+                store=tmp_path / "store", project=root)
+    assert r.rc == 0, r.err
+    jobs = [e["layers"].split() for e in json.loads(r.out)["include"]]
+    (together,) = [j for j in jobs if "addon-1.0" in j]
+    assert "addon-1.1" in together
+    r = run_cli("--json", "layers", "build", *together, store=tmp_path / "store", project=root)
+    assert r.rc == 0, r.err
+    report = {d["name"]: d for d in r.json()}
+    assert set(report) == set(together)
+    first, second = sorted(("addon-1.0", "addon-1.1"), key=together.index)
+    assert report[first]["built"] and not report[second]["built"]
+    assert report[second]["same_as"] == first
+    assert report[first]["key"] == report[second]["key"]
