@@ -32,10 +32,13 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 from push import Registry, ociforge  # noqa: E402
 
+from ociforge.plan import token  # noqa: E402
+
 from fault_proxy import FaultProxy, Faults  # noqa: E402
 
 REPO_ROOT = HERE.parent
 RESULTS = REPO_ROOT / "bench" / "results" / "fleet-matrix.json"
+SAMPLE = ("spark-4.1.4", "spark-3.5.9-iceberg")
 TEST_CACHE = Path(os.environ.get("OCIFORGE_TEST_CACHE") or Path(
     os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ociforge-test")
 
@@ -64,7 +67,10 @@ def run_all(argvs: list[list[str]], timeout: float) -> tuple[float, list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, help="only the first N images of the recipes")
-    ap.add_argument("--no-one", action="store_true", help="skip the one-runner build")
+    ap.add_argument("--no-one", action="store_true",
+                    help="skip the one-runner build and the skopeo comparison")
+    ap.add_argument("--sample", nargs="*", default=list(SAMPLE),
+                    help="images pulled back from the publish and checked with `ociforge test`")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -72,11 +78,12 @@ def main() -> None:
     work.mkdir(parents=True)
     selected = images(args.images)
     sizes_from = TEST_CACHE / "spark-store"
-    plan = json.loads(subprocess.run(
-        ociforge(sizes_from if sizes_from.is_dir() else work / "planner", "--project",
-                 str(REPO_ROOT), "plan", *selected, "--jobs", "4", "--github-matrix"),
-        capture_output=True, text=True, check=True).stdout)
-    jobs = [e["layers"].split() for e in plan["include"]]
+    planner = sizes_from if sizes_from.is_dir() else work / "planner"
+    plan_json = subprocess.run(ociforge(planner, "--project", str(REPO_ROOT), "--json", "plan",
+                                        *selected, "--jobs", "4"),
+                               capture_output=True, text=True, check=True).stdout
+    (work / "plan.json").write_text(plan_json)
+    jobs = [j["layers"] for j in json.loads(plan_json)["jobs"]]
     every = [ln for j in jobs for ln in j]
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "nproc": os.cpu_count(),
@@ -85,41 +92,152 @@ def main() -> None:
     reg = Registry(work / "reg")
     proxy = FaultProxy(reg.port, Faults(stream_uploads=True)).start()
     try:
-        wall, outs = run_all([ociforge(work / f"runner-{i}", "--project", str(REPO_ROOT),
-                                       "--cache", f"{proxy.host}/ci/cache", "--json",
-                                       "layers", "build", *layers)
-                              for i, layers in enumerate(jobs)], args.timeout)
-        reports = [d for out in outs for d in json.loads(out)]
-        # Layers with the same inputs (releases sharing an add-on jar) are one build.
-        keys = sorted({d["key"] for d in reports})
-        built = sorted(d["key"] for d in reports if d["built"])
-        result["fleet"] = {
-            "wall_s": round(wall, 1), "bytes_sent": proxy.bytes_in,
-            "bytes_received": proxy.bytes_out, "requests": len(proxy.log),
-            "built": len(built), "distinct_keys": len(keys), "built_once": built == keys,
-            "same_as": {d["name"]: d["same_as"] for d in reports if "same_as" in d},
-            "store_bytes": [sum(p.stat().st_size for p in (work / f"runner-{i}").rglob("*")
-                                if p.is_file()) for i in range(len(jobs))]}
-        assert sorted(d["name"] for d in reports) == sorted(every), "a planned layer missing"
-        assert built == keys, f"{len(built)} builds of {len(keys)} distinct layers"
+        result["fleet"] = fleet(work, proxy, jobs, args.timeout)
+        result["publish"] = publish_counted(work, proxy, selected, jobs)
+        result["sample"] = check_sample(work, proxy, args.sample, args.timeout)
+        # The runners' stores hold the whole matrix (~8 GB): freed before the
+        # one-runner pass so that everything fits on the disk.
+        for tree in [*(work / f"runner-{i}" for i in range(len(jobs))), work / "pub-counted",
+                     work / "pulled"]:
+            remove_unmounted(tree)
+        if not args.no_one:
+            wall, outs = run_all([ociforge(work / "one", "--project", str(REPO_ROOT), "--json",
+                                           "layers", "build", *every)], args.timeout)
+            result["one"] = {"wall_s": round(wall, 1), "bytes_sent": 0, "bytes_received": 0,
+                             "built": sum(1 for d in json.loads(outs[0]) if d["built"])}
+            result["fleet_over_one"] = round(result["fleet"]["wall_s"] / wall, 3)
+            result["stitch_vs_skopeo"] = stitch_vs_skopeo(work, reg, selected, args.timeout)
     finally:
         proxy.stop()
         reg.stop()
-    # The fleet's stores and registry hold the whole matrix (~11 GB each): freed before
-    # the one-runner pass so that both passes fit on the disk.
-    for tree in [work / "reg", *(work / f"runner-{i}" for i in range(len(jobs)))]:
-        remove_unmounted(tree)
-    if not args.no_one:
-        wall, outs = run_all([ociforge(work / "one", "--project", str(REPO_ROOT), "--json",
-                                       "layers", "build", *every)], args.timeout)
-        result["one"] = {"wall_s": round(wall, 1), "bytes_sent": 0, "bytes_received": 0,
-                         "built": sum(1 for d in json.loads(outs[0]) if d["built"])}
-        result["fleet_over_one"] = round(result["fleet"]["wall_s"] / wall, 3)
     result["load_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     remove_unmounted(work)
+
+
+def store_bytes(store: Path) -> int:
+    return sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
+
+
+def layer_digests(store: Path) -> set[str]:
+    """Every layer blob digest a store's layer records name."""
+    out: set[str] = set()
+    for path in (store / "ociforge" / "layers").glob("*.json"):
+        out |= {b["digest"] for b in json.loads(path.read_text())["blobs"].values()}
+    return out
+
+
+def fleet(work: Path, proxy: FaultProxy, jobs: list[list[str]], timeout: float
+          ) -> dict[str, Any]:
+    """Four runners at once, each building its job's layers with the cache on."""
+    wall, outs = run_all([ociforge(work / f"runner-{i}", "--project", str(REPO_ROOT),
+                                   "--cache", f"{proxy.host}/ci/cache", "--json",
+                                   "layers", "build", *layers)
+                          for i, layers in enumerate(jobs)], timeout)
+    reports = [d for out in outs for d in json.loads(out)]
+    # Layers with the same inputs (releases sharing an add-on jar) are one build.
+    keys = sorted({d["key"] for d in reports})
+    built = sorted(d["key"] for d in reports if d["built"])
+    assert sorted(token(d["name"], d["platform"]) for d in reports) == \
+        sorted(ln for j in jobs for ln in j), "a planned layer was not built"
+    assert built == keys, f"{len(built)} builds of {len(keys)} distinct layers"
+    return {"wall_s": round(wall, 1), "bytes_sent": proxy.bytes_in,
+            "bytes_received": proxy.bytes_out, "requests": len(proxy.log),
+            "built": len(built), "distinct_keys": len(keys), "built_once": built == keys,
+            "same_as": {d["name"]: d["same_as"] for d in reports if "same_as" in d},
+            "store_bytes": [store_bytes(work / f"runner-{i}") for i in range(len(jobs))]}
+
+
+def publish_counted(work: Path, proxy: FaultProxy, selected: list[str],
+                    jobs: list[list[str]]) -> dict[str, Any]:
+    """A fifth runner, empty store, warm cache: every image to a new repository, every
+    request counted — no layer blob may be downloaded or uploaded."""
+    layers = set().union(*(layer_digests(work / f"runner-{i}") for i in range(len(jobs))))
+    uploads_before = set(proxy.digest_of_upload)  # upload sessions, by uuid
+    proxy.log.clear()
+    sent, received = proxy.bytes_in, proxy.bytes_out
+    argv = ociforge(work / "pub-counted", "--project", str(REPO_ROOT), "--cache",
+                    f"{proxy.host}/ci/cache", "--json", "push", *selected, "--to",
+                    f"{proxy.host}/ci/release")
+    start = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=True)
+    wall = time.monotonic() - start
+    report = json.loads(r.stdout)
+    gets = sum(1 for e in proxy.log if e.method == "GET" and "/blobs/sha256:" in e.path
+               and e.path.rsplit("/", 1)[-1] in layers)
+    ups = {d for u, d in proxy.digest_of_upload.items() if u not in uploads_before} & layers
+    kept = [p for p in (work / "pub-counted" / "blobs" / "sha256").iterdir()
+            if "sha256:" + p.name in layers]
+    out = {"wall_s": round(wall, 2), "images": len(report["images"]),
+           "requests": len(proxy.log), "bytes_sent": proxy.bytes_in - sent,
+           "bytes_received": proxy.bytes_out - received, "blobs": report["blobs"],
+           "layer_blob_gets": gets, "layer_blob_uploads": len(ups),
+           "layer_blobs_in_store": len(kept),
+           "sboms": sum(1 for a in report["attached"] if "skipped" not in a),
+           "stderr": r.stderr[-2000:]}
+    assert gets == 0 and not ups and not kept, out
+    return out
+
+
+def check_sample(work: Path, proxy: FaultProxy, sample: list[str], timeout: float
+                 ) -> dict[str, Any]:
+    """Pull SAMPLE back from the published repository into an empty store and run
+    `ociforge test` on them (native, structure and runtime checks in containerd)."""
+    out: dict[str, Any] = {}
+    for name in sample:  # `push` tags each image with its name
+        subprocess.run(ociforge(work / "pulled", "-q", "pull", f"{proxy.host}/ci/release:{name}",
+                                "--name", name), check=True, timeout=timeout)
+    start = time.monotonic()
+    r = subprocess.run(ociforge(work / "pulled", "--project", str(REPO_ROOT), "--json",
+                                "test", *sample), capture_output=True, text=True,
+                       timeout=timeout)
+    results = json.loads(r.stdout)["results"] if r.stdout.strip() else []
+    for x in results:
+        counts = out.setdefault(x["image"], {})
+        counts[x["status"]] = counts.get(x["status"], 0) + 1
+    failed = [f"{x['image']}: {x['name']}" for x in results if x["status"] == "failed"]
+    return {"rc": r.returncode, "wall_s": round(time.monotonic() - start, 1),
+            "results": out, "failed": failed, "stderr": r.stderr[-1500:] if r.returncode else ""}
+
+
+def stitch_vs_skopeo(work: Path, reg: Registry, selected: list[str], timeout: float
+                     ) -> dict[str, Any]:
+    """(b) at matrix scale, straight to the registry (no proxy in the way of either):
+    publish by stitching from an empty store with the warm cache vs `skopeo copy` of
+    the same images from OCI layouts (one per repository: tags are unique in each),
+    each to an empty repository."""
+    from ociforge.recipes import Project
+
+    project = Project.load(REPO_ROOT)
+    subprocess.run(ociforge(work / "one", "--project", str(REPO_ROOT), "-q", "assemble",
+                            *selected), check=True, timeout=timeout)
+    by_repo: dict[str, list[str]] = {}
+    for name in selected:
+        by_repo.setdefault(project.resolve(name).repository or name, []).append(name)
+    for repo, names in by_repo.items():
+        subprocess.run(ociforge(work / "one", "export", *names, "--oci-layout",
+                                str(work / f"layout-{repo}")), check=True, timeout=timeout)
+    remove_unmounted(work / "one")
+    stitch, _ = run_all([ociforge(work / "pub-direct", "--project", str(REPO_ROOT), "-q",
+                                  "--cache", f"{reg.host}/ci/cache", "push", *selected,
+                                  "--to", f"{reg.host}/ci/stitched")], timeout)
+    stitch_plan, _ = run_all([ociforge(work / "pub-plan", "--cache", f"{reg.host}/ci/cache",
+                                       "-q", "push", "--plan", str(work / "plan.json"),
+                                       *selected, "--to", f"{reg.host}/ci/stitched-plan")],
+                             timeout)
+    start = time.monotonic()
+    for name in selected:
+        image = project.resolve(name)
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                        f"oci:{work / f'layout-{image.repository or name}'}:{image.tag}",
+                        f"docker://{reg.host}/ci/skopeo:{name}"],
+                       check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+    skopeo = time.monotonic() - start
+    return {"stitch_s": round(stitch, 2), "stitch_plan_s": round(stitch_plan, 2),
+            "skopeo_s": round(skopeo, 1), "stitch_over_skopeo": round(stitch / skopeo, 4),
+            "stitch_plan_over_skopeo": round(stitch_plan / skopeo, 4)}
 
 
 def remove_unmounted(tree: Path) -> None:

@@ -217,31 +217,48 @@ def layers_ls(app: App) -> None:
 @click.option("--platform", default=DEFAULT_PLATFORM, show_default=True,
               type=click.Choice(list(PLATFORMS)),
               help="The platform of layers whose bytes depend on it (Debian, wheels, "
-                   "Maven `classifiers`).")
+                   "Maven `classifiers`); `NAME@OS/ARCH` builds one layer for another.")
 @output_options
 @pass_app
 def layers_build(app: App, names: tuple[str, ...], compression: str, platform: str) -> None:
     """Build layers into the store without assembling an image (e.g. to warm a CI
-    cache with the networked ones)."""
+    cache with the networked ones). NAME@linux/arm64 builds NAME for that platform:
+    the form `ociforge plan` writes its jobs in."""
+    from .plan import parse_token
+
+    wanted = [parse_token(n, platform) for n in dict.fromkeys(names)]
+    for _, p in wanted:
+        if p not in PLATFORMS:
+            raise click.BadParameter(f"{p!r} is not one of {', '.join(PLATFORMS)}",
+                                     param_hint="NAMES")
+    by_platform: dict[str, list[str]] = {}
+    for n, p in wanted:
+        by_platform.setdefault(p, []).append(n)
+    data: list[dict[str, Any]] = []
     with app.reporter() as rep:
         session = app.session(rep)
-        for n in names:
+        for n, _ in wanted:
             session.project.layer(n)  # unknown names fail before any work
+        for p, ns in by_platform.items():  # every lock of every platform, before any build
+            session.keys(ns, p)
+        stats = session.stats
         with session.store.writer_lock():
-            records = session.build_layers(names, compression, platform)
-    stats = session.stats
-    # Per layer asked for, by its own name: two layers with the same inputs (e.g. two
-    # releases carrying one add-on jar) share one record, named after the first built.
-    data: list[dict[str, Any]] = [{"name": n, "key": r.input_key, "diff_id": r.diff_id,
-                                   "size": r.size, "built": n in stats.built,
-                                   "remote": n in stats.remote,
-                                   **({"same_as": r.name} if r.name != n else {})}
-                                  for n, r in zip(dict.fromkeys(names), records, strict=True)]
-    app.emit(data, "\n".join(f"{d['name']:<28} {d['diff_id'][:19]}  {human_size(d['size']):>9}  "
-                             + ("built" if d["built"] else "layer cache" if d["remote"]
-                                else "cached") + (f" (same as {d['same_as']})"
-                                                  if "same_as" in d else "")
-                             for d in data))
+            for p, ns in by_platform.items():
+                done, fetched = len(stats.built), len(stats.remote)
+                records = session.build_layers(ns, compression, p)
+                # Per layer asked for, by its own name: two layers with the same inputs
+                # (releases carrying one add-on jar) share one record, named after the
+                # first one built.
+                data += [{"name": n, "platform": p, "key": r.input_key, "diff_id": r.diff_id,
+                          "size": r.size, "built": n in stats.built[done:],
+                          "remote": n in stats.remote[fetched:],
+                          **({"same_as": r.name} if r.name != n else {})}
+                         for n, r in zip(ns, records, strict=True)]
+    app.emit(data, "\n".join(
+        f"{d['name'] + ('' if d['platform'] == platform else '@' + d['platform']):<28} "
+        f"{d['diff_id'][:19]}  {human_size(d['size']):>9}  "
+        + ("built" if d["built"] else "layer cache" if d["remote"] else "cached")
+        + (f" (same as {d['same_as']})" if "same_as" in d else "") for d in data))
 
 
 @cli.group()

@@ -39,7 +39,7 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
     project = app.project()
     selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
     result = make_plan(project, dict.fromkeys(selected), jobs, known_sizes(app.store()),
-                       _input_keys(app, project, selected))
+                       _input_keys(app, project, selected, jobs))
     if github_matrix:
         click.echo(json.dumps(result.github_matrix(), separators=(",", ":")))
         return
@@ -68,18 +68,27 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
                    f"{', '.join(result.unknown)}", err=True)
 
 
-def _input_keys(app: App, project: Any, selected: list[str]) -> dict[str, str]:
-    """The input key of each layer of the selection that builds on no image (a
+def _input_keys(app: App, project: Any, selected: list[str], jobs: int) -> dict[str, str]:
+    """The input key of each job entry of the selection that builds on no image (a
     `builder` layer's key needs its base images assembled: left out); none when a lock
     is missing — the plan then splits by name alone."""
-    layers = dict.fromkeys(ln for name in selected for ln in project.resolve(name).layers)
-    plain = [ln for ln in layers
-             if not any(src.needs_images() for src in project.layer(ln).all_sources())]
+    from .plan import make_plan, parse_token
+
+    by_platform: dict[str, list[str]] = {}
+    for group in make_plan(project, selected, jobs, {}).jobs:
+        for entry in group.layers:
+            layer, platform = parse_token(entry)
+            if not any(src.needs_images() for src in project.layer(layer).all_sources()):
+                by_platform.setdefault(platform, []).append(entry)
+    session, out = app.session(), dict[str, str]()
     try:
-        return app.session().keys(plain)
+        for platform, entries in by_platform.items():
+            keys = session.keys([parse_token(e)[0] for e in entries], platform)
+            out |= {e: keys[parse_token(e)[0]] for e in entries}
     except RecipeError as e:
         app.warn(f"layers with the same inputs not joined in one job: {e}")
         return {}
+    return out
 
 
 def _stitch_inputs(session: Any, names: list[str], all_: bool) -> dict[str, Any]:

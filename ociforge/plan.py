@@ -6,7 +6,13 @@ builds on other images (a `builder` layer and its base images) must be built in 
 same job as every layer of those images: such layers form one unit. Units are spread
 over the jobs longest-processing-time first (the biggest unit to the least-loaded
 job), the classic greedy that is within 4/3 of the best makespan. Layers with the
-same input key are one unit too: one job builds them, the others would race it. Sizes come from the
+same input key are one unit too: one job builds them, the others would race it.
+
+A layer whose bytes depend on the platform (Debian packages, wheels, per-platform
+Maven classifiers) is built once per platform its images are made for: the job lists
+it as `NAME@linux/arm64` for every platform but linux/amd64, the platform `layers
+build` takes by default, which reads the same form. A layer the same on every
+platform is listed once, by name. Sizes come from the
 layer records of the local store (the last build of each layer, any key), so a plan is
 only as good as the store's memory; layers never built here weigh 0 and are listed
 as such. The plan is a pure function of the recipes and those sizes: the same inputs
@@ -19,8 +25,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .platforms import DEFAULT_PLATFORM, selected
 from .recipes import Project
 from .store import Store
+
+PLATFORM_SEP = "@"
+
+
+def token(layer: str, platform: str) -> str:
+    """How a job names `layer` as built for `platform` (see the module docstring)."""
+    return layer if platform == DEFAULT_PLATFORM else f"{layer}{PLATFORM_SEP}{platform}"
+
+
+def parse_token(text: str, default: str = DEFAULT_PLATFORM) -> tuple[str, str]:
+    """(layer, platform) of `NAME` or `NAME@OS/ARCH`."""
+    name, sep, platform = text.partition(PLATFORM_SEP)
+    return name, (platform if sep else default)
 
 
 @dataclass(frozen=True)
@@ -37,7 +57,7 @@ class PlanJob:
 class Plan:
     images: Mapping[str, tuple[str, ...]]        # image → its layers
     needs: Mapping[str, tuple[str, ...]]         # layer → images it builds on
-    sizes: Mapping[str, int]                     # layer → known size (0: unknown)
+    sizes: Mapping[str, int]                     # job entry → known size (0: unknown)
     jobs: tuple[PlanJob, ...]
     unknown: tuple[str, ...] = field(default=())  # layers with no size on record
 
@@ -87,29 +107,33 @@ class _Units:
 
 def make_plan(project: Project, images: Iterable[str], jobs: int,
               sizes: Mapping[str, int], keys: Mapping[str, str] | None = None) -> Plan:
-    """Partition the layers of `images` (resolved names) into at most `jobs` jobs.
-    `keys` (layer → input key, where known): layers with the same inputs, e.g. two
-    releases carrying one add-on jar, are one layer to build, so they share a job."""
+    """Partition the layers of `images` (resolved names), on each platform they are
+    made for (`$OCIFORGE_PLATFORMS` applies), into at most `jobs` jobs. `sizes` by
+    layer name. `keys` (job entry → input key, where known): layers with the same
+    inputs, e.g. two releases carrying one add-on jar, are one layer to build, so
+    they share a job."""
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     image_layers = {name: tuple(project.resolve(name).layers) for name in images}
     order: dict[str, None] = {}
     needs: dict[str, tuple[str, ...]] = {}
     units = _Units()
-    pending = [ln for layers in image_layers.values() for ln in layers]
+    pending = [_entry(project, ln, p) for name, layers in image_layers.items()
+               for p in selected(project.resolve(name).declared_platforms()) for ln in layers]
     while pending:
-        layer = pending.pop(0)
-        if layer in order:
+        entry = pending.pop(0)
+        if entry in order:
             continue
-        order[layer] = None
-        units.find(layer)
+        order[entry] = None
+        units.find(entry)
+        layer = parse_token(entry)[0]
         bases = tuple(dict.fromkeys(
             img for src in project.layers[layer].all_sources() for img in src.needs_images()))
         if bases:
             needs[layer] = bases
-        for base in bases:
+        for base in bases:  # built on the host's platform, with what it runs on
             for base_layer in project.resolve(base).layers:
-                units.join(layer, base_layer)
+                units.join(entry, base_layer)
                 pending.append(base_layer)
     first_with: dict[str, str] = {}
     for layer in order:
@@ -118,19 +142,28 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
     groups: dict[str, list[str]] = {}
     for layer in order:
         groups.setdefault(units.find(layer), []).append(layer)
-    weighted = sorted(groups.values(),
-                      key=lambda g: (-sum(sizes.get(ln, 0) for ln in g), g[0]))
+    def size(entry: str) -> int:
+        return sizes.get(parse_token(entry)[0], 0)
+
+    weighted = sorted(groups.values(), key=lambda g: (-sum(size(e) for e in g), g[0]))
     loads = [0] * min(jobs, len(weighted))
     members: list[list[str]] = [[] for _ in loads]
     for group in weighted:
         # Equal loads (layers of unknown size weigh 0): the job with fewer layers, so
         # a plan made on an empty store still spreads the work.
         i = min(range(len(loads)), key=lambda k: (loads[k], len(members[k]), k))
-        loads[i] += sum(sizes.get(ln, 0) for ln in group)
+        loads[i] += sum(size(e) for e in group)
         members[i].extend(group)
     position = {ln: i for i, ln in enumerate(order)}
     planned = tuple(PlanJob(i + 1, tuple(sorted(m, key=position.__getitem__)), loads[i])
                     for i, m in enumerate(members))
     return Plan(images=image_layers, needs=needs,
-                sizes={ln: sizes.get(ln, 0) for ln in order}, jobs=planned,
-                unknown=tuple(ln for ln in order if not sizes.get(ln)))
+                sizes={e: size(e) for e in order}, jobs=planned,
+                unknown=tuple(e for e in order if not size(e)))
+
+
+def _entry(project: Project, layer: str, platform: str) -> str:
+    """The job entry of `layer` on `platform`: its name alone where its bytes are the
+    same on every platform."""
+    definition = project.layer(layer)
+    return layer if definition.for_platform(platform) is definition else token(layer, platform)

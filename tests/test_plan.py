@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from maven_repo import publish
+
 from ociforge.plan import make_plan
+from ociforge.platforms import DEFAULT_PLATFORM as AMD
 from ociforge.recipes import Project
 
 from conftest import run_cli, write
+from httpserver import serve
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -136,3 +141,61 @@ def test_layers_with_the_same_inputs_share_one_job(tmp_path: Path) -> None:
     assert report[first]["built"] and not report[second]["built"]
     assert report[second]["same_as"] == first
     assert report[first]["key"] == report[second]["key"]
+
+
+def test_a_layer_made_per_platform_is_planned_for_each_platform(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images made for linux/amd64 and linux/arm64 with a layer whose bytes depend on
+    the platform (a Maven `classifiers` layer; stand-in jars on a loopback repository):
+    the plan lists it once per platform (`accel@linux/arm64`), the layer the same on
+    both platforms once; the jobs' `layers build` then leave nothing for either
+    platform's images to build — a publisher stitches, never builds (under emulation)."""
+    monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
+    plain, arm = "org.example:accel:1.0", "org.example:accel:1.0:native-arm64"
+    repo = tmp_path / "m2"
+    for coordinate in (plain, arm):
+        publish(repo, coordinate)
+    root = tmp_path / "proj"
+    write(root / "files" / "conf.txt", "the same on every platform\n")
+    write(root / "layers" / "conf.yaml",
+          "source: {kind: files, files: [{src: files/conf.txt, dest: /etc/conf.txt}]}\n")
+    write(root / "layers" / "accel.yaml", f"""\
+        source:
+          kind: maven
+          lock: layers/locks/accel.lock
+          artifacts: [{plain}]
+          classifiers: {{linux/arm64: native-arm64}}
+        """)
+    write(root / "recipes" / "r.yaml", """\
+        images:
+          app: {layers: [accel, conf], platforms: [linux/amd64, linux/arm64]}
+        """)
+    store, env = tmp_path / "store", {"OCIFORGE_PLATFORMS": ""}
+    monkeypatch.setenv("OCIFORGE_PLATFORMS", "")
+    plan = make_plan(Project.load(root), ["app"], 2, {})
+    assert sorted(e for j in plan.jobs for e in j.layers) == [
+        "accel", "accel@linux/arm64", "conf"]
+    monkeypatch.setenv("OCIFORGE_PLATFORMS", "linux/amd64")  # what a run restricts to
+    assert sorted(e for j in make_plan(Project.load(root), ["app"], 2, {}).jobs
+                  for e in j.layers) == ["accel", "conf"]
+    with serve(repo) as url:
+        env["OCIFORGE_MAVEN_REPOS"] = url
+        assert run_cli("lock", store=store, project=root, env=env).rc == 0
+        r = run_cli("plan", "app", "--jobs", "3", "--github-matrix", store=store,
+                    project=root, env=env)
+        assert r.rc == 0, r.err
+        jobs = [e["layers"].split() for e in json.loads(r.out)["include"]]
+        assert sorted(e for j in jobs for e in j) == ["accel", "accel@linux/arm64", "conf"]
+        for job in jobs:
+            b = run_cli("--json", "layers", "build", *job, store=store, project=root, env=env)
+            assert b.rc == 0, b.err
+            assert all(d["built"] for d in b.json())
+            assert {d["name"] + ("@" + d["platform"] if d["platform"] != AMD else "")
+                    for d in b.json()} == set(job)
+    a = run_cli("assemble", "app", "--json", store=store, project=root, env=env)
+    assert a.rc == 0, a.err
+    assert a.json()["layers"]["built"] == []
+    assert {i["platform"] for i in a.json()["images"]} == {AMD, "linux/arm64"}
+    bad = run_cli("layers", "build", "accel@linux/s390x", store=store, project=root, env=env)
+    assert bad.rc == 2 and "linux/s390x" in bad.err
