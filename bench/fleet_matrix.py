@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """The registry layer cache at matrix scale: the shipped recipes (recipes/spark.yaml:
-the Spark matrix) built by a 4-runner fleet vs one runner alone.
+the Spark matrix, every image on linux/amd64 and linux/arm64) built by a 4-runner
+fleet vs one runner alone, then published by stitching vs skopeo.
 
-    python bench/fleet_matrix.py [--images N] [--no-one] [--timeout S]
+    python bench/fleet_matrix.py [--images N] [--no-one] [--sample IMAGE…] [--timeout S]
 
 Every runner starts with an empty store of its own; all share the downloads cache
 (~/.cache/ociforge/downloads, as CI runners share a download mirror), so what is
-measured is building and moving layers, not fetching from the internet. The fleet:
-`plan --jobs 4 --github-matrix` (sizes from the test cache's Spark store, read only)
-splits the selection's layers; four `layers build` processes start at once with
-`--cache` on one docker-registry behind a counting proxy on loopback
-(tests/fault_proxy.py: every request and response body byte). Checked: every distinct
-layer (input key) built exactly once across the fleet. One runner alone: `layers build`
-of every layer, no cache (it moves no byte to a registry). Writes bench/results/fleet-matrix.json.
+measured is building and moving layers, not fetching from the internet.
+1. The fleet: `plan --jobs 4` (sizes from the test cache's Spark store, read only)
+   splits the selection's layers, per platform (`NAME@linux/arm64`); four `layers
+   build` processes start at once with `--cache` on one docker-registry behind a
+   counting proxy on loopback (tests/fault_proxy.py: every request and body byte).
+   Checked: every distinct layer (input key) built exactly once across the fleet.
+2. A fifth runner, empty store, publishes every image to a new repository through
+   the proxy: checked that no layer blob is downloaded or uploaded and nothing built.
+3. A sample pulled back from that repository into an empty store passes `ociforge
+   test` (native, structure and runtime checks in a containerd of its own).
+4. One runner alone: `layers build` of every entry, no cache (no byte moved).
+5. Publish by stitching from an empty store (plain, and `push --plan`) vs `skopeo
+   copy --all` of the same images from an OCI layout (the one-runner store is one),
+   each to an empty repository of the same registry, no proxy in between.
+Writes bench/results/fleet-matrix.json.
 """
 
 from __future__ import annotations
@@ -205,21 +214,13 @@ def check_sample(work: Path, proxy: FaultProxy, sample: list[str], timeout: floa
 def stitch_vs_skopeo(work: Path, reg: Registry, selected: list[str], timeout: float
                      ) -> dict[str, Any]:
     """(b) at matrix scale, straight to the registry (no proxy in the way of either):
-    publish by stitching from an empty store with the warm cache vs `skopeo copy` of
-    the same images from OCI layouts (one per repository: tags are unique in each),
-    each to an empty repository."""
-    from ociforge.recipes import Project
-
-    project = Project.load(REPO_ROOT)
-    subprocess.run(ociforge(work / "one", "--project", str(REPO_ROOT), "-q", "assemble",
-                            *selected), check=True, timeout=timeout)
-    by_repo: dict[str, list[str]] = {}
-    for name in selected:
-        by_repo.setdefault(project.resolve(name).repository or name, []).append(name)
-    for repo, names in by_repo.items():
-        subprocess.run(ociforge(work / "one", "export", *names, "--oci-layout",
-                                str(work / f"layout-{repo}")), check=True, timeout=timeout)
-    remove_unmounted(work / "one")
+    publish by stitching from an empty store with the warm cache vs `skopeo copy --all`
+    of the same images (every platform) from an OCI layout — the one-runner store,
+    which is one (`oci-layout`, `index.json` naming each image) — each to an empty
+    repository."""
+    one = work / "one"
+    subprocess.run(ociforge(one, "--project", str(REPO_ROOT), "-q", "assemble", *selected),
+                   check=True, timeout=timeout)
     stitch, _ = run_all([ociforge(work / "pub-direct", "--project", str(REPO_ROOT), "-q",
                                   "--cache", f"{reg.host}/ci/cache", "push", *selected,
                                   "--to", f"{reg.host}/ci/stitched")], timeout)
@@ -229,10 +230,8 @@ def stitch_vs_skopeo(work: Path, reg: Registry, selected: list[str], timeout: fl
                              timeout)
     start = time.monotonic()
     for name in selected:
-        image = project.resolve(name)
-        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
-                        f"oci:{work / f'layout-{image.repository or name}'}:{image.tag}",
-                        f"docker://{reg.host}/ci/skopeo:{name}"],
+        subprocess.run(["skopeo", "copy", "-q", "--all", "--dest-tls-verify=false",
+                        f"oci:{one}:{name}", f"docker://{reg.host}/ci/skopeo:{name}"],
                        check=True, stdout=subprocess.DEVNULL, timeout=timeout)
     skopeo = time.monotonic() - start
     return {"stitch_s": round(stitch, 2), "stitch_plan_s": round(stitch_plan, 2),
