@@ -38,8 +38,13 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
         raise click.UsageError("name images, or use --all")
     project = app.project()
     selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
-    result = make_plan(project, dict.fromkeys(selected), jobs, known_sizes(app.store()),
-                       _input_keys(app, project, selected, jobs))
+    keys = _input_keys(app, project, selected, jobs)
+    store = app.store()
+    # The size of the very layer where the store has its record (the arm64 one, a
+    # layer recorded under another name with the same inputs), else by name.
+    sizes: dict[str, int] = known_sizes(store)
+    sizes |= {e: rec.size for e, key in keys.items() if (rec := store.read_record(key))}
+    result = make_plan(project, dict.fromkeys(selected), jobs, sizes, keys)
     if github_matrix:
         click.echo(json.dumps(result.github_matrix(), separators=(",", ":")))
         return

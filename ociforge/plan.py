@@ -109,9 +109,9 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
               sizes: Mapping[str, int], keys: Mapping[str, str] | None = None) -> Plan:
     """Partition the layers of `images` (resolved names), on each platform they are
     made for (`$OCIFORGE_PLATFORMS` applies), into at most `jobs` jobs. `sizes` by
-    layer name. `keys` (job entry → input key, where known): layers with the same
-    inputs, e.g. two releases carrying one add-on jar, are one layer to build, so
-    they share a job."""
+    job entry or, failing that, by layer name. `keys` (job entry → input key, where
+    known): layers with the same inputs, e.g. two releases carrying one add-on jar,
+    are one layer to build, so they share a job."""
     if jobs < 1:
         raise ValueError("jobs must be at least 1")
     image_layers = {name: tuple(project.resolve(name).layers) for name in images}
@@ -142,8 +142,8 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
     groups: dict[str, list[str]] = {}
     for layer in order:
         groups.setdefault(units.find(layer), []).append(layer)
-    def size(entry: str) -> int:
-        return sizes.get(parse_token(entry)[0], 0)
+    def size(entry: str) -> int:  # the entry's own record, else its layer name's
+        return sizes.get(entry) or sizes.get(parse_token(entry)[0], 0)
 
     weighted = sorted(groups.values(), key=lambda g: (-sum(size(e) for e in g), g[0]))
     loads = [0] * min(jobs, len(weighted))
