@@ -7,6 +7,7 @@ running as `__main__` (so a second import would be a different module).
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from pathlib import Path
@@ -17,6 +18,9 @@ import click
 from .cli_common import App, human_size, output_options
 from .errors import OciforgeError
 
+# From this many platform manifests in one push, their SBOMs are made in worker
+# processes (docs/registry.md); fewer are made here, as starting workers costs more.
+SBOM_WORKERS_FROM = 8
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
 
 
@@ -158,11 +162,22 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         requests.append(PushRequest(name, Descriptor.from_json(tags[name]), target,
                                     list(dict.fromkeys([first, *extra_tags]))))
     clients = _Clients(insecure, ca_file, retries, jobs)
-    with app.reporter() as rep:
-        pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
-                        progress=lambda what, done, total: rep.update(what, done, total),
-                        artifact_for=None if no_sbom else _sbom_artifact(store))
-        report = pusher.push(requests)
+    from .sbom.doccache import Documents
+
+    # Worker processes for the SBOMs only where there are many to make (a matrix
+    # publish); starting them costs more than one or two documents take.
+    manifests = sum(len(store.platforms(n)) or 1 for n in selected)
+    workers = min(os.cpu_count() or 1, 4) if manifests >= SBOM_WORKERS_FROM else 1
+    documents = Documents(store, "spdx", workers)
+    try:
+        with app.reporter() as rep:
+            pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
+                            progress=lambda what, done, total: rep.update(what, done, total),
+                            artifact_for=None if no_sbom else _sbom_artifact(documents),
+                            artifact_jobs=workers)
+            report = pusher.push(requests)
+    finally:
+        documents.close()
     data = report.to_json()
     lines = [f"{i['name']:<28} -> {i['repository']}:{','.join(i['tags'])}  "
              f"{i['digest'][:19]}  {i['manifest']}" for i in data["images"]]
@@ -231,15 +246,15 @@ def _file_digests(path: Path) -> dict[str, str]:
     return table
 
 
-def _sbom_artifact(store: Any) -> Any:
+def _sbom_artifact(documents: Any) -> Any:
     """The SPDX document of each pushed image, or why there is none."""
     from .registry.referrers import Artifact
-    from .sbom import doccache, spdx
+    from .sbom import spdx
 
     def artifact(req: Any) -> Artifact | str:
         try:
             # Kept in the store by its inputs: a re-push reads it back, makes nothing.
-            doc = doccache.document(store, req.name, "spdx", req.platform)
+            doc = documents.document(req.name, req.platform)
         except OciforgeError as e:
             return str(e)
         if not doc.described:

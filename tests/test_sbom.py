@@ -616,3 +616,41 @@ def test_spark_sbom_against_the_image_files(tmp_path: Path) -> None:
     print(f"spark-4.1.1 SBOM: {out.stat().st_size} bytes, {len(pkgs)} packages "
           f"({len(debs)} deb, {len(pypi)} pypi, {len(listed)} jars, {len(maven)} with Maven "
           f"coordinates), {len(doc.get('files', []))} files")
+
+
+def test_documents_made_in_worker_processes_are_the_same_and_kept(
+        built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push of many platform manifests makes their SBOMs in worker processes (the GIL
+    keeps threads from sharing that CPU): the same bytes as made in the process, kept
+    in the store for the next push; a failing worker leaves the document to be made in
+    the process itself."""
+    from ociforge.sbom import doccache
+    from ociforge.store import Store
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    for store in (here, there):
+        shutil.copytree(built, store)
+        shutil.rmtree(store / "ociforge" / "sbom" / "documents", ignore_errors=True)
+    expected = {n: doccache.document(Store(here), n).data for n in ("hello", "full")}
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("made in this process, not by a worker")
+
+    documents = doccache.Documents(Store(there), "spdx", workers=2)
+    with monkeypatch.context() as m:
+        m.setattr(doccache, "document", not_here)  # the workers have their own module
+        try:
+            made = {n: documents.document(n).data for n in ("hello", "full")}
+        finally:
+            documents.close()
+    assert made == expected
+    kept, _ = doccache.kept(Store(there), "full")
+    assert kept is not None and kept.data == expected["full"]
+
+    shutil.rmtree(there / "ociforge" / "sbom" / "documents")
+    broken = doccache.Documents(Store(there), "spdx", workers=2)
+    broken._workers().shutdown()  # as a pool whose worker died: nothing is taken
+    try:
+        assert broken.document("hello").data == expected["hello"]
+    finally:
+        broken.close()

@@ -77,9 +77,10 @@ class Pusher:
     def __init__(self, store: Store, client_for: Callable[[Reference], RegistryClient], *,
                  jobs: int = 4, chunk_size: int | None = None,
                  progress: Progress | None = None,
-                 artifact_for: ArtifactFor | None = None) -> None:
+                 artifact_for: ArtifactFor | None = None, artifact_jobs: int = 1) -> None:
         self.store = store
         self.artifact_for = artifact_for
+        self.artifact_jobs = artifact_jobs
         self.client_for = client_for
         self.jobs = jobs
         # None: a large blob goes as one streamed request, DEFAULT_CHUNK pieces after a
@@ -108,9 +109,9 @@ class Pusher:
         images = ThreadPoolExecutor(max_workers=max(self.jobs, min(len(requests), 16)),
                                     thread_name_prefix="push-image")
         # Each artifact (an SBOM per platform manifest) is made while the blobs go up, on
-        # a thread of its own: uploads mostly wait on the registry, so it costs no wall
-        # time.
-        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artifact")
+        # threads of their own (`artifact_jobs`: as many as `artifact_for` can make at
+        # once): uploads mostly wait on the registry, so it costs no wall time.
+        side = ThreadPoolExecutor(max_workers=self.artifact_jobs, thread_name_prefix="artifact")
         artifacts: dict[tuple[str, str], Future[Artifact | str]] = {}
         if self.artifact_for is not None:
             for r in requests:
