@@ -166,7 +166,7 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
 
     # Worker processes for the SBOMs only where there are many to make (a matrix
     # publish); starting them costs more than one or two documents take.
-    manifests = sum(len(store.platforms(n)) or 1 for n in selected)
+    manifests = sum(_manifest_count(store, tags[n]) for n in selected)
     workers = min(os.cpu_count() or 1, 4) if manifests >= SBOM_WORKERS_FROM else 1
     documents = Documents(store, "spdx", workers)
     try:
@@ -244,6 +244,18 @@ def _file_digests(path: Path) -> dict[str, str]:
         raise click.BadParameter(f"{path}: has no file_digests table (written by "
                                  "`ociforge plan --json`)", param_hint="--file-digests")
     return table
+
+
+def _manifest_count(store: Any, entry: dict[str, Any]) -> int:
+    """How many platform manifests (so SBOMs) a tagged image has, without checking
+    them: the push does that."""
+    media_type = str(entry.get("mediaType", ""))
+    if "index" not in media_type and "manifest.list" not in media_type:
+        return 1
+    try:
+        return len(store.read_json(entry["digest"]).get("manifests", [])) or 1
+    except (OciforgeError, OSError, ValueError, AttributeError):
+        return 1
 
 
 def _sbom_artifact(documents: Any) -> Any:
