@@ -162,22 +162,25 @@ def push(app: App, names: tuple[str, ...], dest: str, all_: bool, extra_tags: tu
         requests.append(PushRequest(name, Descriptor.from_json(tags[name]), target,
                                     list(dict.fromkeys([first, *extra_tags]))))
     clients = _Clients(insecure, ca_file, retries, jobs)
-    from .sbom.doccache import Documents
+    documents, workers = None, 1
+    if not no_sbom:
+        from .sbom.doccache import Documents
 
-    # Worker processes for the SBOMs only where there are many to make (a matrix
-    # publish); starting them costs more than one or two documents take.
-    manifests = sum(_manifest_count(store, tags[n]) for n in selected)
-    workers = min(os.cpu_count() or 1, 4) if manifests >= SBOM_WORKERS_FROM else 1
-    documents = Documents(store, "spdx", workers)
+        # Worker processes for the SBOMs only where there are many to make (a matrix
+        # publish); starting them costs more than one or two documents take.
+        manifests = sum(_manifest_count(store, tags[n]) for n in selected)
+        workers = min(os.cpu_count() or 1, 4) if manifests >= SBOM_WORKERS_FROM else 1
+        documents = Documents(store, "spdx", workers)
     try:
         with app.reporter() as rep:
             pusher = Pusher(store, clients, jobs=jobs, chunk_size=chunk_size,
                             progress=lambda what, done, total: rep.update(what, done, total),
-                            artifact_for=None if no_sbom else _sbom_artifact(documents),
-                            artifact_jobs=workers)
+                            artifact_for=None if documents is None
+                            else _sbom_artifact(documents), artifact_jobs=workers)
             report = pusher.push(requests)
     finally:
-        documents.close()
+        if documents is not None:
+            documents.close()
     data = report.to_json()
     lines = [f"{i['name']:<28} -> {i['repository']}:{','.join(i['tags'])}  "
              f"{i['digest'][:19]}  {i['manifest']}" for i in data["images"]]
