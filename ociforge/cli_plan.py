@@ -38,7 +38,7 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
         raise click.UsageError("name images, or use --all")
     project = app.project()
     selected = list(project.images) if all_ else [project.resolve(n).name for n in names]
-    keys = _input_keys(app, project, selected, jobs)
+    keys = _input_keys(app, project, selected)
     store = app.store()
     # The size of the very layer where the store has its record (the arm64 one, a
     # layer recorded under another name with the same inputs), else by name.
@@ -73,23 +73,22 @@ def plan(app: App, names: tuple[str, ...], all_: bool, jobs: int, github_matrix:
                    f"{', '.join(result.unknown)}", err=True)
 
 
-def _input_keys(app: App, project: Any, selected: list[str], jobs: int) -> dict[str, str]:
+def _input_keys(app: App, project: Any, selected: list[str]) -> dict[str, str]:
     """The input key of each job entry of the selection that builds on no image (a
     `builder` layer's key needs its base images assembled: left out); none when a lock
     is missing — the plan then splits by name alone."""
-    from .plan import make_plan, parse_token
+    from .plan import entries, parse_token
 
     by_platform: dict[str, list[str]] = {}
-    for group in make_plan(project, selected, jobs, {}).jobs:
-        for entry in group.layers:
-            layer, platform = parse_token(entry)
-            if not any(src.needs_images() for src in project.layer(layer).all_sources()):
-                by_platform.setdefault(platform, []).append(entry)
+    for entry in dict.fromkeys(entries(project, selected)):
+        layer, platform = parse_token(entry)
+        if not any(src.needs_images() for src in project.layer(layer).all_sources()):
+            by_platform.setdefault(platform, []).append(entry)
     session, out = app.session(), dict[str, str]()
     try:
-        for platform, entries in by_platform.items():
-            keys = session.keys([parse_token(e)[0] for e in entries], platform)
-            out |= {e: keys[parse_token(e)[0]] for e in entries}
+        for platform, mine in by_platform.items():
+            keys = session.keys([parse_token(e)[0] for e in mine], platform)
+            out |= {e: keys[parse_token(e)[0]] for e in mine}
     except RecipeError as e:
         app.warn(f"layers with the same inputs not joined in one job: {e}")
         return {}

@@ -118,8 +118,7 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
     order: dict[str, None] = {}
     needs: dict[str, tuple[str, ...]] = {}
     units = _Units()
-    pending = [_entry(project, ln, p) for name, layers in image_layers.items()
-               for p in selected(project.resolve(name).declared_platforms()) for ln in layers]
+    pending = entries(project, image_layers)
     while pending:
         entry = pending.pop(0)
         if entry in order:
@@ -160,6 +159,14 @@ def make_plan(project: Project, images: Iterable[str], jobs: int,
     return Plan(images=image_layers, needs=needs,
                 sizes={e: size(e) for e in order}, jobs=planned,
                 unknown=tuple(e for e in order if not size(e)))
+
+
+def entries(project: Project, images: Iterable[str]) -> list[str]:
+    """The job entries of the layers of `images` on each platform they are made for,
+    in order, repeats included (a builder layer's base images not followed)."""
+    return [_entry(project, ln, p) for name in images
+            for p in selected(project.resolve(name).declared_platforms())
+            for ln in project.resolve(name).layers]
 
 
 def _entry(project: Project, layer: str, platform: str) -> str:

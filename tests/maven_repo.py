@@ -80,3 +80,19 @@ def publish(repo: Path, coord: str, data: bytes | None = None,
                 "upper": digest.upper() + "\n"}[style]
         (repo / f"{c.path}.{algo}").write_text(text)
     return data
+
+
+ACCEL = "org.example:accel:1.0"  # a stand-in with a linux/arm64 classifier
+ACCEL_ARM64 = "org.example:accel:1.0:native-arm64"
+
+
+def classified_layer(repo: Path, project: Path) -> dict[str, bytes]:
+    """Layer `accel` of `project`: a Maven layer with `classifiers: {linux/arm64: …}`
+    (its bytes differ per platform), its plain and arm64 jars published in `repo`.
+    Returns each coordinate's jar."""
+    jars = {c: publish(repo, c) for c in (ACCEL, ACCEL_ARM64)}
+    path = project / "layers" / "accel.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("source:\n  kind: maven\n  lock: layers/locks/accel.lock\n"
+                    f"  artifacts: [{ACCEL}]\n  classifiers: {{linux/arm64: native-arm64}}\n")
+    return jars

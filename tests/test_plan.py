@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from maven_repo import publish
+from maven_repo import classified_layer
 
 from ociforge.plan import make_plan
 from ociforge.platforms import DEFAULT_PLATFORM as AMD
@@ -152,21 +152,11 @@ def test_a_layer_made_per_platform_is_planned_for_each_platform(
     platform's images to build — a publisher stitches, never builds (under emulation)."""
     monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
-    plain, arm = "org.example:accel:1.0", "org.example:accel:1.0:native-arm64"
-    repo = tmp_path / "m2"
-    for coordinate in (plain, arm):
-        publish(repo, coordinate)
-    root = tmp_path / "proj"
+    repo, root = tmp_path / "m2", tmp_path / "proj"
+    classified_layer(repo, root)
     write(root / "files" / "conf.txt", "the same on every platform\n")
     write(root / "layers" / "conf.yaml",
           "source: {kind: files, files: [{src: files/conf.txt, dest: /etc/conf.txt}]}\n")
-    write(root / "layers" / "accel.yaml", f"""\
-        source:
-          kind: maven
-          lock: layers/locks/accel.lock
-          artifacts: [{plain}]
-          classifiers: {{linux/arm64: native-arm64}}
-        """)
     write(root / "recipes" / "r.yaml", """\
         images:
           app: {layers: [accel, conf], platforms: [linux/amd64, linux/arm64]}

@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from maven_repo import publish
+from maven_repo import ACCEL, ACCEL_ARM64, classified_layer
 from project_copy import PROJECT, copy_project
 
 from ociforge.assemble import build_config
@@ -197,17 +197,10 @@ def test_a_per_platform_classifier_is_locked_built_and_checked_per_platform(
     stray pin in the arm64 lock fails `lock --check` and the next `lock` drops it."""
     monkeypatch.setenv("OCIFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OCIFORGE_MAVEN_SETTINGS", "none")
-    plain, arm = "org.example:accel:1.0", "org.example:accel:1.0:native-arm64"
+    plain, arm = ACCEL, ACCEL_ARM64
     repo = tmp_path / "m2"
-    jars = {c: publish(repo, c) for c in (plain, arm)}
     proj = tmp_path / "p"
-    write(proj / "layers" / "accel.yaml", f"""\
-        source:
-          kind: maven
-          lock: layers/locks/accel.lock
-          artifacts: [{plain}]
-          classifiers: {{linux/arm64: native-arm64}}
-        """)
+    jars = classified_layer(repo, proj)
     write(proj / "recipes" / "r.yaml",
           "images:\n  img:\n    layers: [accel]\n    platforms: [linux/amd64, linux/arm64]\n")
     locks = proj / "layers" / "locks"

@@ -644,7 +644,7 @@ def test_documents_made_in_worker_processes_are_the_same_and_kept(
         finally:
             documents.close()
     assert made == expected
-    kept, _ = doccache.kept(Store(there), "full")
+    kept = doccache.kept(Store(there), "full")
     assert kept is not None and kept.data == expected["full"]
 
     shutil.rmtree(there / "ociforge" / "sbom" / "documents")

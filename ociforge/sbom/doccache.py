@@ -94,13 +94,18 @@ def _write(store: Store, path: Path, doc: Document) -> None:
                 old.unlink(missing_ok=True)
 
 
-def kept(store: Store, name: str, fmt: str = "spdx", platform: str | None = None
-         ) -> tuple[Document | None, Path]:
-    """The document kept for these inputs, if any, and where it is (or would be) kept."""
+def _locate(store: Store, name: str, fmt: str, platform: str | None
+            ) -> tuple[StoredImage, Path]:
+    """The image and where its document for these inputs is (or would be) kept."""
     img = store.image(name, platform)
     slot = name if platform is None else f"{name}\0{platform}"
-    path = _path(store, slot, fmt, input_key(img, fmt))
-    return _read(path), path
+    return img, _path(store, slot, fmt, input_key(img, fmt))
+
+
+def kept(store: Store, name: str, fmt: str = "spdx", platform: str | None = None
+         ) -> Document | None:
+    """The document kept for these inputs, if any."""
+    return _read(_locate(store, name, fmt, platform)[1])
 
 
 def document(store: Store, name: str, fmt: str = "spdx", platform: str | None = None
@@ -108,10 +113,10 @@ def document(store: Store, name: str, fmt: str = "spdx", platform: str | None = 
     """The SBOM of store image `name` (of `platform`, for a multi-platform image: one
     document per platform, kept side by side): from the store when made before from
     the same inputs, else collected, rendered and kept."""
-    cached, path = kept(store, name, fmt, platform)
+    img, path = _locate(store, name, fmt, platform)
+    cached = _read(path)
     if cached is not None:
         return cached
-    img = store.image(name, platform)
     from . import render
     from .collect import collect_image
 
@@ -143,7 +148,7 @@ class Documents:
         self._lock = threading.Lock()
 
     def document(self, name: str, platform: str | None = None) -> Document:
-        cached, _ = kept(self.store, name, self.fmt, platform)
+        cached = kept(self.store, name, self.fmt, platform)
         if cached is not None:
             return cached
         if self.workers > 1:
